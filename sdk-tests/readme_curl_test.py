@@ -1,0 +1,122 @@
+"""The README's curl examples work as written, against a live totpd serve.
+
+Every fenced ```sh block under the `## HTTP API` heading of README.md (up to
+the next `## ` heading) is concatenated, in order, into one bash script that
+runs with `set -euo pipefail`. The script gets TOTPD (the base URL), KEY_ID
+and KEY_SECRET in its environment; lines that start with `export TOTPD=` are
+dropped, since they are the placeholder a reader edits. The script must exit
+0 and print at least one `"status":"OK"` body.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "python"))
+
+from totpd_server import REPO_ROOT, TotpdError, TotpdServer, server_env, totpd_bin  # noqa: E402
+
+README = REPO_ROOT / "README.md"
+SECTION = "## HTTP API"
+SCRIPT_TIMEOUT_S = 120
+FENCE = re.compile(r"^\s*(```+|~~~+)\s*([\w+-]*)")
+STATUS_OK = re.compile(r'"status"\s*:\s*"OK"')
+
+
+def http_api_section(markdown: str) -> list[str]:
+    """The lines under `## HTTP API` up to the next `## ` heading.
+
+    Headings inside code blocks do not count (a shell comment can start
+    with `## `).
+    """
+    lines = markdown.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
+    if start is None:
+        return []
+    section, fence = [], None
+    for line in lines[start + 1:]:
+        match = FENCE.match(line)
+        if match:
+            marker = match.group(1)
+            if fence is None:
+                fence = marker
+            elif marker.startswith(fence[0]) and len(marker) >= len(fence):
+                fence = None
+        elif fence is None and line.startswith("## "):
+            break
+        section.append(line)
+    return section
+
+
+def sh_blocks(section: list[str]) -> list[str]:
+    """The bodies of the fenced blocks tagged sh, in order."""
+    blocks, body, fence, keep = [], [], None, False
+    for line in section:
+        match = FENCE.match(line)
+        if match and fence is None:
+            fence, keep, body = match.group(1), match.group(2) == "sh", []
+        elif match and match.group(1).startswith(fence[0]) and len(match.group(1)) >= len(fence) \
+                and not match.group(2):
+            if keep:
+                blocks.append("\n".join(body))
+            fence = None
+        elif fence is not None:
+            body.append(line)
+    return blocks
+
+
+def readme_script() -> str:
+    if not README.is_file():
+        pytest.fail(f"{README} does not exist; it must document the HTTP API "
+                    f"under a `{SECTION}` heading with ```sh curl examples", pytrace=False)
+    section = http_api_section(README.read_text(encoding="utf-8"))
+    if not section:
+        pytest.fail(f"README.md has no `{SECTION}` section (a line that is exactly "
+                    f"`{SECTION}`); its curl examples are what this test runs", pytrace=False)
+    blocks = sh_blocks(section)
+    if not blocks:
+        pytest.fail(f"README.md's `{SECTION}` section has no ```sh code blocks to run",
+                    pytrace=False)
+    kept = [line for block in blocks for line in block.splitlines()
+            if not line.lstrip().startswith("export TOTPD=")]
+    return "set -euo pipefail\n" + "\n".join(kept) + "\n"
+
+
+def test_readme_curl_examples_work_as_written(tmp_path):
+    script = readme_script()
+    for tool in ("curl", "jq"):
+        if re.search(rf"\b{tool}\b", script) and shutil.which(tool) is None:
+            pytest.fail(f"the README's examples use {tool}, which is not installed "
+                        f"(apt-get install {tool})", pytrace=False)
+    try:
+        server = TotpdServer(totpd_bin(), tmp_path / "data", tmp_path / "serve.log")
+        key = server.create_key("readme")
+        server.start()
+    except TotpdError as err:
+        pytest.fail(str(err), pytrace=False)
+    try:
+        env = server_env()
+        env.update(TOTPD=server.base_url, KEY_ID=key["key_id"], KEY_SECRET=key["secret"])
+        work = tmp_path / "work"
+        work.mkdir()
+        proc = subprocess.run(
+            ["bash", "-c", script], cwd=work, env=env, stdin=subprocess.DEVNULL,
+            capture_output=True, text=True, timeout=SCRIPT_TIMEOUT_S, check=False,
+        )
+    finally:
+        exit_code = server.stop()
+    report = (
+        f"--- script ---\n{script}\n--- exit {proc.returncode} ---\n"
+        f"--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr}\n"
+        f"--- totpd serve output ---\n{server.log_text()}"
+    )
+    assert proc.returncode == 0, f"the README's curl examples failed\n{report}"
+    assert STATUS_OK.search(proc.stdout), f'no "status":"OK" in the output\n{report}'
+    assert exit_code == 0, f"totpd serve exited {exit_code} on SIGTERM\n{report}"
