@@ -1,0 +1,82 @@
+//! Authentication: the SDKs' `sb-api-key-id` / `sb-api-secret-key` headers,
+//! or `Authorization: Bearer <key_id>.<secret>` for curl users.
+
+use axum::extract::FromRequestParts;
+use axum::http::HeaderMap;
+use axum::http::request::Parts;
+use totpd_vault::Principal;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+pub(crate) const KEY_ID_HEADER: &str = "sb-api-key-id";
+pub(crate) const SECRET_HEADER: &str = "sb-api-secret-key";
+
+/// The authenticated caller. Every failure is the same 401.
+#[derive(Debug)]
+pub(crate) struct Auth(pub Principal);
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Auth, ApiError> {
+        let (key_id, secret) = credentials(&parts.headers).ok_or(ApiError::Unauthorized)?;
+        let principal = state.vault.authenticate(key_id, secret).await?;
+        Ok(Auth(principal))
+    }
+}
+
+fn credentials(headers: &HeaderMap) -> Option<(&str, &str)> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let (Some(id), Some(secret)) = (header(KEY_ID_HEADER), header(SECRET_HEADER)) {
+        return Some((id.trim(), secret.trim()));
+    }
+    let authorization = header("authorization")?;
+    let (scheme, token) = authorization.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    token.trim().split_once('.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.insert(*k, HeaderValue::from_static(v));
+        }
+        map
+    }
+
+    #[test]
+    fn sdk_headers_are_read() {
+        let h = headers(&[(KEY_ID_HEADER, "tk_1"), (SECRET_HEADER, "s3cr3t")]);
+        assert_eq!(credentials(&h), Some(("tk_1", "s3cr3t")));
+    }
+
+    #[test]
+    fn bearer_token_splits_on_the_first_dot() {
+        let h = headers(&[("authorization", "Bearer tk_1.abc-def_ghi")]);
+        assert_eq!(credentials(&h), Some(("tk_1", "abc-def_ghi")));
+        let h = headers(&[("authorization", "bearer tk_1.abc")]);
+        assert_eq!(credentials(&h), Some(("tk_1", "abc")));
+    }
+
+    #[test]
+    fn other_schemes_and_tokens_without_a_dot_are_no_credentials() {
+        assert_eq!(
+            credentials(&headers(&[("authorization", "Basic dXNlcjpwYXNz")])),
+            None
+        );
+        assert_eq!(
+            credentials(&headers(&[("authorization", "Bearer nodot")])),
+            None
+        );
+        assert_eq!(credentials(&headers(&[(KEY_ID_HEADER, "tk_1")])), None);
+        assert_eq!(credentials(&HeaderMap::new()), None);
+    }
+}

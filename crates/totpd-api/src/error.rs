@@ -1,0 +1,117 @@
+//! `ApiError`: every failure as the JSON error body
+//! `{"status":"ERROR","error":"<code>","message":"<sentence>"}`.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use totpd_vault::VaultError;
+
+use crate::wire::ErrorBody;
+
+/// An HTTP error answer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// 400: the request is invalid; the message names the field.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// 401: missing, wrong or revoked credentials (never says which).
+    #[error("missing, invalid or revoked API key")]
+    Unauthorized,
+    /// 404: no such resource in the caller's account.
+    #[error("{0}")]
+    NotFound(&'static str),
+    /// 405: the route exists but not with this method.
+    #[error("method not allowed on this path")]
+    MethodNotAllowed,
+    /// 413: the body exceeds the configured limit.
+    #[error("the request body exceeds the size limit")]
+    PayloadTooLarge,
+    /// 415: the body is not JSON.
+    #[error("request body must be JSON (Content-Type: application/json)")]
+    UnsupportedMediaType,
+    /// 503: the database is unreachable, or the request ran out of time.
+    #[error("{0}")]
+    Unavailable(&'static str),
+    /// 500: a bug or corrupt data; details are logged, never shown.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    pub(crate) fn invalid(message: impl Into<String>) -> ApiError {
+        ApiError::InvalidRequest(message.into())
+    }
+}
+
+impl From<VaultError> for ApiError {
+    fn from(error: VaultError) -> ApiError {
+        match error {
+            VaultError::Unauthorized => ApiError::Unauthorized,
+            VaultError::NotFound => ApiError::NotFound("no TOTP secret with this id"),
+            VaultError::Invalid(message) => ApiError::InvalidRequest(message),
+            VaultError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "database unavailable");
+                ApiError::Unavailable("the database is unavailable; retry shortly")
+            }
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let message = match &self {
+            ApiError::Internal(cause) => {
+                // The cause goes to the log only: it may name internals.
+                tracing::error!(error = %cause, "internal error");
+                "the server failed to handle this request".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let mut response = (
+            status,
+            axum::Json(ErrorBody {
+                status: "ERROR",
+                error: code,
+                message,
+            }),
+        )
+            .into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"totpd\""),
+            );
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+pub(crate) async fn not_found_fallback() -> ApiError {
+    ApiError::NotFound("no such route")
+}
+
+pub(crate) async fn method_not_allowed_fallback() -> ApiError {
+    ApiError::MethodNotAllowed
+}

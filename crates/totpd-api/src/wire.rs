@@ -1,0 +1,286 @@
+//! Wire types: the JSON shapes of requests and responses, kept apart from
+//! the domain types and converted explicitly. Their `ToSchema` derives are
+//! the OpenAPI document, so the document cannot drift from the code.
+
+use serde::Serialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use totpd_otp::Algorithm;
+use totpd_vault::{CodeAt, CreatedSecret, SecretInfo, UnixTime};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// `"OK"`, the status of every successful answer.
+const OK: &str = "OK";
+
+/// The error body of every failed request.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// Always `"ERROR"`.
+    #[schema(value_type = String, example = "ERROR")]
+    pub status: &'static str,
+    /// Machine-readable snake_case code.
+    #[schema(value_type = String, example = "invalid_request")]
+    pub error: &'static str,
+    /// One sentence for people.
+    pub message: String,
+}
+
+/// A success with nothing else to say.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatusOnly {
+    /// Always `"OK"`.
+    #[schema(value_type = String, example = "OK")]
+    pub status: &'static str,
+}
+
+impl StatusOnly {
+    pub(crate) fn ok() -> StatusOnly {
+        StatusOnly { status: OK }
+    }
+}
+
+/// HMAC algorithm names on the wire.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+pub enum AlgorithmName {
+    /// HMAC-SHA-1 (the default, and what most services use).
+    #[serde(rename = "SHA1")]
+    Sha1,
+    /// HMAC-SHA-256.
+    #[serde(rename = "SHA256")]
+    Sha256,
+    /// HMAC-SHA-512.
+    #[serde(rename = "SHA512")]
+    Sha512,
+}
+
+impl From<Algorithm> for AlgorithmName {
+    fn from(a: Algorithm) -> AlgorithmName {
+        match a {
+            Algorithm::Sha1 => AlgorithmName::Sha1,
+            Algorithm::Sha256 => AlgorithmName::Sha256,
+            Algorithm::Sha512 => AlgorithmName::Sha512,
+        }
+    }
+}
+
+/// Request body of `POST /api/v2/totp/secrets`: either `uri`, or `label`
+/// with optional parameters. Unknown fields are ignored.
+#[derive(Debug, Default, ToSchema)]
+pub struct CreateSecretRequest {
+    /// An `otpauth://totp/...` URI (from a QR code). Overrides the other
+    /// fields; `label` and `issuer` are used only when the URI has none.
+    #[schema(example = "otpauth://totp/GitHub:alice?secret=JBSWY3DPEHPK3PXP&issuer=GitHub")]
+    pub uri: Option<String>,
+    /// Account name, required without `uri`. 1 to 256 characters.
+    #[schema(example = "alice@example.com", max_length = 256)]
+    pub label: Option<String>,
+    /// Base32 secret (any case; spaces, hyphens and padding ignored). Omitted:
+    /// the vault generates 160 random bits and returns them once.
+    pub secret: Option<String>,
+    /// Issuing service. At most 256 characters.
+    #[schema(example = "GitHub", max_length = 256)]
+    pub issuer: Option<String>,
+    /// `SHA1` (default), `SHA256` or `SHA512`; case-insensitive.
+    #[schema(example = "SHA1")]
+    pub algorithm: Option<String>,
+    /// 6 (default) or 8.
+    #[schema(minimum = 6, maximum = 8, example = 6)]
+    pub digits: Option<u8>,
+    /// Seconds per code, 1 to 86400; default 30.
+    #[schema(minimum = 1, maximum = 86400, example = 30)]
+    pub period: Option<u32>,
+}
+
+/// A stored secret as listed: never the secret itself.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TotpSecret {
+    /// Secret id (UUID).
+    pub id: Uuid,
+    /// Account name.
+    pub label: String,
+    /// Issuing service, or null.
+    pub issuer: Option<String>,
+    /// HMAC algorithm.
+    pub algorithm: AlgorithmName,
+    /// Code length.
+    #[schema(example = 6)]
+    pub digits: u8,
+    /// Seconds per code.
+    #[schema(example = 30)]
+    pub period: u32,
+    /// Enrollment time, RFC 3339 UTC.
+    #[schema(example = "2026-01-01T00:00:00.000Z")]
+    pub created_at: String,
+}
+
+impl From<&SecretInfo> for TotpSecret {
+    fn from(info: &SecretInfo) -> TotpSecret {
+        TotpSecret {
+            id: info.id,
+            label: info.label.clone(),
+            issuer: info.issuer.clone(),
+            algorithm: info.algorithm.into(),
+            digits: info.digits.get(),
+            period: info.period.get(),
+            created_at: rfc3339_millis(info.created_at),
+        }
+    }
+}
+
+/// A secret just created: the listed fields plus the secret, shown this once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedTotpSecret {
+    /// Secret id (UUID).
+    pub id: Uuid,
+    /// Account name.
+    pub label: String,
+    /// Issuing service, or null.
+    pub issuer: Option<String>,
+    /// HMAC algorithm.
+    pub algorithm: AlgorithmName,
+    /// Code length.
+    pub digits: u8,
+    /// Seconds per code.
+    pub period: u32,
+    /// Enrollment time, RFC 3339 UTC.
+    pub created_at: String,
+    /// The base32 secret (upper case, no padding). Returned only here.
+    pub secret: String,
+}
+
+impl From<&CreatedSecret> for CreatedTotpSecret {
+    fn from(created: &CreatedSecret) -> CreatedTotpSecret {
+        let listed = TotpSecret::from(&created.info);
+        CreatedTotpSecret {
+            id: listed.id,
+            label: listed.label,
+            issuer: listed.issuer,
+            algorithm: listed.algorithm,
+            digits: listed.digits,
+            period: listed.period,
+            created_at: listed.created_at,
+            secret: created.secret.to_base32().to_string(),
+        }
+    }
+}
+
+/// Answer of a create.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreateSecretResponse {
+    /// Always `"OK"`.
+    #[schema(value_type = String, example = "OK")]
+    pub status: &'static str,
+    /// The new secret.
+    pub totp_secret: CreatedTotpSecret,
+}
+
+impl CreateSecretResponse {
+    pub(crate) fn new(totp_secret: CreatedTotpSecret) -> CreateSecretResponse {
+        CreateSecretResponse {
+            status: OK,
+            totp_secret,
+        }
+    }
+}
+
+/// Answer of a list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ListSecretsResponse {
+    /// Always `"OK"`.
+    #[schema(value_type = String, example = "OK")]
+    pub status: &'static str,
+    /// The account's secrets, oldest first.
+    pub totp_secrets: Vec<TotpSecret>,
+}
+
+impl ListSecretsResponse {
+    pub(crate) fn new(totp_secrets: Vec<TotpSecret>) -> ListSecretsResponse {
+        ListSecretsResponse {
+            status: OK,
+            totp_secrets,
+        }
+    }
+}
+
+/// Answer of a code request.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CodeResponse {
+    /// Always `"OK"`.
+    #[schema(value_type = String, example = "OK")]
+    pub status: &'static str,
+    /// The current code, zero-padded to `digits`.
+    #[schema(example = "482031")]
+    pub code: String,
+    /// Seconds until the code's period ends, 1..=period.
+    #[schema(example = 14)]
+    pub expires_in: u32,
+    /// End of the code's period, RFC 3339 UTC.
+    pub expires_at: String,
+    /// The secret's period.
+    pub period: u32,
+    /// The secret's code length.
+    pub digits: u8,
+}
+
+impl From<&CodeAt> for CodeResponse {
+    fn from(code: &CodeAt) -> CodeResponse {
+        let expires_at_ms = i64::try_from(code.expires_at)
+            .unwrap_or(i64::MAX / 1000)
+            .saturating_mul(1000);
+        CodeResponse {
+            status: OK,
+            code: code.code.to_string(),
+            expires_in: code.expires_in,
+            expires_at: rfc3339_seconds(UnixTime(expires_at_ms)),
+            period: code.period.get(),
+            digits: code.digits.get(),
+        }
+    }
+}
+
+fn datetime(t: UnixTime) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.0) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// `2026-01-01T00:00:00.123Z`.
+pub(crate) fn rfc3339_millis(t: UnixTime) -> String {
+    let dt = datetime(t);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        dt.year(),
+        u8::from(dt.month()),
+        dt.day(),
+        dt.hour(),
+        dt.minute(),
+        dt.second(),
+        dt.millisecond()
+    )
+}
+
+/// `2026-01-01T00:00:30Z`.
+pub(crate) fn rfc3339_seconds(t: UnixTime) -> String {
+    datetime(t)
+        .replace_nanosecond(0)
+        .ok()
+        .and_then(|dt| dt.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(
+            rfc3339_millis(UnixTime(1_700_000_000_123)),
+            "2023-11-14T22:13:20.123Z"
+        );
+        assert_eq!(
+            rfc3339_seconds(UnixTime(1_700_000_010_000)),
+            "2023-11-14T22:13:30Z"
+        );
+    }
+}

@@ -1,0 +1,71 @@
+//! The SQLite and PostgreSQL implementations of [`totpd_vault::Store`], with
+//! their migrations.
+//!
+//! The backend is chosen once, from the database URL's scheme, by [`connect`];
+//! nothing above this crate ever learns which one it got. Both backends run
+//! the same SQL text (see `queries.rs`) over backend-specific schemas.
+
+mod error;
+mod migrate;
+mod postgres;
+mod queries;
+mod sqlite;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use totpd_vault::{Store, StoreError};
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+/// Connection settings shared by both backends.
+#[derive(Clone, Debug)]
+pub struct ConnectOptions {
+    /// Largest number of pooled connections.
+    pub max_connections: u32,
+    /// How long a query waits for a free connection (and PostgreSQL for a new
+    /// connection) before the request fails as unavailable.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> ConnectOptions {
+        ConnectOptions {
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+/// Which backend a URL names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// `sqlite:` URLs.
+    Sqlite,
+    /// `postgres:` and `postgresql:` URLs.
+    Postgres,
+}
+
+impl Backend {
+    /// The backend named by a database URL's scheme.
+    pub fn of_url(url: &str) -> Result<Backend, StoreError> {
+        let scheme = url.split_once(':').map(|(s, _)| s.to_ascii_lowercase());
+        match scheme.as_deref() {
+            Some("sqlite") => Ok(Backend::Sqlite),
+            Some("postgres" | "postgresql") => Ok(Backend::Postgres),
+            _ => Err(StoreError::Other(
+                "database URL must start with sqlite:// or postgres://".to_owned(),
+            )),
+        }
+    }
+}
+
+/// Opens the database named by `url`, applies pending migrations, and returns
+/// it behind the one storage interface.
+pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match Backend::of_url(url)? {
+        Backend::Sqlite => Arc::new(SqliteStore::connect(url, options).await?),
+        Backend::Postgres => Arc::new(PgStore::connect(url, options).await?),
+    })
+}

@@ -1,0 +1,303 @@
+//! Envelope encryption of secrets with the master key (AES-256-GCM).
+//!
+//! The master key never encrypts anything directly: purpose-specific keys are
+//! derived from it with HMAC-SHA-256 (a PRF keyed by a uniformly random key is
+//! a sound KDF for this), so one master key can never be misused across
+//! purposes.
+
+use std::fmt;
+
+use aes_gcm::aead::{Aead, Payload};
+use aes_gcm::{Aes256Gcm, KeyInit};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+/// Length of the master key in bytes.
+const MASTER_KEY_LEN: usize = 32;
+/// AES-GCM nonce length: 96 bits, drawn at random for every encryption.
+pub(crate) const NONCE_LEN: usize = 12;
+
+/// Errors while reading a master key.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MasterKeyError {
+    /// The text is not valid base64.
+    #[error("master key is not valid base64")]
+    NotBase64,
+    /// The decoded key does not have 32 bytes.
+    #[error("master key must be 32 bytes (base64 of 32 random bytes), got {0} bytes")]
+    WrongLength(usize),
+}
+
+/// The 256-bit master key. Zeroized on drop; `Debug` never shows it.
+#[derive(Clone)]
+pub struct MasterKey {
+    bytes: Zeroizing<[u8; MASTER_KEY_LEN]>,
+    /// Derived key that seals secrets.
+    seal_key: Zeroizing<[u8; 32]>,
+    /// Public identifier of this key, stored beside every ciphertext.
+    id: String,
+}
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MasterKey")
+            .field("id", &self.id)
+            .field("bytes", &"[redacted]")
+            .finish()
+    }
+}
+
+impl MasterKey {
+    /// Draws a fresh random master key from the operating system.
+    pub fn generate() -> Result<MasterKey, getrandom::Error> {
+        let mut bytes = Zeroizing::new([0u8; MASTER_KEY_LEN]);
+        getrandom::fill(bytes.as_mut())?;
+        Ok(MasterKey::from_array(bytes))
+    }
+
+    /// Parses the base64 text form (surrounding whitespace ignored).
+    pub fn from_base64(text: &str) -> Result<MasterKey, MasterKeyError> {
+        let decoded = Zeroizing::new(
+            STANDARD
+                .decode(text.trim())
+                .map_err(|_| MasterKeyError::NotBase64)?,
+        );
+        let array: [u8; MASTER_KEY_LEN] = decoded
+            .as_slice()
+            .try_into()
+            .map_err(|_| MasterKeyError::WrongLength(decoded.len()))?;
+        Ok(MasterKey::from_array(Zeroizing::new(array)))
+    }
+
+    /// The base64 text form, for writing a key file.
+    pub fn to_base64(&self) -> Zeroizing<String> {
+        Zeroizing::new(STANDARD.encode(self.bytes.as_ref()))
+    }
+
+    /// The key's public identifier, recorded with every ciphertext it seals
+    /// so that a later master-key rotation knows which key opens which row.
+    /// It is derived one-way from the key and reveals nothing about it.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn from_array(bytes: Zeroizing<[u8; MASTER_KEY_LEN]>) -> MasterKey {
+        let seal_key = Zeroizing::new(derive(bytes.as_ref(), b"totpd/v1/seal"));
+        let id_bytes = derive(bytes.as_ref(), b"totpd/v1/key-id");
+        let id = format!("mk1:{}", hex(id_bytes.get(..8).unwrap_or_default()));
+        MasterKey {
+            bytes,
+            seal_key,
+            id,
+        }
+    }
+
+    /// Encrypts `plaintext` with a fresh random nonce, binding it to `aad`.
+    pub(crate) fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Sealed, CryptoError> {
+        let cipher = self.cipher()?;
+        let mut nonce = [0u8; NONCE_LEN];
+        getrandom::fill(&mut nonce).map_err(|_| CryptoError::Random)?;
+        let ciphertext = cipher
+            .encrypt(
+                &nonce.into(),
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
+            .map_err(|_| CryptoError::Seal)?;
+        Ok(Sealed {
+            key_id: self.id.clone(),
+            nonce: nonce.to_vec(),
+            ciphertext,
+        })
+    }
+
+    /// Decrypts and authenticates `sealed` against `aad`.
+    pub(crate) fn open(
+        &self,
+        sealed: &Sealed,
+        aad: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        if sealed.key_id != self.id {
+            return Err(CryptoError::UnknownKey);
+        }
+        let nonce: [u8; NONCE_LEN] = sealed
+            .nonce
+            .as_slice()
+            .try_into()
+            .map_err(|_| CryptoError::Open)?;
+        let cipher = self.cipher()?;
+        cipher
+            .decrypt(
+                &nonce.into(),
+                Payload {
+                    msg: &sealed.ciphertext,
+                    aad,
+                },
+            )
+            .map(Zeroizing::new)
+            .map_err(|_| CryptoError::Open)
+    }
+
+    fn cipher(&self) -> Result<Aes256Gcm, CryptoError> {
+        Aes256Gcm::new_from_slice(self.seal_key.as_ref()).map_err(|_| CryptoError::Seal)
+    }
+}
+
+/// HMAC-SHA-256(key, label): a one-way derivation of a purpose key.
+pub(crate) fn derive(key: &[u8], label: &[u8]) -> [u8; 32] {
+    hmac_sha256(key, label)
+}
+
+pub(crate) fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    // HMAC accepts keys of any length, so this never fails.
+    let mut mac = match <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(key) {
+        Ok(mac) => mac,
+        Err(_) => return [0u8; 32],
+    };
+    mac.update(message);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(&mac.finalize().into_bytes());
+    out
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    s
+}
+
+/// A ciphertext with everything needed to open it again, except the key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Sealed {
+    /// Id of the master key that sealed it.
+    pub key_id: String,
+    /// The random 96-bit nonce.
+    pub nonce: Vec<u8>,
+    /// Ciphertext followed by the 128-bit GCM tag.
+    pub ciphertext: Vec<u8>,
+}
+
+impl fmt::Debug for Sealed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sealed")
+            .field("key_id", &self.key_id)
+            .field("ciphertext", &"[redacted]")
+            .finish()
+    }
+}
+
+impl Sealed {
+    /// One self-describing byte string: `key_id_len | key_id | nonce | ciphertext`.
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
+        let id = self.key_id.as_bytes();
+        let mut out = Vec::with_capacity(1 + id.len() + self.nonce.len() + self.ciphertext.len());
+        out.push(u8::try_from(id.len()).unwrap_or(u8::MAX));
+        out.extend_from_slice(id);
+        out.extend_from_slice(&self.nonce);
+        out.extend_from_slice(&self.ciphertext);
+        out
+    }
+
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Option<Sealed> {
+        let (&len, rest) = bytes.split_first()?;
+        let (id, rest) = rest.split_at_checked(usize::from(len))?;
+        let (nonce, ciphertext) = rest.split_at_checked(NONCE_LEN)?;
+        Some(Sealed {
+            key_id: String::from_utf8(id.to_vec()).ok()?,
+            nonce: nonce.to_vec(),
+            ciphertext: ciphertext.to_vec(),
+        })
+    }
+}
+
+/// Failures of the envelope encryption.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CryptoError {
+    /// The operating system's random generator failed.
+    #[error("the system random number generator failed")]
+    Random,
+    /// Encryption failed.
+    #[error("encryption failed")]
+    Seal,
+    /// The ciphertext was sealed by another master key.
+    #[error("ciphertext was sealed by a different master key")]
+    UnknownKey,
+    /// The ciphertext or its associated data was altered, or the key is wrong.
+    #[error("ciphertext failed authentication")]
+    Open,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_secret_opens_only_with_the_same_associated_data() {
+        let key = MasterKey::generate().unwrap();
+        let sealed = key.seal(b"hello", b"account-1|secret-1").unwrap();
+        assert_eq!(
+            key.open(&sealed, b"account-1|secret-1").unwrap().as_slice(),
+            b"hello"
+        );
+        assert!(key.open(&sealed, b"account-2|secret-1").is_err());
+    }
+
+    #[test]
+    fn two_seals_of_the_same_plaintext_use_different_nonces() {
+        let key = MasterKey::generate().unwrap();
+        let a = key.seal(b"hello", b"x").unwrap();
+        let b = key.seal(b"hello", b"x").unwrap();
+        assert_ne!(a.nonce, b.nonce);
+        assert_ne!(a.ciphertext, b.ciphertext);
+    }
+
+    #[test]
+    fn another_master_key_cannot_open_a_ciphertext() {
+        let a = MasterKey::generate().unwrap();
+        let b = MasterKey::generate().unwrap();
+        let sealed = a.seal(b"hello", b"x").unwrap();
+        assert!(b.open(&sealed, b"x").is_err());
+        let forged = Sealed {
+            key_id: b.id().to_owned(),
+            ..sealed
+        };
+        assert!(b.open(&forged, b"x").is_err());
+    }
+
+    #[test]
+    fn master_key_round_trips_through_base64_and_debug_hides_it() {
+        let key = MasterKey::generate().unwrap();
+        let text = key.to_base64();
+        let again = MasterKey::from_base64(&text).unwrap();
+        assert_eq!(key.id(), again.id());
+        assert!(!format!("{key:?}").contains(text.as_str()));
+        assert!(format!("{key:?}").contains("[redacted]"));
+        assert!(matches!(
+            MasterKey::from_base64("AAAA"),
+            Err(MasterKeyError::WrongLength(3))
+        ));
+        assert!(matches!(
+            MasterKey::from_base64("not base64!"),
+            Err(MasterKeyError::NotBase64)
+        ));
+    }
+
+    #[test]
+    fn sealed_bytes_round_trip() {
+        let key = MasterKey::generate().unwrap();
+        let sealed = key.seal(b"hello", b"x").unwrap();
+        assert_eq!(Sealed::from_bytes(&sealed.to_bytes()).unwrap(), sealed);
+        assert!(Sealed::from_bytes(&[200, 1, 2]).is_none());
+    }
+}

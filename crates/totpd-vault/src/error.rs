@@ -1,0 +1,34 @@
+//! Errors of vault operations, classified by who must act on them.
+
+use crate::store::StoreError;
+
+/// What went wrong in a vault operation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VaultError {
+    /// The credentials are missing, unknown, wrong or revoked. Deliberately
+    /// carries no detail, so callers cannot tell which.
+    #[error("invalid or revoked API key")]
+    Unauthorized,
+    /// No such secret in the caller's account (also when it exists in another).
+    #[error("no such TOTP secret")]
+    NotFound,
+    /// The input is invalid; the message names the field.
+    #[error("{0}")]
+    Invalid(String),
+    /// The database cannot be reached.
+    #[error("database unavailable")]
+    Unavailable(#[source] StoreError),
+    /// Anything else: a bug, corrupt data, a failing random generator.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for VaultError {
+    fn from(error: StoreError) -> VaultError {
+        match error {
+            StoreError::Unavailable(_) => VaultError::Unavailable(error),
+            other => VaultError::Internal(other.to_string()),
+        }
+    }
+}

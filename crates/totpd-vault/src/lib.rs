@@ -1,0 +1,23 @@
+//! The vault's domain: accounts, API keys, envelope encryption of TOTP
+//! secrets, and the [`Store`] trait that the storage backends implement.
+//!
+//! This crate never speaks HTTP and never writes SQL: it sees storage only
+//! through [`Store`], and it never reads the clock — every operation that
+//! depends on time takes the current time as a parameter.
+
+mod crypto;
+mod error;
+mod keys;
+mod model;
+mod store;
+mod vault;
+
+pub use crypto::{MasterKey, MasterKeyError, Sealed};
+pub use error::VaultError;
+pub use keys::{ApiKeySecret, NewApiKey};
+pub use model::{
+    Account, ApiKeyInfo, CodeAt, CreatedSecret, Issuer, Label, NewSecret, Principal, SecretInfo,
+    SecretSource, UnixTime, validate_account_name,
+};
+pub use store::{AccountRow, ApiKeyRow, SecretRow, Store, StoreError};
+pub use vault::{OpenError, Vault};

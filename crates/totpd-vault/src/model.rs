@@ -1,0 +1,201 @@
+//! Domain types. Constructors reject invalid values, so code holding one of
+//! these types never has to re-check it.
+
+use std::fmt;
+
+use totpd_otp::{Algorithm, Code, Digits, Period, Secret};
+use uuid::Uuid;
+
+/// Milliseconds since the Unix epoch, UTC. The vault never reads the clock;
+/// callers pass the time in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UnixTime(pub i64);
+
+impl UnixTime {
+    /// Whole seconds since the epoch (never negative for real clocks).
+    pub fn seconds(self) -> u64 {
+        u64::try_from(self.0.div_euclid(1000)).unwrap_or(0)
+    }
+}
+
+/// Most characters a label or issuer may have.
+pub const MAX_TEXT_CHARS: usize = 256;
+
+fn check_text(field: &'static str, value: &str) -> Result<String, String> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Err(format!("\"{field}\" must not be empty"));
+    }
+    if trimmed.chars().count() > MAX_TEXT_CHARS {
+        return Err(format!(
+            "\"{field}\" must be at most {MAX_TEXT_CHARS} characters"
+        ));
+    }
+    // Control characters (including NUL, which PostgreSQL cannot store) have
+    // no place in a name shown to people and would break logs and terminals.
+    if trimmed.chars().any(char::is_control) {
+        return Err(format!("\"{field}\" must not contain control characters"));
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// The account name a secret is known by (e.g. `alice@example.com`):
+/// 1 to 256 characters after trimming surrounding white space, no control
+/// characters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Label(String);
+
+impl Label {
+    /// Validates a label; the error names the field and the rule broken.
+    pub fn parse(value: &str) -> Result<Label, String> {
+        check_text("label", value).map(Label)
+    }
+
+    /// The label text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The service that issued a secret (e.g. `GitHub`), same rules as [`Label`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Issuer(String);
+
+impl Issuer {
+    /// Validates an issuer; the error names the field and the rule broken.
+    pub fn parse(value: &str) -> Result<Issuer, String> {
+        check_text("issuer", value).map(Issuer)
+    }
+
+    /// The issuer text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Where the secret of a new entry comes from.
+#[derive(Clone, Debug)]
+pub enum SecretSource {
+    /// The caller enrolls a secret issued by a service.
+    Provided(Secret),
+    /// The vault draws 20 random bytes (160 bits, RFC 4226 §4 R6).
+    Generate,
+}
+
+/// A validated request to store a TOTP secret.
+#[derive(Clone, Debug)]
+pub struct NewSecret {
+    /// Account name.
+    pub label: Label,
+    /// Issuing service, if known.
+    pub issuer: Option<Issuer>,
+    /// The secret, or a request to generate one.
+    pub source: SecretSource,
+    /// HMAC algorithm.
+    pub algorithm: Algorithm,
+    /// Code length.
+    pub digits: Digits,
+    /// Time step.
+    pub period: Period,
+}
+
+/// A stored secret's public description (never the secret itself).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretInfo {
+    /// Secret id.
+    pub id: Uuid,
+    /// Account name.
+    pub label: String,
+    /// Issuing service.
+    pub issuer: Option<String>,
+    /// HMAC algorithm.
+    pub algorithm: Algorithm,
+    /// Code length.
+    pub digits: Digits,
+    /// Time step.
+    pub period: Period,
+    /// When it was enrolled.
+    pub created_at: UnixTime,
+}
+
+/// The answer to a create: the description plus the secret, which is shown
+/// this once and never again.
+#[derive(Clone, Debug)]
+pub struct CreatedSecret {
+    /// The stored description.
+    pub info: SecretInfo,
+    /// The secret (redacted in `Debug`).
+    pub secret: Secret,
+}
+
+/// A code and its validity window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CodeAt {
+    /// The code, zero-padded by its `Display`.
+    pub code: Code,
+    /// Seconds until the code's period ends, in `1..=period`.
+    pub expires_in: u32,
+    /// Unix second at which the code's period ends.
+    pub expires_at: u64,
+    /// The secret's period.
+    pub period: Period,
+    /// The secret's code length.
+    pub digits: Digits,
+}
+
+/// An account: the unit of tenancy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    /// Account id.
+    pub id: Uuid,
+    /// Unique account name.
+    pub name: String,
+    /// Creation time.
+    pub created_at: UnixTime,
+}
+
+/// Account names are identifiers typed on a command line: 1 to 64 of
+/// `A-Z a-z 0-9 . _ -`.
+pub fn validate_account_name(name: &str) -> Result<(), String> {
+    let ok_chars = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if name.is_empty() || name.len() > 64 || !ok_chars {
+        return Err(format!(
+            "account name {name:?} must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'"
+        ));
+    }
+    Ok(())
+}
+
+/// The authenticated caller of a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    /// The account every query of this request is scoped to.
+    pub account_id: Uuid,
+    /// The API key used.
+    pub key_id: String,
+}
+
+/// An API key as listed (no secret, no hash).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiKeyInfo {
+    /// Public key id.
+    pub key_id: String,
+    /// Owning account's id.
+    pub account_id: Uuid,
+    /// Owning account's name.
+    pub account_name: String,
+    /// What the key may do (`owner` for now).
+    pub role: String,
+    /// Creation time.
+    pub created_at: UnixTime,
+    /// Revocation time, if revoked.
+    pub revoked_at: Option<UnixTime>,
+}
+
+impl fmt::Display for UnixTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}ms", self.0)
+    }
+}

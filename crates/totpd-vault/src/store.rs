@@ -1,0 +1,147 @@
+//! The storage interface. Backends (SQLite, PostgreSQL) implement [`Store`];
+//! everything above it is backend-agnostic. Every method that touches secrets
+//! takes the account id, so a query can never reach another tenant's rows.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+/// A row of the `accounts` table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountRow {
+    /// Account id.
+    pub id: Uuid,
+    /// Unique name.
+    pub name: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+/// A row of the `api_keys` table.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKeyRow {
+    /// Public key id (primary key).
+    pub key_id: String,
+    /// Owning account.
+    pub account_id: Uuid,
+    /// HMAC of the secret under the pepper; never the secret.
+    pub secret_hash: Vec<u8>,
+    /// Role of the key.
+    pub role: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Unix milliseconds, when revoked.
+    pub revoked_at: Option<i64>,
+}
+
+impl fmt::Debug for ApiKeyRow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKeyRow")
+            .field("key_id", &self.key_id)
+            .field("account_id", &self.account_id)
+            .field("secret_hash", &"[redacted]")
+            .field("role", &self.role)
+            .field("created_at", &self.created_at)
+            .field("revoked_at", &self.revoked_at)
+            .finish()
+    }
+}
+
+/// A row of the `secrets` table: metadata in clear, the secret sealed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretRow {
+    /// Secret id.
+    pub id: Uuid,
+    /// Owning account.
+    pub account_id: Uuid,
+    /// Account name of the secret.
+    pub label: String,
+    /// Issuing service.
+    pub issuer: Option<String>,
+    /// `SHA1`, `SHA256` or `SHA512`.
+    pub algorithm: String,
+    /// Code length.
+    pub digits: i64,
+    /// Time step in seconds.
+    pub period: i64,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Id of the master key that sealed `ciphertext`.
+    pub key_id: String,
+    /// AES-GCM nonce.
+    pub nonce: Vec<u8>,
+    /// AES-GCM ciphertext and tag.
+    pub ciphertext: Vec<u8>,
+}
+
+impl fmt::Debug for SecretRow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecretRow")
+            .field("id", &self.id)
+            .field("account_id", &self.account_id)
+            .field("algorithm", &self.algorithm)
+            .field("digits", &self.digits)
+            .field("period", &self.period)
+            .field("created_at", &self.created_at)
+            .field("key_id", &self.key_id)
+            .field("ciphertext", &"[redacted]")
+            .finish_non_exhaustive()
+    }
+}
+
+/// Storage failures, classified by what the caller should do about them.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database cannot be reached or timed out; retrying later may work.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A uniqueness constraint was violated.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// Stored data does not have the expected shape.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+/// Persistent state of the vault. Implementations must make every write that
+/// returns `Ok` durable before returning.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug {
+    /// Checks that the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Reads a value of the `meta` table.
+    async fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Inserts a `meta` value unless the name exists; returns whether it was inserted.
+    async fn insert_meta(&self, name: &str, value: &[u8]) -> Result<bool, StoreError>;
+
+    /// Finds an account by name.
+    async fn account_by_name(&self, name: &str) -> Result<Option<AccountRow>, StoreError>;
+    /// Inserts an account; if the name exists, returns the existing row instead.
+    async fn insert_account(&self, row: &AccountRow) -> Result<AccountRow, StoreError>;
+    /// Number of accounts.
+    async fn count_accounts(&self) -> Result<u64, StoreError>;
+
+    /// Inserts an API key.
+    async fn insert_api_key(&self, row: &ApiKeyRow) -> Result<(), StoreError>;
+    /// Finds an API key by id (revoked keys included).
+    async fn api_key(&self, key_id: &str) -> Result<Option<ApiKeyRow>, StoreError>;
+    /// All API keys with their account names, oldest first.
+    async fn list_api_keys(&self) -> Result<Vec<(ApiKeyRow, String)>, StoreError>;
+    /// Marks a key revoked; returns false if no such unrevoked key exists.
+    async fn revoke_api_key(&self, key_id: &str, revoked_at: i64) -> Result<bool, StoreError>;
+
+    /// Inserts a secret.
+    async fn insert_secret(&self, row: &SecretRow) -> Result<(), StoreError>;
+    /// Finds one of the account's secrets.
+    async fn secret(&self, account_id: Uuid, id: Uuid) -> Result<Option<SecretRow>, StoreError>;
+    /// The account's secrets, oldest first.
+    async fn list_secrets(&self, account_id: Uuid) -> Result<Vec<SecretRow>, StoreError>;
+    /// Deletes one of the account's secrets for good; returns whether it existed.
+    async fn delete_secret(&self, account_id: Uuid, id: Uuid) -> Result<bool, StoreError>;
+}

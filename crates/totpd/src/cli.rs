@@ -1,0 +1,138 @@
+//! Command-line interface. The forms here are a contract: tests and tools
+//! outside the project rely on them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const ENV_HELP: &str = "\
+Environment:
+  TOTPD_LISTEN           address to listen on (serve)
+  TOTPD_DATA_DIR         data directory
+  TOTPD_DATABASE_URL     database URL (sqlite://PATH or postgres://...)
+  TOTPD_MASTER_KEY       base64 of the 32-byte master key; wins over the key file
+  TOTPD_MASTER_KEY_FILE  path of the master key file
+  TOTPD_LOG              log filter, e.g. info, debug, totpd_api=debug (default info)
+  TOTPD_LOG_FORMAT       text (default) or json";
+
+/// A self-hosted TOTP vault for AI agents and automation.
+///
+/// Enroll a 2FA secret once; agents then fetch the current code over HTTP
+/// (Sendblue-compatible `/api/v2/totp` API).
+#[derive(Debug, Parser)]
+#[command(name = "totpd", version, after_help = ENV_HELP)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the HTTP server.
+    #[command(after_help = ENV_HELP)]
+    Serve(ServeArgs),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+/// Where the vault's state lives. Every command that touches the vault takes
+/// these, with the same defaults and environment variables.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct StoreArgs {
+    /// Data directory: holds the SQLite database and the master key file.
+    /// Default: $XDG_DATA_HOME/totpd, else ~/.local/share/totpd.
+    #[arg(long, env = "TOTPD_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL: sqlite://PATH or postgres://USER@HOST/DB (TLS via
+    /// ?sslmode=require). Default: sqlite://<data-dir>/totpd.db.
+    #[arg(
+        long,
+        env = "TOTPD_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub database: Option<String>,
+    /// Master key file (base64 of 32 bytes). Default: <data-dir>/master.key,
+    /// created with mode 0600 when a new database is initialised.
+    /// TOTPD_MASTER_KEY, when set, wins over this file.
+    #[arg(long, env = "TOTPD_MASTER_KEY_FILE", value_name = "PATH")]
+    pub master_key_file: Option<PathBuf>,
+    /// Largest number of pooled database connections.
+    #[arg(
+        long,
+        env = "TOTPD_DB_POOL_SIZE",
+        value_name = "N",
+        default_value_t = 8
+    )]
+    pub db_pool_size: u32,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on. Listening beyond loopback exposes the vault to
+    /// the network: put TLS in front of it.
+    #[arg(
+        long,
+        env = "TOTPD_LISTEN",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8080"
+    )]
+    pub listen: String,
+    /// Do not create the `default` account and its owner key on an empty database.
+    #[arg(long)]
+    pub no_bootstrap: bool,
+    /// Seconds a request may take before it is answered 503.
+    #[arg(
+        long,
+        env = "TOTPD_REQUEST_TIMEOUT",
+        value_name = "SECONDS",
+        default_value_t = 10
+    )]
+    pub request_timeout: u64,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeysCommand {
+    /// Create an API key (and its account, if new). The secret is shown once.
+    #[command(after_help = ENV_HELP)]
+    Create(KeysCreateArgs),
+    /// List API keys (never their secrets).
+    #[command(after_help = ENV_HELP)]
+    List(KeysListArgs),
+    /// Revoke an API key; every node refuses it within a second.
+    #[command(after_help = ENV_HELP)]
+    Revoke(KeysRevokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct KeysCreateArgs {
+    /// Account name (1-64 of A-Z a-z 0-9 . _ -); created if it does not exist.
+    #[arg(long, value_name = "NAME")]
+    pub account: String,
+    /// Print exactly one JSON object: {"account","account_id","key_id","secret"}.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct KeysListArgs {
+    /// Print a JSON array instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct KeysRevokeArgs {
+    /// The key id to revoke (tk_...).
+    #[arg(value_name = "KEY_ID")]
+    pub key_id: String,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}

@@ -1,0 +1,44 @@
+//! `totpd`: a self-hosted TOTP vault for AI agents and automation.
+//!
+//! `main` only parses arguments and hands over to [`run`]; each subcommand
+//! lives in its own module.
+
+mod cli;
+mod config;
+mod keys_cmd;
+
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command, KeysCommand};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("totpd: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => runtime()?.block_on(serve::run(args)),
+        Command::Keys(KeysCommand::Create(args)) => runtime()?.block_on(keys_cmd::create(args)),
+        Command::Keys(KeysCommand::List(args)) => runtime()?.block_on(keys_cmd::list(args)),
+        Command::Keys(KeysCommand::Revoke(args)) => runtime()?.block_on(keys_cmd::revoke(args)),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context as _;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("could not start the async runtime")
+}

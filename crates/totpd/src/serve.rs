@@ -1,0 +1,97 @@
+//! `totpd serve`: open the vault, bootstrap it if new, serve HTTP until
+//! SIGTERM or SIGINT, then drain in-flight requests and exit 0.
+
+use std::io::IsTerminal as _;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use totpd_api::{AppState, Clock as _, Limits, SystemClock};
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::ServeArgs;
+use crate::config::open_vault;
+
+pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let (vault, locations) = open_vault(&args.store).await?;
+    tracing::info!(database = %locations.database_for_display(), master_key = vault.master_key_id(), "vault opened");
+
+    if !args.no_bootstrap
+        && let Some(key) = vault.bootstrap(SystemClock.now()).await?
+    {
+        println!(
+            "Created account \"{}\" with an owner API key. The secret is shown only this once:",
+            key.account.name
+        );
+        println!("  key id:     {}", key.key_id);
+        println!("  key secret: {}", key.secret.expose());
+    }
+
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("could not listen on {}", args.listen))?;
+    let address = listener
+        .local_addr()
+        .context("could not read the bound address")?;
+    if !address.ip().is_loopback() {
+        tracing::warn!(%address, "listening beyond loopback without TLS: API keys and codes cross the network in clear; put a TLS proxy in front");
+    }
+    println!("totpd listening on http://{address}");
+
+    let state = AppState {
+        vault: Arc::new(vault),
+        clock: Arc::new(SystemClock),
+    };
+    let limits = Limits {
+        request_timeout: Duration::from_secs(args.request_timeout.max(1)),
+        ..Limits::default()
+    };
+    let app = totpd_api::router(state, &limits);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("the HTTP server failed")?;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_logging() {
+    let filter = EnvFilter::try_from_env("TOTPD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("TOTPD_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}
