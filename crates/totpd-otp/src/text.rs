@@ -1,0 +1,184 @@
+//! Small URI text helpers shared by the otpauth and migration parsers.
+
+use std::collections::HashSet;
+
+use zeroize::Zeroizing;
+
+/// The longest piece of user input quoted back in an error message.
+const SNIPPET_CHARS: usize = 40;
+
+/// `s`, shortened to a readable length for an error message.
+pub(crate) fn snippet(s: &str) -> String {
+    match s.char_indices().nth(SNIPPET_CHARS) {
+        Some((end, _)) => format!("{}…", s.get(..end).unwrap_or_default()),
+        None => s.to_owned(),
+    }
+}
+
+/// Splits `uri` into its scheme and the rest after the `:`.
+///
+/// Returns `None` when the text before the first `:` is not a scheme by
+/// RFC 3986 §3.1 (`ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )`), so that a
+/// pasted secret or other non-URI text is never quoted back as a "scheme".
+pub(crate) fn split_scheme(uri: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = uri.split_once(':')?;
+    let mut chars = scheme.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic());
+    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    (first_ok && rest_ok).then_some((scheme, rest))
+}
+
+/// Splits `after_scheme` (what follows `scheme:`) into the authority (host),
+/// the path (without its leading `/`) and the query (without `?`).
+///
+/// Returns `None` when it does not start with `//`.
+pub(crate) fn split_hierarchy(after_scheme: &str) -> Option<(&str, &str, &str)> {
+    let rest = after_scheme.strip_prefix("//")?;
+    let (before_query, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let (host, path) = before_query.split_once('/').unwrap_or((before_query, ""));
+    Some((host, path, query))
+}
+
+/// Decodes `%XX` escapes (RFC 3986 §2.1). With `plus_as_space`, `+` becomes a
+/// space, as in HTML form encoding (what Java's `URLEncoder`, used by many
+/// QR generators, writes for a space).
+///
+/// Returns `None` for a `%` not followed by two hex digits. The output may
+/// hold secret material, so it is zeroized on drop; it is sized up front so
+/// it never reallocates.
+pub(crate) fn percent_decode(input: &str, plus_as_space: bool) -> Option<Zeroizing<Vec<u8>>> {
+    let mut out = Zeroizing::new(Vec::with_capacity(input.len()));
+    let mut bytes = input.bytes();
+    while let Some(byte) = bytes.next() {
+        match byte {
+            b'%' => {
+                let high = bytes.next().and_then(hex_value)?;
+                let low = bytes.next().and_then(hex_value)?;
+                out.push((high << 4) | low);
+            }
+            b'+' if plus_as_space => out.push(b' '),
+            _ => out.push(byte),
+        }
+    }
+    Some(out)
+}
+
+fn hex_value(byte: u8) -> Option<u8> {
+    char::from(byte)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
+}
+
+/// Appends `s` to `out`, percent-encoding every byte except RFC 3986's
+/// unreserved characters and `@` (legal in both paths and queries, and common
+/// in account names). A space becomes `%20`, never `+`, so the result means
+/// the same in a path and in a query.
+pub(crate) fn percent_encode_into(s: &str, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for byte in s.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~' | b'@') {
+            out.push(char::from(byte));
+        } else {
+            out.push('%');
+            for nibble in [byte >> 4, byte & 0x0f] {
+                out.push(HEX.get(usize::from(nibble)).map_or('0', |&h| char::from(h)));
+            }
+        }
+    }
+}
+
+/// A query parameter: its name (percent-decoded, lower case) and raw value.
+pub(crate) struct Param<'a> {
+    pub(crate) name: String,
+    pub(crate) raw_value: &'a str,
+}
+
+/// What is wrong with a query string as a whole.
+pub(crate) enum QueryError {
+    /// A parameter name has a bad `%` escape or is not UTF-8; holds the raw name.
+    BadName(String),
+    /// A parameter appears more than once; holds its decoded name.
+    Repeated(String),
+}
+
+/// Splits a query string into parameters.
+///
+/// Names are matched without regard to case. Empty segments (`a=1&&b=2`, a
+/// trailing `&`) are skipped; a segment without `=` is a parameter with an
+/// empty value. Any parameter that appears twice is an error: the two values
+/// could disagree, and guessing which one the issuer meant could silently
+/// produce wrong codes.
+pub(crate) fn parse_query(query: &str) -> Result<Vec<Param<'_>>, QueryError> {
+    let mut params = Vec::new();
+    let mut seen = HashSet::new();
+    for segment in query.split('&').filter(|s| !s.is_empty()) {
+        let (raw_name, raw_value) = segment.split_once('=').unwrap_or((segment, ""));
+        let name = percent_decode(raw_name, true)
+            .and_then(|bytes| std::str::from_utf8(&bytes).ok().map(str::to_lowercase))
+            .ok_or_else(|| QueryError::BadName(snippet(raw_name)))?;
+        if !seen.insert(name.clone()) {
+            return Err(QueryError::Repeated(snippet(&name)));
+        }
+        params.push(Param { name, raw_value });
+    }
+    Ok(params)
+}
+
+/// Splits a decoded label or migration entry name, `Issuer:account`, on its
+/// first colon (Key URI format, "Label"). Spaces after the colon are dropped;
+/// an empty prefix counts as no issuer.
+pub(crate) fn split_label(label: &str) -> (Option<&str>, &str) {
+    match label.split_once(':') {
+        Some((prefix, account)) => (
+            Some(prefix).filter(|p| !p.is_empty()),
+            account.trim_start_matches(' '),
+        ),
+        None => (None, label),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding_handles_escapes_plus_and_bad_escapes() {
+        assert_eq!(
+            percent_decode("a%3Ab+c%3d", true)
+                .as_deref()
+                .map(Vec::as_slice),
+            Some(&b"a:b c="[..])
+        );
+        assert_eq!(
+            percent_decode("a+b", false).as_deref().map(Vec::as_slice),
+            Some(&b"a+b"[..])
+        );
+        assert!(percent_decode("%4", true).is_none());
+        assert!(percent_decode("%zz", true).is_none());
+        assert!(percent_decode("%", true).is_none());
+    }
+
+    #[test]
+    fn percent_encoding_keeps_unreserved_and_at_and_escapes_the_rest() {
+        let mut out = String::new();
+        percent_encode_into("bob+1@example.com: é/?", &mut out);
+        assert_eq!(out, "bob%2B1@example.com%3A%20%C3%A9%2F%3F");
+    }
+
+    #[test]
+    fn schemes_must_look_like_schemes() {
+        assert_eq!(split_scheme("otpauth://x"), Some(("otpauth", "//x")));
+        assert_eq!(split_scheme("a+b.c-d:x"), Some(("a+b.c-d", "x")));
+        assert_eq!(split_scheme("JBSWY3DP"), None);
+        assert_eq!(split_scheme("1abc:x"), None);
+        assert_eq!(split_scheme("ab c:x"), None);
+        assert_eq!(split_scheme(":x"), None);
+    }
+
+    #[test]
+    fn snippets_shorten_long_input_on_a_character_boundary() {
+        assert_eq!(snippet("short"), "short");
+        let long = "é".repeat(50);
+        assert_eq!(snippet(&long), format!("{}…", "é".repeat(40)));
+    }
+}
