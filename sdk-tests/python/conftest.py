@@ -73,7 +73,7 @@ def other_account(totpd_server, request):
 def new_account(server: TotpdServer, request) -> dict:
     name = re.sub(r"[^A-Za-z0-9_-]+", "-", request.node.name)[:60]
     try:
-        return server.create_key(f"sdk-{next(_account_numbers)}-{name}")
+        return server.create_key(f"sdk-{next(_account_numbers)}-{name}"[:64])
     except TotpdError as err:
         pytest.fail(str(err), pytrace=False)
 
