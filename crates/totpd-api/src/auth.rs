@@ -20,9 +20,19 @@ impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Auth, ApiError> {
-        let (key_id, secret) = credentials(&parts.headers).ok_or(ApiError::Unauthorized)?;
-        let principal = state.vault.authenticate(key_id, secret).await?;
-        Ok(Auth(principal))
+        let Some((key_id, secret)) = credentials(&parts.headers) else {
+            state.metrics.auth_failed();
+            return Err(ApiError::Unauthorized);
+        };
+        match state.vault.authenticate(key_id, secret).await {
+            Ok(principal) => Ok(Auth(principal)),
+            Err(e) => {
+                if matches!(e, totpd_vault::VaultError::Unauthorized) {
+                    state.metrics.auth_failed();
+                }
+                Err(e.into())
+            }
+        }
     }
 }
 

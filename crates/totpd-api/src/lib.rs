@@ -11,6 +11,7 @@ mod clock;
 mod error;
 mod health;
 mod json;
+mod metrics;
 mod openapi;
 mod secrets;
 mod telemetry;
@@ -25,6 +26,7 @@ use totpd_vault::Vault;
 
 pub use clock::{Clock, SystemClock};
 pub use error::ApiError;
+pub use metrics::Metrics;
 pub use openapi::openapi_json;
 
 /// Largest accepted request body.
@@ -55,6 +57,8 @@ pub struct AppState {
     pub vault: Arc<Vault>,
     /// The one source of the current time.
     pub clock: Arc<dyn Clock>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
 }
 
 /// The whole HTTP application.
@@ -63,9 +67,13 @@ pub fn router(state: AppState, limits: &Limits) -> Router {
         .merge(secrets::router())
         .merge(health::router())
         .merge(openapi::router())
+        .merge(metrics::router())
         .fallback(error::not_found_fallback)
         .method_not_allowed_fallback(error::method_not_allowed_fallback)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-        .layer(telemetry::layer(limits.request_timeout))
+        .layer(telemetry::layer(
+            limits.request_timeout,
+            Arc::clone(&state.metrics),
+        ))
         .with_state(state)
 }

@@ -119,6 +119,7 @@ pub(crate) async fn get_code(
 ) -> Result<Json<CodeResponse>, ApiError> {
     let id = secret_id(&id)?;
     let code = state.vault.code(&principal, id, state.clock.now()).await?;
+    state.metrics.code_issued();
     Ok(Json(CodeResponse::from(&code)))
 }
 

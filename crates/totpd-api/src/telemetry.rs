@@ -5,6 +5,7 @@
 //! Logged fields are method, route template, status and latency: never
 //! headers, bodies or query strings, which may carry credentials or secrets.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
@@ -15,27 +16,34 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 
 const REQUEST_ID: &str = "x-request-id";
+
+/// What the middleware needs.
+#[derive(Clone, Debug)]
+pub(crate) struct Telemetry {
+    timeout: Duration,
+    metrics: Arc<Metrics>,
+}
+
+type BoxedResponse = std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>;
 
 /// The telemetry and timeout middleware.
 pub(crate) fn layer(
     timeout: Duration,
+    metrics: Arc<Metrics>,
 ) -> axum::middleware::FromFnLayer<
-    fn(
-        State<Duration>,
-        Request,
-        Next,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>,
-    Duration,
-    (State<Duration>, Request),
+    fn(State<Telemetry>, Request, Next) -> BoxedResponse,
+    Telemetry,
+    (State<Telemetry>, Request),
 > {
-    middleware::from_fn_with_state(timeout, |state, req, next| {
+    middleware::from_fn_with_state(Telemetry { timeout, metrics }, |state, req, next| {
         Box::pin(track(state, req, next))
     })
 }
 
-async fn track(State(timeout): State<Duration>, request: Request, next: Next) -> Response {
+async fn track(State(telemetry): State<Telemetry>, request: Request, next: Next) -> Response {
     let request_id = request
         .headers()
         .get(REQUEST_ID)
@@ -50,7 +58,7 @@ async fn track(State(timeout): State<Duration>, request: Request, next: Next) ->
     let method = request.method().clone();
     let span = tracing::info_span!("request", id = %request_id, method = %method, route = %route);
     let started = Instant::now();
-    let mut response = match tokio::time::timeout(timeout, next.run(request))
+    let mut response = match tokio::time::timeout(telemetry.timeout, next.run(request))
         .instrument(span.clone())
         .await
     {
@@ -59,10 +67,15 @@ async fn track(State(timeout): State<Duration>, request: Request, next: Next) ->
             ApiError::Unavailable("the request took too long and was abandoned").into_response()
         }
     };
+    let latency = started.elapsed();
+    let status = response.status().as_u16();
+    telemetry
+        .metrics
+        .observe_request(&route, method.as_str(), status, latency);
     span.in_scope(|| {
         tracing::info!(
-            status = response.status().as_u16(),
-            latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            status,
+            latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
             "request finished"
         );
     });

@@ -19,5 +19,5 @@ pub use model::{
     Account, ApiKeyInfo, CodeAt, CreatedSecret, Issuer, Label, NewSecret, Principal, SecretInfo,
     SecretSource, UnixTime, validate_account_name,
 };
-pub use store::{AccountRow, ApiKeyRow, SecretRow, Store, StoreError};
+pub use store::{AccountRow, ApiKeyRow, CopyReport, PoolStatus, SecretRow, Store, StoreError};
 pub use vault::{OpenError, Vault};

@@ -108,12 +108,38 @@ pub enum StoreError {
     Other(String),
 }
 
+/// Connection pool occupancy, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// Open connections.
+    pub size: u32,
+    /// Open connections not in use.
+    pub idle: u32,
+    /// Configured maximum.
+    pub max: u32,
+}
+
+/// What [`Store::copy_from`] copied.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CopyReport {
+    /// `meta` rows.
+    pub meta: u64,
+    /// Accounts.
+    pub accounts: u64,
+    /// API keys.
+    pub api_keys: u64,
+    /// Secrets.
+    pub secrets: u64,
+}
+
 /// Persistent state of the vault. Implementations must make every write that
 /// returns `Ok` durable before returning.
 #[async_trait]
 pub trait Store: Send + Sync + fmt::Debug {
     /// Checks that the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// The connection pool's occupancy.
+    fn pool_status(&self) -> PoolStatus;
 
     /// Reads a value of the `meta` table.
     async fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
@@ -144,4 +170,22 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn list_secrets(&self, account_id: Uuid) -> Result<Vec<SecretRow>, StoreError>;
     /// Deletes one of the account's secrets for good; returns whether it existed.
     async fn delete_secret(&self, account_id: Uuid, id: Uuid) -> Result<bool, StoreError>;
+
+    /// Whether the database holds no data at all (schema aside).
+    async fn is_empty(&self) -> Result<bool, StoreError>;
+    /// Every `meta` row, by name.
+    async fn dump_meta(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+    /// Every account, by id.
+    async fn dump_accounts(&self) -> Result<Vec<AccountRow>, StoreError>;
+    /// Every API key, by key id.
+    async fn dump_api_keys(&self) -> Result<Vec<ApiKeyRow>, StoreError>;
+    /// Up to `limit` secrets of every account with ids above `after`, by id.
+    async fn dump_secrets(
+        &self,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<SecretRow>, StoreError>;
+    /// Copies every row of `source` into this store, which must be empty, in
+    /// one transaction: on any failure nothing is left behind.
+    async fn copy_from(&self, source: &dyn Store) -> Result<CopyReport, StoreError>;
 }

@@ -31,6 +31,8 @@ pub(crate) enum Command {
     /// Run the HTTP server.
     #[command(after_help = ENV_HELP)]
     Serve(ServeArgs),
+    /// Copy an installation into an empty database (e.g. SQLite to PostgreSQL) and verify it.
+    Migrate(MigrateArgs),
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -135,4 +137,14 @@ pub(crate) struct KeysRevokeArgs {
     pub key_id: String,
     #[command(flatten)]
     pub store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MigrateArgs {
+    /// Source database URL, e.g. sqlite:///var/lib/totpd/totpd.db.
+    #[arg(long, value_name = "URL")]
+    pub from: String,
+    /// Target database URL, e.g. postgres://totpd@db/totpd; must be empty.
+    #[arg(long, value_name = "URL")]
+    pub to: String,
 }

@@ -6,6 +6,7 @@
 mod cli;
 mod config;
 mod keys_cmd;
+mod migrate_cmd;
 
 mod serve;
 
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Migrate(args) => runtime()?.block_on(migrate_cmd::run(args)),
         Command::Serve(args) => runtime()?.block_on(serve::run(args)),
         Command::Keys(KeysCommand::Create(args)) => runtime()?.block_on(keys_cmd::create(args)),
         Command::Keys(KeysCommand::List(args)) => runtime()?.block_on(keys_cmd::list(args)),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use totpd_api::{AppState, Clock as _, Limits, SystemClock};
+use totpd_api::{AppState, Clock as _, Limits, Metrics, SystemClock};
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::ServeArgs;
@@ -43,6 +43,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let state = AppState {
         vault: Arc::new(vault),
         clock: Arc::new(SystemClock),
+        metrics: Arc::new(Metrics::default()),
     };
     let limits = Limits {
         request_timeout: Duration::from_secs(args.request_timeout.max(1)),

@@ -1,0 +1,244 @@
+//! Prometheus metrics, rendered by hand in the text exposition format.
+//!
+//! Label values are only route templates (`/api/v2/totp/code/{id}`),
+//! methods and status codes: never a label, issuer, id, key or secret, so
+//! nothing sensitive becomes a metric and cardinality stays bounded.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use totpd_vault::PoolStatus;
+
+use crate::AppState;
+
+/// Upper bounds of the latency histogram buckets, in seconds.
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+#[derive(Debug, Default)]
+struct Series {
+    count: AtomicU64,
+    /// Sum of latencies in microseconds.
+    sum_micros: AtomicU64,
+    buckets: [AtomicU64; BUCKETS.len()],
+}
+
+/// The process's counters. Cheap to update from many threads.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Keyed by (route template, method, status).
+    requests: RwLock<HashMap<(String, String, u16), Arc<Series>>>,
+    codes_issued: AtomicU64,
+    auth_failures: AtomicU64,
+}
+
+impl Metrics {
+    /// Records one answered request.
+    pub(crate) fn observe_request(
+        &self,
+        route: &str,
+        method: &str,
+        status: u16,
+        latency: Duration,
+    ) {
+        let series = self.series(route, method, status);
+        series.count.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        series.sum_micros.fetch_add(micros, Ordering::Relaxed);
+        let seconds = latency.as_secs_f64();
+        // Buckets are stored non-cumulatively and summed when rendered.
+        if let Some(i) = BUCKETS.iter().position(|&le| seconds <= le)
+            && let Some(bucket) = series.buckets.get(i)
+        {
+            bucket.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn series(&self, route: &str, method: &str, status: u16) -> Arc<Series> {
+        let key = (route.to_owned(), method.to_owned(), status);
+        if let Ok(map) = self.requests.read()
+            && let Some(series) = map.get(&key)
+        {
+            return Arc::clone(series);
+        }
+        match self.requests.write() {
+            Ok(mut map) => Arc::clone(map.entry(key).or_default()),
+            Err(_) => Arc::new(Series::default()),
+        }
+    }
+
+    /// Counts a code handed out.
+    pub(crate) fn code_issued(&self) {
+        self.codes_issued.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a rejected authentication.
+    pub(crate) fn auth_failed(&self) {
+        self.auth_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The text exposition.
+    pub(crate) fn render(&self, pool: PoolStatus) -> String {
+        let mut out = String::with_capacity(4096);
+        out.push_str("# HELP totpd_http_requests_total HTTP requests answered, by route template, method and status.\n");
+        out.push_str("# TYPE totpd_http_requests_total counter\n");
+        let mut rows: Vec<((String, String, u16), Arc<Series>)> = match self.requests.read() {
+            Ok(map) => map
+                .iter()
+                .map(|(k, v)| (k.clone(), Arc::clone(v)))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        for ((route, method, status), series) in &rows {
+            let _ = writeln!(
+                out,
+                "totpd_http_requests_total{{route=\"{}\",method=\"{}\",status=\"{status}\"}} {}",
+                escape(route),
+                escape(method),
+                series.count.load(Ordering::Relaxed)
+            );
+        }
+        out.push_str("# HELP totpd_http_request_duration_seconds Time to answer a request, by route template and method.\n");
+        out.push_str("# TYPE totpd_http_request_duration_seconds histogram\n");
+        // One histogram per (route, method): merge the status series.
+        let mut merged: Vec<((String, String), [u64; BUCKETS.len()], u64, u64)> = Vec::new();
+        for ((route, method, _), series) in &rows {
+            let key = (route.clone(), method.clone());
+            let index = match merged.iter().position(|m| m.0 == key) {
+                Some(i) => i,
+                None => {
+                    merged.push((key, [0; BUCKETS.len()], 0, 0));
+                    merged.len() - 1
+                }
+            };
+            if let Some(entry) = merged.get_mut(index) {
+                for (total, bucket) in entry.1.iter_mut().zip(series.buckets.iter()) {
+                    *total += bucket.load(Ordering::Relaxed);
+                }
+                entry.2 += series.count.load(Ordering::Relaxed);
+                entry.3 += series.sum_micros.load(Ordering::Relaxed);
+            }
+        }
+        for ((route, method), buckets, count, sum_micros) in &merged {
+            let labels = format!("route=\"{}\",method=\"{}\"", escape(route), escape(method));
+            let mut cumulative = 0;
+            for (le, n) in BUCKETS.iter().zip(buckets.iter()) {
+                cumulative += n;
+                let _ = writeln!(
+                    out,
+                    "totpd_http_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "totpd_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {count}"
+            );
+            // Precision loss only beyond 2^53 microseconds (285 years).
+            #[allow(clippy::cast_precision_loss)]
+            let sum = *sum_micros as f64 / 1e6;
+            let _ = writeln!(
+                out,
+                "totpd_http_request_duration_seconds_sum{{{labels}}} {sum}"
+            );
+            let _ = writeln!(
+                out,
+                "totpd_http_request_duration_seconds_count{{{labels}}} {count}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP totpd_codes_issued_total TOTP codes handed out.\n# TYPE totpd_codes_issued_total counter\ntotpd_codes_issued_total {}",
+            self.codes_issued.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP totpd_auth_failures_total Requests refused for missing, wrong or revoked credentials.\n# TYPE totpd_auth_failures_total counter\ntotpd_auth_failures_total {}",
+            self.auth_failures.load(Ordering::Relaxed)
+        );
+        let in_use = pool.size.saturating_sub(pool.idle);
+        let _ = writeln!(
+            out,
+            "# HELP totpd_db_pool_connections Database connections, by state.\n# TYPE totpd_db_pool_connections gauge\ntotpd_db_pool_connections{{state=\"idle\"}} {}\ntotpd_db_pool_connections{{state=\"in_use\"}} {in_use}",
+            pool.idle
+        );
+        let _ = writeln!(
+            out,
+            "# HELP totpd_db_pool_max_connections Configured size limit of the database pool.\n# TYPE totpd_db_pool_max_connections gauge\ntotpd_db_pool_max_connections {}",
+            pool.max
+        );
+        out
+    }
+}
+
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new().route("/metrics", get(get_metrics))
+}
+
+/// Prometheus scrape endpoint (unauthenticated, like the health checks: it
+/// carries counts only).
+async fn get_metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let body = state.metrics.render(state.vault.store().pool_status());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_count_matches() {
+        let m = Metrics::default();
+        m.observe_request("/a", "GET", 200, Duration::from_micros(300));
+        m.observe_request("/a", "GET", 200, Duration::from_millis(3));
+        m.observe_request("/a", "GET", 404, Duration::from_secs(20));
+        let text = m.render(PoolStatus::default());
+        assert!(
+            text.contains(
+                "totpd_http_requests_total{route=\"/a\",method=\"GET\",status=\"200\"} 2"
+            )
+        );
+        assert!(text.contains("totpd_http_request_duration_seconds_bucket{route=\"/a\",method=\"GET\",le=\"0.0005\"} 1"));
+        assert!(text.contains(
+            "totpd_http_request_duration_seconds_bucket{route=\"/a\",method=\"GET\",le=\"0.005\"} 2"
+        ));
+        assert!(text.contains(
+            "totpd_http_request_duration_seconds_bucket{route=\"/a\",method=\"GET\",le=\"10\"} 2"
+        ));
+        assert!(text.contains(
+            "totpd_http_request_duration_seconds_bucket{route=\"/a\",method=\"GET\",le=\"+Inf\"} 3"
+        ));
+        assert!(
+            text.contains(
+                "totpd_http_request_duration_seconds_count{route=\"/a\",method=\"GET\"} 3"
+            )
+        );
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}
