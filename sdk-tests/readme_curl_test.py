@@ -30,6 +30,29 @@ FENCE = re.compile(r"^\s*(```+|~~~+)\s*([\w+-]*)")
 STATUS_OK = re.compile(r'"status"\s*:\s*"OK"')
 
 
+def fenced_blocks(lines: list[str]):
+    """Yield (line, fence_info) for each line; fence_info is the info string
+    of the fenced block the line is in or opens/closes, None outside one.
+
+    A fence closes on a line of the same character, at least as long, with
+    no info string (CommonMark).
+    """
+    fence = info = None
+    for line in lines:
+        match = FENCE.match(line)
+        if fence is None and match:
+            fence, info = match.group(1), match.group(2)
+            yield line, ("open", info)
+        elif fence is not None and match and not match.group(2) \
+                and match.group(1)[0] == fence[0] and len(match.group(1)) >= len(fence):
+            yield line, ("close", info)
+            fence = info = None
+        elif fence is not None:
+            yield line, ("body", info)
+        else:
+            yield line, None
+
+
 def http_api_section(markdown: str) -> list[str]:
     """The lines under `## HTTP API` up to the next `## ` heading.
 
@@ -37,19 +60,13 @@ def http_api_section(markdown: str) -> list[str]:
     with `## `).
     """
     lines = markdown.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
+    start = next((i for i, line in enumerate(lines)
+                  if line.rstrip() == SECTION or line.startswith(SECTION + " ")), None)
     if start is None:
         return []
-    section, fence = [], None
-    for line in lines[start + 1:]:
-        match = FENCE.match(line)
-        if match:
-            marker = match.group(1)
-            if fence is None:
-                fence = marker
-            elif marker.startswith(fence[0]) and len(marker) >= len(fence):
-                fence = None
-        elif fence is None and line.startswith("## "):
+    section = []
+    for line, where in fenced_blocks(lines[start + 1:]):
+        if where is None and line.startswith("## "):
             break
         section.append(line)
     return section
@@ -57,18 +74,16 @@ def http_api_section(markdown: str) -> list[str]:
 
 def sh_blocks(section: list[str]) -> list[str]:
     """The bodies of the fenced blocks tagged sh, in order."""
-    blocks, body, fence, keep = [], [], None, False
-    for line in section:
-        match = FENCE.match(line)
-        if match and fence is None:
-            fence, keep, body = match.group(1), match.group(2) == "sh", []
-        elif match and match.group(1).startswith(fence[0]) and len(match.group(1)) >= len(fence) \
-                and not match.group(2):
-            if keep:
-                blocks.append("\n".join(body))
-            fence = None
-        elif fence is not None:
+    blocks, body = [], []
+    for line, where in fenced_blocks(section):
+        if where is None or where[1] != "sh":
+            continue
+        if where[0] == "open":
+            body = []
+        elif where[0] == "body":
             body.append(line)
+        else:
+            blocks.append("\n".join(body))
     return blocks
 
 
