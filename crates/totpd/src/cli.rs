@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::otp_cmd::OtpArgs;
+
 const ENV_HELP: &str = "\
 Environment:
   TOTPD_LISTEN           address to listen on (serve)
@@ -36,6 +38,8 @@ pub(crate) enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Compute codes offline, like oathtool (no server, no database).
+    Otp(OtpArgs),
 }
 
 /// Where the vault's state lives. Every command that touches the vault takes

@@ -7,6 +7,7 @@ mod cli;
 mod config;
 mod keys_cmd;
 mod migrate_cmd;
+mod otp_cmd;
 
 mod serve;
 
@@ -29,6 +30,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Otp(args) => otp_cmd::run(args),
         Command::Migrate(args) => runtime()?.block_on(migrate_cmd::run(args)),
         Command::Serve(args) => runtime()?.block_on(serve::run(args)),
         Command::Keys(KeysCommand::Create(args)) => runtime()?.block_on(keys_cmd::create(args)),
