@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { rmSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import SendblueAPI, { AuthenticationError, BadRequestError, NotFoundError } from 'sendblue';
@@ -22,6 +23,7 @@ const SEEDS = {
 
 let server;
 let accounts = 0;
+let anyFailed = false;
 
 before(async () => {
   server = new TotpdServer();
@@ -34,6 +36,8 @@ after(async () => {
   if (!server) return;
   const exit = await server.stop();
   rmSync(server.dataDir, { recursive: true, force: true });
+  // The log is kept when a test failed: its path is in the failure message.
+  if (!anyFailed) rmSync(dirname(server.logPath), { recursive: true, force: true });
   assert.deepEqual(exit, { code: 0, signal: null }, `totpd serve should exit 0 on SIGTERM; its output:\n${server.logText()}`);
 });
 
@@ -44,6 +48,7 @@ function it(name, fn) {
     try {
       await fn(t);
     } catch (err) {
+      anyFailed = true;
       const log = `\n--- totpd serve output during this test (${server.logPath}) ---\n${server.logText(start)}`;
       if (err instanceof Error) {
         // The reporters print the stack, which was fixed at construction.
