@@ -1,0 +1,3 @@
+
+-
+first-part-secret-20gracePart One (0(‰

@@ -1,0 +1,3 @@
+
+-
+second-part-secret20heidiPart Two (0 (‰

@@ -1,0 +1,3 @@
+
+@
+single-totp-secret!!Example:alice@example.comExample (0(ïý¶õýÿÿÿÿ
