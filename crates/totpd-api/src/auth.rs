@@ -24,7 +24,11 @@ impl FromRequestParts<AppState> for Auth {
             state.metrics.auth_failed();
             return Err(ApiError::Unauthorized);
         };
-        match state.vault.authenticate(key_id, secret).await {
+        match state
+            .vault
+            .authenticate(key_id, secret, state.clock.now())
+            .await
+        {
             Ok(principal) => Ok(Auth(principal)),
             Err(e) => {
                 if matches!(e, totpd_vault::VaultError::Unauthorized) {

@@ -7,6 +7,8 @@
 //! [`Clock`].
 
 mod auth;
+#[cfg(feature = "bench-bare")]
+mod bench;
 mod clock;
 mod error;
 mod health;
@@ -61,6 +63,16 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
 }
 
+#[cfg(feature = "bench-bare")]
+fn bench_router() -> Router<AppState> {
+    bench::router()
+}
+
+#[cfg(not(feature = "bench-bare"))]
+fn bench_router() -> Router<AppState> {
+    Router::new()
+}
+
 /// The whole HTTP application.
 pub fn router(state: AppState, limits: &Limits) -> Router {
     Router::new()
@@ -68,6 +80,7 @@ pub fn router(state: AppState, limits: &Limits) -> Router {
         .merge(health::router())
         .merge(openapi::router())
         .merge(metrics::router())
+        .merge(bench_router())
         .fallback(error::not_found_fallback)
         .method_not_allowed_fallback(error::method_not_allowed_fallback)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))

@@ -78,6 +78,61 @@ pub(crate) fn hash_secret(pepper: &[u8], key_id: &str, secret: &str) -> [u8; 32]
     hmac_sha256(pepper, &message)
 }
 
+/// How long a cached API-key row may be used before it is read again. Well
+/// under a second, so a revocation anywhere is honoured everywhere within one.
+pub const KEY_CACHE_TTL_MS: i64 = 500;
+/// Most key rows kept; past this the cache starts over (a burst of distinct
+/// keys costs database reads, never unbounded memory).
+const KEY_CACHE_MAX: usize = 10_000;
+
+/// The part of an API-key row that authentication needs.
+#[derive(Clone)]
+pub(crate) struct CachedKey {
+    pub account_id: uuid::Uuid,
+    pub secret_hash: Vec<u8>,
+    pub revoked: bool,
+    fetched_at: i64,
+}
+
+/// Recently read API-key rows, by key id. Holds hashes, never secrets.
+#[derive(Default)]
+pub(crate) struct KeyCache {
+    entries: std::sync::RwLock<std::collections::HashMap<String, CachedKey>>,
+}
+
+impl KeyCache {
+    /// A fresh-enough entry for `key_id` at `now`, if any. An entry from the
+    /// future (the clock stepped back) is not trusted.
+    pub(crate) fn get(&self, key_id: &str, now: crate::UnixTime) -> Option<CachedKey> {
+        let entries = self.entries.read().ok()?;
+        let entry = entries.get(key_id)?;
+        let age = now.0.checked_sub(entry.fetched_at)?;
+        (0..KEY_CACHE_TTL_MS).contains(&age).then(|| entry.clone())
+    }
+
+    pub(crate) fn insert(&self, row: &crate::ApiKeyRow, now: crate::UnixTime) -> CachedKey {
+        let key = CachedKey {
+            account_id: row.account_id,
+            secret_hash: row.secret_hash.clone(),
+            revoked: row.revoked_at.is_some(),
+            fetched_at: now.0,
+        };
+        if let Ok(mut entries) = self.entries.write() {
+            if entries.len() >= KEY_CACHE_MAX {
+                entries.clear();
+            }
+            entries.insert(row.key_id.clone(), key.clone());
+        }
+        key
+    }
+
+    pub(crate) fn forget(&self, key_id: &str) {
+        if let Ok(mut entries) = self.entries.write() {
+            entries.remove(key_id);
+        }
+    }
+}
+
 /// Constant-time comparison of two hashes.
 pub(crate) fn hashes_match(a: &[u8], b: &[u8]) -> bool {
     a.ct_eq(b).into()
@@ -98,6 +153,51 @@ mod tests {
             "a secret must not contain the bearer separator"
         );
         assert_eq!(format!("{a:?}"), "ApiKeySecret([redacted])");
+    }
+
+    fn row(revoked_at: Option<i64>) -> crate::ApiKeyRow {
+        crate::ApiKeyRow {
+            key_id: "tk_1".to_owned(),
+            account_id: uuid::Uuid::nil(),
+            secret_hash: vec![1; 32],
+            role: "owner".to_owned(),
+            created_at: 0,
+            revoked_at,
+        }
+    }
+
+    #[test]
+    fn cached_keys_expire_before_one_second() {
+        let cache = KeyCache::default();
+        cache.insert(&row(None), crate::UnixTime(10_000));
+        assert!(cache.get("tk_1", crate::UnixTime(10_000)).is_some());
+        assert!(
+            cache
+                .get("tk_1", crate::UnixTime(10_000 + KEY_CACHE_TTL_MS - 1))
+                .is_some()
+        );
+        assert!(
+            cache
+                .get("tk_1", crate::UnixTime(10_000 + KEY_CACHE_TTL_MS))
+                .is_none()
+        );
+        assert!(KEY_CACHE_TTL_MS < 1000);
+    }
+
+    #[test]
+    fn a_cache_entry_from_the_future_is_not_trusted() {
+        let cache = KeyCache::default();
+        cache.insert(&row(None), crate::UnixTime(10_000));
+        assert!(cache.get("tk_1", crate::UnixTime(9_999)).is_none());
+    }
+
+    #[test]
+    fn forgotten_keys_are_read_again() {
+        let cache = KeyCache::default();
+        cache.insert(&row(Some(5)), crate::UnixTime(10_000));
+        assert!(cache.get("tk_1", crate::UnixTime(10_001)).unwrap().revoked);
+        cache.forget("tk_1");
+        assert!(cache.get("tk_1", crate::UnixTime(10_001)).is_none());
     }
 
     #[test]

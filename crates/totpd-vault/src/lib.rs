@@ -20,4 +20,4 @@ pub use model::{
     SecretSource, UnixTime, validate_account_name,
 };
 pub use store::{AccountRow, ApiKeyRow, CopyReport, PoolStatus, SecretRow, Store, StoreError};
-pub use vault::{OpenError, Vault};
+pub use vault::{KEY_CACHE_TTL_MS, OpenError, Vault};

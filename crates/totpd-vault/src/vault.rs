@@ -8,7 +8,8 @@ use zeroize::Zeroizing;
 
 use crate::crypto::{CryptoError, MasterKey, Sealed};
 use crate::error::VaultError;
-use crate::keys::{self, KEY_ID_PREFIX, NewApiKey};
+pub use crate::keys::KEY_CACHE_TTL_MS;
+use crate::keys::{self, KEY_ID_PREFIX, KeyCache, NewApiKey};
 use crate::model::{
     Account, ApiKeyInfo, CodeAt, CreatedSecret, NewSecret, Principal, SecretInfo, SecretSource,
     UnixTime, validate_account_name,
@@ -58,6 +59,7 @@ pub struct Vault {
     store: Arc<dyn Store>,
     master: MasterKey,
     pepper: Zeroizing<Vec<u8>>,
+    key_cache: KeyCache,
 }
 
 impl std::fmt::Debug for Vault {
@@ -108,6 +110,7 @@ impl Vault {
             store,
             master,
             pepper,
+            key_cache: KeyCache::default(),
         })
     }
 
@@ -203,6 +206,7 @@ impl Vault {
 
     /// Revokes a key; `NotFound` if there is no such active key.
     pub async fn revoke_api_key(&self, key_id: &str, now: UnixTime) -> Result<(), VaultError> {
+        self.key_cache.forget(key_id);
         if self.store.revoke_api_key(key_id, now.0).await? {
             Ok(())
         } else {
@@ -210,22 +214,38 @@ impl Vault {
         }
     }
 
-    /// Checks an API key. Every failure is the same `Unauthorized`, and an
-    /// unknown key id costs the same hash as a known one.
-    pub async fn authenticate(&self, key_id: &str, secret: &str) -> Result<Principal, VaultError> {
-        let row = if key_id.starts_with(KEY_ID_PREFIX) && key_id.len() <= 64 {
-            self.store.api_key(key_id).await?
+    /// Checks an API key at time `now`. Every failure is the same
+    /// `Unauthorized`, and an unknown key id costs the same hash as a known one.
+    ///
+    /// Key rows are cached for at most [`KEY_CACHE_TTL_MS`], so a revocation
+    /// made anywhere (another node, the CLI) takes effect within a second
+    /// while the hot path mostly skips the database.
+    pub async fn authenticate(
+        &self,
+        key_id: &str,
+        secret: &str,
+        now: UnixTime,
+    ) -> Result<Principal, VaultError> {
+        let presented = keys::hash_secret(&self.pepper, key_id, secret);
+        let plausible = key_id.starts_with(KEY_ID_PREFIX) && key_id.len() <= 64;
+        let cached = if plausible {
+            self.key_cache.get(key_id, now)
         } else {
             None
         };
-        let presented = keys::hash_secret(&self.pepper, key_id, secret);
-        match row {
-            Some(row)
-                if row.revoked_at.is_none() && keys::hashes_match(&presented, &row.secret_hash) =>
-            {
+        let key = match cached {
+            Some(key) => Some(key),
+            None if plausible => {
+                let row = self.store.api_key(key_id).await?;
+                row.map(|row| self.key_cache.insert(&row, now))
+            }
+            None => None,
+        };
+        match key {
+            Some(key) if !key.revoked && keys::hashes_match(&presented, &key.secret_hash) => {
                 Ok(Principal {
-                    account_id: row.account_id,
-                    key_id: row.key_id,
+                    account_id: key.account_id,
+                    key_id: key_id.to_owned(),
                 })
             }
             _ => Err(VaultError::Unauthorized),
