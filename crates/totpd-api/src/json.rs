@@ -37,15 +37,20 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
                 ApiError::invalid("the request body could not be read")
             }
         })?;
-        match serde_json::from_slice::<Value>(&bytes) {
-            Ok(Value::Object(map)) => Ok(JsonObject(map)),
-            Ok(_) => Err(ApiError::invalid("the request body must be a JSON object")),
-            Err(e) => Err(ApiError::invalid(format!(
-                "the request body is not valid JSON (line {}, column {})",
-                e.line(),
-                e.column()
-            ))),
-        }
+        parse_object(&bytes).map(JsonObject)
+    }
+}
+
+/// Parses a request body that must be a JSON object.
+pub(crate) fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::invalid("the request body must be a JSON object")),
+        Err(e) => Err(ApiError::invalid(format!(
+            "the request body is not valid JSON (line {}, column {})",
+            e.line(),
+            e.column()
+        ))),
     }
 }
 

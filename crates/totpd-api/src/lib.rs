@@ -30,6 +30,7 @@ pub use clock::{Clock, SystemClock};
 pub use error::ApiError;
 pub use metrics::Metrics;
 pub use openapi::openapi_json;
+pub use secrets::parse_create_secret_body;
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

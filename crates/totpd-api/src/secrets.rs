@@ -51,8 +51,7 @@ pub(crate) async fn create_secret(
     Auth(principal): Auth,
     JsonObject(body): JsonObject,
 ) -> Result<Json<CreateSecretResponse>, ApiError> {
-    let request = parse_create_request(&body)?;
-    let new = new_secret(request)?;
+    let new = new_secret(parse_create_request(&body)?)?;
     let created = state
         .vault
         .create_secret(&principal, new, state.clock.now())
@@ -121,6 +120,14 @@ pub(crate) async fn get_code(
     let code = state.vault.code(&principal, id, state.clock.now()).await?;
     state.metrics.code_issued();
     Ok(Json(CodeResponse::from(&code)))
+}
+
+/// Parses and validates a create request body exactly as
+/// `POST /api/v2/totp/secrets` does, without HTTP or storage: the entry
+/// point of the request-body fuzz target.
+pub fn parse_create_secret_body(bytes: &[u8]) -> Result<NewSecret, ApiError> {
+    let body = crate::json::parse_object(bytes)?;
+    new_secret(parse_create_request(&body)?)
 }
 
 /// A path id that is not a UUID cannot name a secret: answered like an

@@ -97,7 +97,7 @@ impl MasterKey {
     }
 
     /// Encrypts `plaintext` with a fresh random nonce, binding it to `aad`.
-    pub(crate) fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Sealed, CryptoError> {
+    pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Sealed, CryptoError> {
         let cipher = self.cipher()?;
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::fill(&mut nonce).map_err(|_| CryptoError::Random)?;
@@ -118,11 +118,7 @@ impl MasterKey {
     }
 
     /// Decrypts and authenticates `sealed` against `aad`.
-    pub(crate) fn open(
-        &self,
-        sealed: &Sealed,
-        aad: &[u8],
-    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    pub fn open(&self, sealed: &Sealed, aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         if sealed.key_id != self.id {
             return Err(CryptoError::UnknownKey);
         }

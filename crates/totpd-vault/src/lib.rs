@@ -12,7 +12,7 @@ mod model;
 mod store;
 mod vault;
 
-pub use crypto::{MasterKey, MasterKeyError, Sealed};
+pub use crypto::{CryptoError, MasterKey, MasterKeyError, Sealed};
 pub use error::VaultError;
 pub use keys::{ApiKeySecret, NewApiKey};
 pub use model::{
