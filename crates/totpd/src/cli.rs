@@ -40,6 +40,10 @@ pub(crate) enum Command {
     Keys(KeysCommand),
     /// Compute codes offline, like oathtool (no server, no database).
     Otp(OtpArgs),
+    /// Fill an account with generated secrets (benchmark builds only).
+    #[cfg(feature = "bench-bare")]
+    #[command(hide = true)]
+    BenchSeed(BenchSeedArgs),
 }
 
 /// Where the vault's state lives. Every command that touches the vault takes
@@ -151,4 +155,17 @@ pub(crate) struct MigrateArgs {
     /// Target database URL, e.g. postgres://totpd@db/totpd; must be empty.
     #[arg(long, value_name = "URL")]
     pub to: String,
+}
+
+#[cfg(feature = "bench-bare")]
+#[derive(Debug, Args)]
+pub(crate) struct BenchSeedArgs {
+    /// Account to fill (created if needed; a new key is printed as JSON).
+    #[arg(long, value_name = "NAME")]
+    pub account: String,
+    /// Number of secrets to create.
+    #[arg(long, value_name = "N")]
+    pub count: u64,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }

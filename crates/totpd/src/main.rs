@@ -3,6 +3,8 @@
 //! `main` only parses arguments and hands over to [`run`]; each subcommand
 //! lives in its own module.
 
+#[cfg(feature = "bench-bare")]
+mod bench_seed;
 mod cli;
 mod config;
 mod keys_cmd;
@@ -31,6 +33,8 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Otp(args) => otp_cmd::run(args),
+        #[cfg(feature = "bench-bare")]
+        Command::BenchSeed(args) => runtime()?.block_on(bench_seed::run(args)),
         Command::Migrate(args) => runtime()?.block_on(migrate_cmd::run(args)),
         Command::Serve(args) => runtime()?.block_on(serve::run(args)),
         Command::Keys(KeysCommand::Create(args)) => runtime()?.block_on(keys_cmd::create(args)),

@@ -1,0 +1,433 @@
+#!/usr/bin/env python3
+"""totpd's HTTP benchmark: one command, from a fresh clone, in minutes.
+
+    bench/run             # full run: writes BENCHMARKS.md's table and bench/benchmarks.png
+    bench/run --smoke     # seconds: exercises every step, checks nothing, writes bench/out/ only
+
+It builds the release binary with the `bench-bare` feature, then for each
+backend (SQLite always; PostgreSQL when TOTPD_BENCH_POSTGRES_URL or
+postgres://postgres@127.0.0.1:5432/postgres answers) starts `totpd serve` on
+a fresh data dir / database, seeds secrets through the store (`totpd
+bench-seed`, not HTTP), and measures with wrk over loopback, in one run with
+the same settings:
+
+  bare        GET /bench/bare: the same HTTP stack answering a fixed JSON
+              body of a code response's size (the reference point)
+  code        GET /api/v2/totp/code/{id}
+  list-10     GET /api/v2/totp/secrets, account with 10 secrets
+  list-10k    GET /api/v2/totp/secrets, account with 10,000 secrets
+  create      POST /api/v2/totp/secrets (durable: answered after fsync)
+
+and, on SQLite, the scale run: the code endpoint with 1,000 and with
+1,000,000 stored secrets, and the server's peak RSS under that load.
+
+Every figure is requests/s, p50 and p99 latency from wrk, and the ratio to
+bare measured minutes apart on the same machine. wrk shares the 2 cores with
+the server, so absolute numbers are lower than on a dedicated client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+CHART = ROOT / "bench" / "benchmarks.png"
+BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
+BEGIN = "<!-- bench/run: begin -->"
+END = "<!-- bench/run: end -->"
+DEFAULT_PG = "postgres://postgres@127.0.0.1:5432/postgres"
+
+
+@dataclass
+class Settings:
+    duration: int  # seconds per wrk run
+    connections: int
+    threads: int
+    scale_small: int
+    scale_large: int
+    list_large: int
+    smoke: bool
+
+
+@dataclass
+class Result:
+    backend: str
+    name: str
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    connections: int
+    errors: int = 0
+    ratio_to_bare: float | None = None
+    peak_rss_mib: float | None = None
+    note: str = ""
+
+
+@dataclass
+class Run:
+    machine: dict
+    command: str
+    settings: dict
+    results: list[Result] = field(default_factory=list)
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gib = 0.0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem_gib = int(line.split()[1]) / 1024 / 1024
+    except OSError:
+        pass
+    wrk_version = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.splitlines()
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_gib, 1),
+        "kernel": platform.release(),
+        "wrk": wrk_version[0] if wrk_version else "wrk",
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
+    }
+
+
+def build() -> Path:
+    log("building release binary with --features bench-bare")
+    subprocess.run(
+        ["cargo", "build", "--release", "-p", "totpd", "--features", "bench-bare"],
+        cwd=ROOT,
+        check=True,
+    )
+    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    if not target.is_absolute():
+        target = ROOT / target
+    return target / "release" / "totpd"
+
+
+class Server:
+    """One `totpd serve` on a fresh data dir and database."""
+
+    def __init__(self, binary: Path, backend: str, pg_admin: str | None):
+        self.binary = binary
+        self.backend = backend
+        self.dir = Path(tempfile.mkdtemp(prefix=f"totpd-bench-{backend}-"))
+        self.env = dict(os.environ, TOTPD_LOG="warn")
+        self.pg_admin = pg_admin
+        self.pg_db = None
+        self.store_args = ["--data-dir", str(self.dir)]
+        if backend == "postgres":
+            self.pg_db = f"totpd_bench_{uuid.uuid4().hex[:12]}"
+            psql(pg_admin, f"CREATE DATABASE {self.pg_db}")
+            self.store_args += ["--database", replace_db(pg_admin, self.pg_db), "--db-pool-size", "16"]
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    def seed(self, account: str, count: int) -> dict:
+        started = time.monotonic()
+        out = subprocess.run(
+            [str(self.binary), "bench-seed", "--account", account, "--count", str(count), *self.store_args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        log(f"seeded {count} secrets into {account!r} in {time.monotonic() - started:.1f}s")
+        return json.loads(out.strip().splitlines()[-1])
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [str(self.binary), "serve", "--listen", f"127.0.0.1:{self.port}", "--no-bootstrap", *self.store_args],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=open(self.dir / "serve.log", "w"),
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        assert self.proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if "listening on" in line:
+                return
+            if not line and self.proc.poll() is not None:
+                break
+        raise RuntimeError(f"totpd serve did not start:\n{(self.dir / 'serve.log').read_text()}")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def peak_rss_mib(self) -> float | None:
+        if self.proc is None:
+            return None
+        try:
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        except OSError:
+            return None
+        return None
+
+    def stop_process(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.proc = None
+
+    def stop(self) -> None:
+        self.stop_process()
+        if self.pg_db:
+            psql(self.pg_admin, f"DROP DATABASE IF EXISTS {self.pg_db} WITH (FORCE)")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def replace_db(url: str, db: str) -> str:
+    base, _, query = url.partition("?")
+    base = base.rsplit("/", 1)[0]
+    return f"{base}/{db}" + (f"?{query}" if query else "")
+
+
+def psql(url: str | None, sql: str) -> None:
+    subprocess.run(["psql", "-q", "-d", url or DEFAULT_PG, "-c", sql], check=True, capture_output=True)
+
+
+def postgres_url() -> str | None:
+    url = os.environ.get("TOTPD_BENCH_POSTGRES_URL", DEFAULT_PG)
+    if shutil.which("psql") is None:
+        return None
+    ok = subprocess.run(["psql", "-q", "-d", url, "-c", "SELECT 1"], capture_output=True).returncode == 0
+    return url if ok else None
+
+
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+
+def parse_latency(text: str, percentile: str) -> float:
+    match = re.search(rf"^\s*{re.escape(percentile)}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+    if not match:
+        raise RuntimeError(f"no {percentile}% latency in wrk output:\n{text}")
+    return float(match.group(1)) * UNITS[match.group(2)]
+
+
+def wrk(url: str, headers: dict[str, str], settings: Settings, *, script: Path | None = None,
+        connections: int | None = None, threads: int | None = None) -> tuple[float, float, float, int]:
+    connections = connections or settings.connections
+    threads = min(threads or settings.threads, connections)
+    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{settings.duration}s", "--latency", "--timeout", "10s"]
+    for name, value in headers.items():
+        command += ["-H", f"{name}: {value}"]
+    if script:
+        command += ["-s", str(script)]
+    command.append(url)
+    text = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    errors = int(non_2xx.group(1)) if non_2xx else 0
+    if socket_errors:
+        errors += sum(int(g) for g in socket_errors.groups())
+    return rps, parse_latency(text, "50"), parse_latency(text, "99"), errors
+
+
+def auth(key: dict) -> dict[str, str]:
+    return {"sb-api-key-id": key["key_id"], "sb-api-secret-key": key["secret"]}
+
+
+def measure(run: Run, backend: str, name: str, url: str, headers: dict[str, str], settings: Settings,
+            server: Server, **kwargs) -> Result:
+    rps, p50, p99, errors = wrk(url, headers, settings, **kwargs)
+    result = Result(backend, name, rps, p50, p99, kwargs.get("connections") or settings.connections, errors,
+                    peak_rss_mib=server.peak_rss_mib())
+    log(f"{backend:8} {name:12} {rps:10.0f} req/s  p50 {p50:7.3f} ms  p99 {p99:7.3f} ms  errors {errors}")
+    run.results.append(result)
+    return result
+
+
+def bench_backend(run: Run, binary: Path, backend: str, settings: Settings, pg_admin: str | None) -> None:
+    server = Server(binary, backend, pg_admin)
+    try:
+        small = server.seed("bench-small", 10)
+        large = server.seed("bench-large", settings.list_large)
+        server.start()
+        create_lua = OUT / "create.lua"
+        create_lua.write_text(
+            'wrk.method = "POST"\n'
+            'wrk.body = \'{"label":"bench"}\'\n'
+            'wrk.headers["Content-Type"] = "application/json"\n'
+        )
+        bare = measure(run, backend, "bare", f"{server.url}/bench/bare", {}, settings, server)
+        code = measure(run, backend, "code", f"{server.url}/api/v2/totp/code/{small['secret_id']}",
+                       auth(small), settings, server)
+        list10 = measure(run, backend, "list-10", f"{server.url}/api/v2/totp/secrets", auth(small), settings, server)
+        # The 10,000-secret list is measured for latency, one request at a time.
+        list10k = measure(run, backend, f"list-{settings.list_large // 1000}k", f"{server.url}/api/v2/totp/secrets",
+                          auth(large), settings, server, connections=1, threads=1)
+        create = measure(run, backend, "create", f"{server.url}/api/v2/totp/secrets", auth(small), settings, server,
+                         script=create_lua)
+        for result in (code, list10, list10k, create):
+            result.ratio_to_bare = result.rps / bare.rps
+        bare.ratio_to_bare = 1.0
+    finally:
+        server.stop()
+
+
+def bench_scale(run: Run, binary: Path, settings: Settings) -> None:
+    """Code latency with few and with many stored secrets (SQLite)."""
+    server = Server(binary, "sqlite", None)
+    try:
+        key = server.seed("scale", settings.scale_small)
+        server.start()
+        small = measure(run, "sqlite", f"code@{human(settings.scale_small)}",
+                        f"{server.url}/api/v2/totp/code/{key['secret_id']}", auth(key), settings, server)
+        server.stop_process()
+        server.seed("scale-filler", settings.scale_large - settings.scale_small)
+        server.port = free_port()
+        server.start()
+        large = measure(run, "sqlite", f"code@{human(settings.scale_large)}",
+                        f"{server.url}/api/v2/totp/code/{key['secret_id']}", auth(key), settings, server)
+        large.note = f"p50 ×{large.p50_ms / small.p50_ms:.2f}, p99 ×{large.p99_ms / small.p99_ms:.2f} vs {human(settings.scale_small)}"
+        large.ratio_to_bare = large.rps / small.rps
+        small.ratio_to_bare = 1.0
+    finally:
+        server.stop()
+
+
+def human(n: int) -> str:
+    if n >= 1_000_000 and n % 1_000_000 == 0:
+        return f"{n // 1_000_000}M"
+    if n >= 1000 and n % 1000 == 0:
+        return f"{n // 1000}k"
+    return str(n)
+
+
+def table(run: Run) -> str:
+    lines = [
+        "| backend | endpoint | conns | req/s | p50 ms | p99 ms | ratio | peak RSS MiB | errors | note |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in run.results:
+        ratio = f"{r.ratio_to_bare:.2f}" if r.ratio_to_bare is not None else ""
+        rss = f"{r.peak_rss_mib:.1f}" if r.peak_rss_mib is not None else ""
+        lines.append(
+            f"| {r.backend} | {r.name} | {r.connections} | {r.rps:,.0f} | {r.p50_ms:.3f} | {r.p99_ms:.3f} "
+            f"| {ratio} | {rss} | {r.errors} | {r.note} |"
+        )
+    return "\n".join(lines)
+
+
+def chart(run: Run) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    backends = sorted({r.backend for r in run.results if not r.name.startswith("code@")})
+    fig, axes = plt.subplots(len(backends), 2, figsize=(12, 3.6 * len(backends)), squeeze=False)
+    for row, backend in enumerate(backends):
+        results = [r for r in run.results if r.backend == backend and not r.name.startswith("code@")]
+        names = [r.name for r in results]
+        colors = ["#888888" if r.name == "bare" else "#2b6cb0" for r in results]
+        ax = axes[row][0]
+        ax.bar(names, [r.rps for r in results], color=colors)
+        ax.set_title(f"{backend}: requests/s (grey = bare)")
+        ax.set_ylabel("req/s")
+        ax = axes[row][1]
+        ax.bar(names, [r.p99_ms for r in results], color=colors)
+        ax.set_title(f"{backend}: p99 latency")
+        ax.set_ylabel("ms")
+    fig.suptitle(f"totpd, {run.machine['cores']} cores, wrk {run.settings['connections']} connections, {run.machine['date']}")
+    fig.tight_layout()
+    fig.savefig(CHART, dpi=90)
+    log(f"wrote {CHART.relative_to(ROOT)}")
+
+
+def update_benchmarks_md(run: Run) -> None:
+    m = run.machine
+    body = (
+        f"{BEGIN}\n"
+        f"Measured {m['date']} on {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, Linux {m['kernel']}, "
+        f"{m['wrk']}; wrk and the server share the cores. Each run: "
+        f"{run.settings['duration']} s, {run.settings['connections']} connections, {run.settings['threads']} threads "
+        f"(the 10k list: 1 connection). Command: `{run.command}`.\n\n"
+        f"{table(run)}\n\n"
+        f"![throughput and p99 per endpoint against bare](bench/benchmarks.png)\n"
+        f"{END}"
+    )
+    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else "# Benchmarks\n"
+    if BEGIN in text and END in text:
+        text = text[: text.index(BEGIN)] + body + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip() + "\n\n## HTTP API\n\n" + body + "\n"
+    BENCHMARKS_MD.write_text(text)
+    log(f"updated {BENCHMARKS_MD.relative_to(ROOT)}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="seconds-long run that checks the harness works")
+    parser.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL backend")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk not found: apt-get install wrk", file=sys.stderr)
+        return 2
+    settings = (
+        Settings(duration=1, connections=16, threads=2, scale_small=100, scale_large=2_000, list_large=1_000, smoke=True)
+        if args.smoke
+        else Settings(duration=10, connections=64, threads=2, scale_small=1_000, scale_large=1_000_000,
+                      list_large=10_000, smoke=False)
+    )
+    OUT.mkdir(parents=True, exist_ok=True)
+    binary = build()
+    command = "bench/run" + (" --smoke" if args.smoke else "")
+    run = Run(machine=machine(), command=command, settings=asdict(settings))
+    bench_backend(run, binary, "sqlite", settings, None)
+    pg = None if args.no_postgres else postgres_url()
+    if pg:
+        bench_backend(run, binary, "postgres", settings, pg)
+    else:
+        log("PostgreSQL not reachable: its figures are skipped")
+    bench_scale(run, binary, settings)
+    (OUT / "results.json").write_text(json.dumps(asdict(run), indent=2))
+    print(table(run))
+    if not args.smoke:
+        chart(run)
+        update_benchmarks_md(run)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
