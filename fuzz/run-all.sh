@@ -33,9 +33,12 @@ for target in $targets; do
   mkdir -p "corpus/$target"
   seeds=()
   [[ -d "seeds/$target" ]] && seeds=("seeds/$target")
+  # A target with a grammar of its own (create_body: JSON) has TARGET.dict.
+  dict=otpauth.dict
+  [[ -f "$target.dict" ]] && dict="$target.dict"
   cargo fuzz run "$target" "corpus/$target" "${seeds[@]}" -- \
     -max_total_time="$seconds" \
-    -dict=otpauth.dict \
+    -dict="$dict" \
     -print_final_stats=1
 done
 echo "=== all fuzz targets ran ${seconds}s without a crash: $(echo $targets)"
