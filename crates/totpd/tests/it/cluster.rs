@@ -1,0 +1,186 @@
+//! Several stateless `totpd serve` nodes on one PostgreSQL database, with one
+//! master key given through `TOTPD_MASTER_KEY` (issue 4): they agree at once
+//! on what exists, what was deleted and which keys are revoked.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::harness::{
+    Backend, Env, Known, Options, Starting, TestServer, assert_code, code_path, on_postgres_only,
+    random_bytes, random_master_key, refused_after, unix_ms,
+};
+use crate::otp::{Alg, base32_encode};
+
+on_postgres_only! {
+    a_secret_created_on_one_node_gives_the_same_code_on_another
+        => a_secret_created_on_one_node_gives_the_same_code_on_another_on_postgres;
+    a_secret_deleted_on_one_node_is_gone_on_the_other_at_once
+        => a_secret_deleted_on_one_node_is_gone_on_the_other_at_once_on_postgres;
+    a_key_revoked_with_the_cli_is_refused_by_every_node_within_one_second
+        => a_key_revoked_with_the_cli_is_refused_by_every_node_within_one_second_on_postgres;
+    nodes_started_at_the_same_instant_all_come_up_with_exactly_one_bootstrap_key
+        => nodes_started_at_the_same_instant_all_come_up_with_exactly_one_bootstrap_key_on_postgres;
+}
+
+/// Options for a node that must not mint a key of its own.
+fn keyless() -> Options {
+    Options {
+        no_key: true,
+        ..Options::default()
+    }
+}
+
+/// Node A (which bootstraps the database) and node B, each with its own
+/// data directory; both use A's key.
+async fn two_nodes() -> (TestServer, TestServer) {
+    let env = Env::new(Backend::Postgres)
+        .await
+        .with_master_key(Some(random_master_key()));
+    let a = TestServer::start_in(&env, Options::default());
+    let mut b = Starting::spawn(&env.other_node(), keyless()).ready();
+    assert!(
+        b.bootstrap.is_none(),
+        "node B bootstrapped a bootstrapped database"
+    );
+    b.key = a.key.clone();
+    (a, b)
+}
+
+async fn a_secret_created_on_one_node_gives_the_same_code_on_another() {
+    let (a, b) = two_nodes().await;
+    let (on_a, on_b) = (a.api(), b.api());
+    let key = random_bytes(32);
+    let known = Known {
+        key: key.clone(),
+        alg: Alg::Sha256,
+        digits: 8,
+        period: 30,
+    };
+    let created = on_a
+        .create_ok(json!({
+            "label": "shared",
+            "secret": base32_encode(&key),
+            "algorithm": "SHA256",
+            "digits": 8,
+        }))
+        .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    // B knows it at once, with the right code.
+    assert_code(&on_b, &id, &known).await;
+    assert_eq!(on_b.listed_ids().await, vec![id.clone()]);
+    // A and B give the same code at the same instant.
+    let mut compared = false;
+    for _ in 0..5 {
+        let before = unix_ms();
+        let code_a = assert_code(&on_a, &id, &known).await;
+        let code_b = assert_code(&on_b, &id, &known).await;
+        let after = unix_ms();
+        if before / 30_000 == after / 30_000 {
+            assert_eq!(code_a, code_b, "nodes A and B disagree on the code");
+            compared = true;
+            break;
+        }
+    }
+    assert!(compared, "never got both codes within one period");
+    // And the other way round.
+    let from_b = on_b.create_ok(json!({"label": "from B"})).await;
+    assert!(
+        on_a.listed_ids()
+            .await
+            .contains(&from_b["id"].as_str().unwrap().to_owned())
+    );
+}
+
+async fn a_secret_deleted_on_one_node_is_gone_on_the_other_at_once() {
+    let (a, b) = two_nodes().await;
+    let (on_a, on_b) = (a.api(), b.api());
+    let keep = on_a.create_ok(json!({"label": "keep"})).await;
+    let doomed = on_a.create_ok(json!({"label": "doomed"})).await;
+    let id = doomed["id"].as_str().unwrap().to_owned();
+    // B has served it (and could have cached it).
+    for _ in 0..3 {
+        on_b.code(&id).await.expect_ok();
+    }
+    on_a.delete(&id).await.expect_ok();
+    // No waiting: the very next request on B.
+    on_b.code(&id).await.expect_error(404, "not_found");
+    assert_eq!(
+        on_b.listed_ids().await,
+        vec![keep["id"].as_str().unwrap().to_owned()]
+    );
+    on_b.delete(&id).await.expect_error(404, "not_found");
+}
+
+async fn a_key_revoked_with_the_cli_is_refused_by_every_node_within_one_second() {
+    let (mut a, mut b) = two_nodes().await;
+    // An operator's machine: no data of its own, just the URL and the key.
+    let operator = a.env.other_node();
+    let agent = operator.create_key("default");
+    let created = a.api().create_ok(json!({"label": "agent's"})).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let (agent_a, agent_b) = (a.api_as(&agent), b.api_as(&agent));
+    for _ in 0..3 {
+        agent_a.code(&id).await.expect_ok();
+        agent_b.code(&id).await.expect_ok();
+    }
+
+    // `Env::command` passes `--database URL` (and TOTPD_MASTER_KEY).
+    let revoke = operator.run(&["keys", "revoke", &agent.key_id]);
+    assert!(revoke.status.success(), "keys revoke: {}", revoke.stderr);
+    let revoked_at = Instant::now();
+    let on_a = refused_after(&agent_a, &code_path(&id), revoked_at).await;
+    let on_b = refused_after(&agent_b, &code_path(&id), revoked_at).await;
+    assert!(
+        on_a <= Duration::from_secs(1) && on_b <= Duration::from_secs(1),
+        "the revoked key was refused after {on_a:?} on A and {on_b:?} on B"
+    );
+    a.assert_healthy().await;
+    b.assert_healthy().await;
+    a.api().code(&id).await.expect_ok();
+    b.api().code(&id).await.expect_ok();
+}
+
+async fn nodes_started_at_the_same_instant_all_come_up_with_exactly_one_bootstrap_key() {
+    for round in 0..2 {
+        let env = Env::new(Backend::Postgres)
+            .await
+            .with_master_key(Some(random_master_key()));
+        let nodes: Vec<Env> = (0..3).map(|_| env.other_node()).collect();
+        // Spawn them all before waiting for any.
+        let starting: Vec<Starting> = nodes
+            .iter()
+            .map(|node| Starting::spawn(node, keyless()))
+            .collect();
+        let mut servers: Vec<TestServer> = starting.into_iter().map(Starting::ready).collect();
+        let printed: Vec<_> = servers.iter().filter_map(|s| s.bootstrap.clone()).collect();
+        assert_eq!(
+            printed.len(),
+            1,
+            "round {round}: {} nodes printed a bootstrap key",
+            printed.len()
+        );
+        let key = printed[0].clone();
+        for server in &mut servers {
+            server.assert_healthy().await;
+            server.api_as(&key).list_ok().await;
+        }
+        let created = servers[0]
+            .api_as(&key)
+            .create_ok(json!({"label": "everyone sees it"}))
+            .await;
+        for server in &servers {
+            server
+                .api_as(&key)
+                .code(created["id"].as_str().unwrap())
+                .await
+                .expect_ok();
+        }
+        let listing = env.run_ok(&["keys", "list"]);
+        assert_eq!(
+            listing.matches("tk_").count(),
+            1,
+            "round {round}: exactly one key exists:\n{listing}"
+        );
+    }
+}

@@ -1,0 +1,29 @@
+//! Integration tests of the `totpd` binary: real `totpd serve` processes on
+//! port 0, driven over HTTP and through the CLI, against both storage
+//! backends (SQLite in a fresh data directory; a fresh PostgreSQL database
+//! per test when `TOTPD_TEST_POSTGRES_URL` is set).
+//!
+//! Expected codes come from the independent implementation in `otp.rs`,
+//! never from totpd-otp.
+
+// All of this crate is test code: a failed expectation panics by design.
+// clippy.toml allows these in `#[test]` functions only; the helpers those
+// tests call are test code just the same.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod harness;
+mod otp;
+
+mod auth;
+mod bad_input;
+mod cli;
+mod cluster;
+mod codes;
+mod secrets;
+mod service;
+mod storage;

@@ -1,0 +1,80 @@
+//! The unauthenticated endpoints: health checks and the OpenAPI document.
+
+use serde_json::Value;
+
+use crate::harness::{Backend, TestServer, on_both_backends};
+
+on_both_backends! {
+    healthz_and_readyz_answer_without_credentials
+        => healthz_and_readyz_answer_without_credentials_on_sqlite,
+           healthz_and_readyz_answer_without_credentials_on_postgres;
+    openapi_json_is_an_openapi_3_1_document_with_the_four_operations
+        => openapi_json_is_an_openapi_3_1_document_with_the_four_operations_on_sqlite,
+           openapi_json_is_an_openapi_3_1_document_with_the_four_operations_on_postgres;
+}
+
+async fn healthz_and_readyz_answer_without_credentials(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    for path in ["/healthz", "/readyz"] {
+        let reply = server.get_public(path).await;
+        assert_eq!(reply.expect_ok()["status"], "OK", "{path}");
+    }
+}
+
+async fn openapi_json_is_an_openapi_3_1_document_with_the_four_operations(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let reply = server.get_public("/openapi.json").await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let content_type = reply
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert!(
+        content_type.starts_with("application/json"),
+        "Content-Type {content_type:?}"
+    );
+    let document: Value = serde_json::from_str(&reply.text).expect("/openapi.json is JSON");
+    let version = document["openapi"].as_str().unwrap_or_default();
+    assert!(version.starts_with("3.1."), "openapi version {version:?}");
+    assert!(document["info"]["title"].is_string(), "info.title");
+    let paths = document["paths"]
+        .as_object()
+        .expect("the document has paths");
+    for (path, method) in [
+        ("/api/v2/totp/secrets", "post"),
+        ("/api/v2/totp/secrets", "get"),
+        ("/api/v2/totp/secrets/{id}", "delete"),
+        ("/api/v2/totp/code/{id}", "get"),
+    ] {
+        let operation = paths
+            .get(path)
+            .and_then(|p| p.get(method))
+            .unwrap_or_else(|| panic!("/openapi.json lacks {method} {path}"));
+        assert!(
+            operation["responses"].get("200").is_some(),
+            "{method} {path} documents its 200 answer"
+        );
+        assert!(
+            operation["responses"].get("401").is_some(),
+            "{method} {path} documents its 401 answer"
+        );
+    }
+    // Every $ref points at something the document defines.
+    let text = reply.text.as_str();
+    let mut rest = text;
+    while let Some(at) = rest.find("\"$ref\"") {
+        rest = &rest[at + 6..];
+        let start = rest.find('"').expect("a $ref value") + 1;
+        let end = start + rest[start..].find('"').expect("a closed $ref value");
+        let reference = &rest[start..end];
+        let pointer = reference
+            .strip_prefix('#')
+            .unwrap_or_else(|| panic!("external $ref {reference}"));
+        assert!(
+            document.pointer(pointer).is_some(),
+            "$ref {reference} points at nothing"
+        );
+        rest = &rest[end..];
+    }
+}
