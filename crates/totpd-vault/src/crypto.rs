@@ -166,8 +166,14 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+        for nibble in [b >> 4, b & 0x0f] {
+            // A nibble is below 16, so the fallback is never taken.
+            s.push(
+                DIGITS
+                    .get(usize::from(nibble))
+                    .map_or('0', |&d| char::from(d)),
+            );
+        }
     }
     s
 }
