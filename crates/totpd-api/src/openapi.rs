@@ -57,10 +57,48 @@ impl Modify for SecuritySchemes {
 pub fn openapi_json() -> &'static str {
     static DOCUMENT: OnceLock<String> = OnceLock::new();
     DOCUMENT.get_or_init(|| {
-        ApiDoc::openapi()
-            .to_pretty_json()
-            .unwrap_or_else(|_| "{}".to_owned())
+        let Ok(mut document) = serde_json::to_value(ApiDoc::openapi()) else {
+            return "{}".to_owned();
+        };
+        camel_case_link_fields(&mut document);
+        serde_json::to_string_pretty(&document).unwrap_or_else(|_| "{}".to_owned())
     })
+}
+
+/// utoipa 5 writes a response link's fields in snake case (`operation_id`);
+/// OpenAPI spells them `operationId`, `operationRef` and `requestBody`, and
+/// tools reject or ignore a link without them. Renamed here until utoipa
+/// does it itself.
+fn camel_case_link_fields(document: &mut serde_json::Value) {
+    const RENAMES: [(&str, &str); 3] = [
+        ("operation_id", "operationId"),
+        ("operation_ref", "operationRef"),
+        ("request_body", "requestBody"),
+    ];
+    let Some(paths) = document
+        .get_mut("paths")
+        .and_then(serde_json::Value::as_object_mut)
+    else {
+        return;
+    };
+    let links = paths
+        .values_mut()
+        .filter_map(serde_json::Value::as_object_mut)
+        .flat_map(|item| item.values_mut())
+        .filter_map(|operation| operation.get_mut("responses"))
+        .filter_map(serde_json::Value::as_object_mut)
+        .flat_map(|responses| responses.values_mut())
+        .filter_map(|response| response.get_mut("links"))
+        .filter_map(serde_json::Value::as_object_mut)
+        .flat_map(|links| links.values_mut())
+        .filter_map(serde_json::Value::as_object_mut);
+    for link in links {
+        for (snake, camel) in RENAMES {
+            if let Some(value) = link.remove(snake) {
+                link.insert(camel.to_owned(), value);
+            }
+        }
+    }
 }
 
 pub(crate) fn router() -> Router<AppState> {
@@ -69,4 +107,42 @@ pub(crate) fn router() -> Router<AppState> {
 
 async fn get_openapi() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], openapi_json())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    #[test]
+    fn create_links_name_existing_operations_in_camel_case() {
+        let document: Value = serde_json::from_str(super::openapi_json()).unwrap();
+        let operation_ids: Vec<&str> = document["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|item| item.as_object().unwrap().values())
+            .filter_map(|operation| operation["operationId"].as_str())
+            .collect();
+        let links = document["paths"]["/api/v2/totp/secrets"]["post"]["responses"]["200"]["links"]
+            .as_object()
+            .unwrap();
+        assert_eq!(links.len(), 2);
+        for (name, link) in links {
+            assert!(link.get("operation_id").is_none(), "{name}: {link}");
+            let target = link["operationId"].as_str().unwrap_or_default();
+            assert!(operation_ids.contains(&target), "{name} -> {target:?}");
+            assert_eq!(
+                link["parameters"]["id"], "$response.body#/totp_secret/id",
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn request_digits_are_six_or_eight_not_a_range() {
+        let document: Value = serde_json::from_str(super::openapi_json()).unwrap();
+        let digits =
+            &document["components"]["schemas"]["CreateSecretRequest"]["properties"]["digits"];
+        assert_eq!(digits["enum"], serde_json::json!([6, 8, null]), "{digits}");
+    }
 }

@@ -39,7 +39,15 @@ const PERIOD_RULE: &str = "a whole number of seconds from 1 to 86400";
     request_body = CreateSecretRequest,
     security(("api_key_id" = [], "api_secret_key" = []), ("bearer" = [])),
     responses(
-        (status = 200, description = "Stored; the secret is returned this once", body = CreateSecretResponse),
+        (status = 200, description = "Stored; the secret is returned this once", body = CreateSecretResponse,
+            links(
+                ("GetCode" = (operation_id = "get_code",
+                    parameters(("id" = "$response.body#/totp_secret/id")),
+                    description = "The current code of the secret just stored")),
+                ("DeleteSecret" = (operation_id = "delete_secret",
+                    parameters(("id" = "$response.body#/totp_secret/id")),
+                    description = "Delete the secret just stored")),
+            )),
         (status = 400, description = "Invalid field", body = crate::wire::ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = crate::wire::ErrorBody),
         (status = 413, description = "Body too large", body = crate::wire::ErrorBody),

@@ -85,11 +85,28 @@ pub struct CreateSecretRequest {
     #[schema(example = "SHA1")]
     pub algorithm: Option<String>,
     /// 6 (default) or 8.
-    #[schema(minimum = 6, maximum = 8, example = 6)]
+    #[schema(schema_with = request_digits_schema)]
     pub digits: Option<u8>,
     /// Seconds per code, 1 to 86400; default 30.
     #[schema(minimum = 1, maximum = 86400, example = 30)]
     pub period: Option<u32>,
+}
+
+/// `digits` of a create request: 6 or 8, or null for the default. An enum,
+/// not a range: the OTP core also computes 7-digit codes, but the API's
+/// contract (and Sendblue's SDK types) allow only 6 and 8, so 7 is refused.
+fn request_digits_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
+        .enum_values(Some([
+            serde_json::Value::from(6),
+            serde_json::Value::from(8),
+            serde_json::Value::Null,
+        ]))
+        .description(Some("6 (default) or 8."))
+        .examples([6])
+        .build()
 }
 
 /// A stored secret as listed: never the secret itself.
