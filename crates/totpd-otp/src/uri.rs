@@ -6,34 +6,7 @@
 //! otpauth://totp/ACME%20Co:john@example.com?secret=JBSWY3DPEHPK3PXP&issuer=ACME%20Co&period=30
 //! ```
 //!
-//! The parser accepts what real services hand out and refuses, with an error
-//! naming the part, what would give wrong codes:
-//!
-//! - The scheme (`otpauth`) and the type (`totp`, `hotp`) are matched without
-//!   regard to case. Surrounding whitespace (a pasted trailing newline) is
-//!   ignored.
-//! - The label is everything between the type and `?`, percent-decoded as
-//!   UTF-8. A `+` in the label stays a `+` (it is a literal in a URI path,
-//!   and account names such as `bob+work@example.com` contain it). It is
-//!   split on its first `:` (literal or `%3A`) into an issuer prefix and the
-//!   account; spaces after the colon are dropped. There may be no label.
-//! - Parameter names are matched without regard to case; values are
-//!   percent-decoded and a `+` in them means a space (form encoding, which
-//!   many generators use). Empty segments are skipped, unknown parameters
-//!   (`image`, `lock`, `color`, ...) ignored, and any parameter that appears
-//!   twice is an error.
-//! - `secret` is required: lenient base32 (see [`crate::base32::decode`]),
-//!   padding also as `%3D`.
-//! - `issuer` wins over the label prefix. An empty `issuer=` counts as absent.
-//! - `algorithm` (default SHA1) in any case; `digits` (default 6) 6 to 8;
-//!   `period` (default 30, TOTP only) 1 to [`Period::MAX`]. Surrounding
-//!   spaces in these values are ignored.
-//! - `counter` is required for `hotp`: without it the position in the
-//!   sequence is unknown, and assuming 0 would silently produce codes the
-//!   service has already consumed or has not reached. It is ignored for
-//!   `totp`, as `period` is for `hotp`.
-//! - No fragment is recognised: a `#` is an ordinary character, since a raw
-//!   `#` in an issuer name is more likely than a fragment in an OTP URI.
+//! The rules the parser follows are on [`parse_otpauth_uri`].
 
 use std::fmt;
 
@@ -140,8 +113,41 @@ impl OtpParams {
     }
 }
 
-/// Parses an `otpauth://totp/...` or `otpauth://hotp/...` URI (see the
-/// [module documentation](self) for exactly what is accepted).
+/// Parses an `otpauth://totp/...` or `otpauth://hotp/...` URI.
+///
+/// ```text
+/// otpauth://TYPE/LABEL?PARAMETERS
+/// otpauth://totp/ACME%20Co:john@example.com?secret=JBSWY3DPEHPK3PXP&issuer=ACME%20Co&period=30
+/// ```
+///
+/// The parser accepts what real services hand out and refuses, with an error
+/// naming the part, what would give wrong codes:
+///
+/// - The scheme (`otpauth`) and the type (`totp`, `hotp`) are matched without
+///   regard to case. Surrounding whitespace (a pasted trailing newline) is
+///   ignored.
+/// - The label is everything between the type and `?`, percent-decoded as
+///   UTF-8. A `+` in the label stays a `+` (it is a literal in a URI path,
+///   and account names such as `bob+work@example.com` contain it). It is
+///   split on its first `:` (literal or `%3A`) into an issuer prefix and the
+///   account; spaces after the colon are dropped. There may be no label.
+/// - Parameter names are matched without regard to case; values are
+///   percent-decoded and a `+` in them means a space (form encoding, which
+///   many generators use). Empty segments are skipped, unknown parameters
+///   (`image`, `lock`, `color`, ...) ignored, and any parameter that appears
+///   twice is an error.
+/// - `secret` is required: lenient base32 (see [`crate::base32::decode`]),
+///   padding also as `%3D`.
+/// - `issuer` wins over the label prefix. An empty `issuer=` counts as absent.
+/// - `algorithm` (default SHA1) in any case; `digits` (default 6) 6 to 8;
+///   `period` (default 30, TOTP only) 1 to [`Period::MAX`]. Surrounding
+///   spaces in these values are ignored.
+/// - `counter` is required for `hotp`: without it the position in the
+///   sequence is unknown, and assuming 0 would silently produce codes the
+///   service has already consumed or has not reached. It is ignored for
+///   `totp`, as `period` is for `hotp`.
+/// - No fragment is recognised: a `#` is an ordinary character, since a raw
+///   `#` in an issuer name is more likely than a fragment in an OTP URI.
 pub fn parse_otpauth_uri(uri: &str) -> Result<OtpParams, UriError> {
     let uri = uri.trim_matches(|c: char| c.is_ascii_whitespace());
     let (scheme, rest) = text::split_scheme(uri).ok_or(UriError::MissingScheme)?;
