@@ -72,6 +72,31 @@ pub struct OtpArgs {
 
 /// Runs `totpd otp`.
 pub fn run(args: OtpArgs) -> anyhow::Result<ExitCode> {
+    let codes = plan(args, &mut io::stdin().lock(), system_now)?;
+    let stdout = io::stdout();
+    let mut out = BufWriter::with_capacity(64 * 1024, stdout.lock());
+    match write_codes(&mut out, &codes).and_then(|()| out.flush()) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        // `totpd otp --window 1000 | head -1` is not an error.
+        Err(error) if error.kind() == io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        Err(error) => Err(error).context("could not write to standard output"),
+    }
+}
+
+/// What to print: a keyed generator and the counters to print codes for.
+struct Codes {
+    generator: Generator,
+    first: u64,
+    count: u64,
+}
+
+/// Turns the arguments into the codes to print, reading a "-" argument
+/// from `stdin` and the time (only when --at is absent) from `now`.
+fn plan(
+    args: OtpArgs,
+    stdin: &mut dyn Read,
+    now: impl FnOnce() -> anyhow::Result<u64>,
+) -> anyhow::Result<Codes> {
     let OtpArgs {
         secret,
         uri,
@@ -85,21 +110,24 @@ pub fn run(args: OtpArgs) -> anyhow::Result<ExitCode> {
     // Whatever the secret arrived in is wiped when this function returns.
     let secret = secret.map(Zeroizing::new);
     let uri = uri.map(Zeroizing::new);
+    let unix_time = |at: Option<u64>| at.map_or_else(now, Ok);
 
-    let (generator, first_counter) = match (&secret, &uri) {
+    let (generator, first) = match (&secret, &uri) {
         (Some(secret), _) => {
-            let secret = read_secret(secret)?;
+            let text = read_if_dash(secret, stdin, "the secret")?;
+            // The error names the bad character and its position, never the secret.
+            let secret = Secret::from_base32(&text).context("invalid --secret")?;
             let first = match counter {
                 Some(counter) => counter,
-                None => at_or_now(at)? / u64::from(period.get()),
+                None => unix_time(at)? / u64::from(period.get()),
             };
             (Generator::new(&secret, algorithm, digits), first)
         }
         (None, Some(uri)) => {
-            let text = read_stdin_if_dash(uri, "the URI")?;
+            let text = read_if_dash(uri, stdin, "the URI")?;
             let params = parse_otpauth_uri(&text).context("invalid --uri")?;
             let first = match params.kind {
-                OtpKind::Totp { period } => at_or_now(at)? / u64::from(period.get()),
+                OtpKind::Totp { period } => unix_time(at)? / u64::from(period.get()),
                 OtpKind::Hotp { counter } => {
                     if at.is_some() {
                         bail!("--at does not apply to an HOTP URI, which carries its counter");
@@ -115,29 +143,25 @@ pub fn run(args: OtpArgs) -> anyhow::Result<ExitCode> {
         (None, None) => bail!("give --secret or --uri"),
     };
 
-    if first_counter.checked_add(window - 1).is_none() {
+    if first.checked_add(window - 1).is_none() {
         bail!("--window {window} runs past the last counter (2^64 - 1)");
     }
-    print_codes(&generator, first_counter, window)
+    Ok(Codes {
+        generator,
+        first,
+        count: window,
+    })
 }
 
-/// Decodes `--secret`, reading it from stdin when it is "-".
-fn read_secret(arg: &str) -> anyhow::Result<Secret> {
-    let text = read_stdin_if_dash(arg, "the secret")?;
-    // The error names the bad character and its position, never the secret.
-    Secret::from_base32(&text).context("invalid --secret")
-}
-
-/// The argument itself, or standard input (trimmed) when it is "-".
-fn read_stdin_if_dash(arg: &str, what: &str) -> anyhow::Result<Zeroizing<String>> {
+/// The argument itself, or `stdin` (trimmed) when it is "-".
+fn read_if_dash(arg: &str, stdin: &mut dyn Read, what: &str) -> anyhow::Result<Zeroizing<String>> {
     if arg != "-" {
         return Ok(Zeroizing::new(arg.to_owned()));
     }
     // Far more than any secret or URI; stops an accidental `< /dev/zero`.
     const LIMIT: u64 = 64 * 1024;
     let mut input = Zeroizing::new(String::with_capacity(1024));
-    io::stdin()
-        .lock()
+    stdin
         .take(LIMIT + 1)
         .read_to_string(&mut input)
         .with_context(|| format!("could not read {what} from standard input"))?;
@@ -151,32 +175,23 @@ fn read_stdin_if_dash(arg: &str, what: &str) -> anyhow::Result<Zeroizing<String>
     Ok(Zeroizing::new(trimmed.to_owned()))
 }
 
-fn at_or_now(at: Option<u64>) -> anyhow::Result<u64> {
-    match at {
-        Some(at) => Ok(at),
-        None => Ok(SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .context("the system clock is before 1970")?
-            .as_secs()),
-    }
+/// The clock, read only when --at is absent.
+fn system_now() -> anyhow::Result<u64> {
+    Ok(SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .context("the system clock is before 1970")?
+        .as_secs())
 }
 
-/// Writes `count` codes from `first`, one per line, through one locked,
-/// buffered stdout and without allocating per code. A closed pipe (`| head`)
-/// ends the output quietly.
-fn print_codes(generator: &Generator, first: u64, count: u64) -> anyhow::Result<ExitCode> {
-    let stdout = io::stdout();
-    let mut out = BufWriter::with_capacity(64 * 1024, stdout.lock());
+/// Writes the codes one per line, formatting each into a stack buffer (no
+/// allocation per code); `out` should be buffered.
+fn write_codes(out: &mut impl Write, codes: &Codes) -> io::Result<()> {
     let mut digits = [0u8; Digits::MAX as usize];
-    let result = (first..=first + (count - 1)).try_for_each(|counter| {
-        out.write_all(generator.code(counter).write_ascii(&mut digits))?;
+    let last = codes.first + (codes.count - 1);
+    (codes.first..=last).try_for_each(|counter| {
+        out.write_all(codes.generator.code(counter).write_ascii(&mut digits))?;
         out.write_all(b"\n")
-    });
-    match result.and_then(|()| out.flush()) {
-        Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(error) if error.kind() == io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
-        Err(error) => Err(error).context("could not write to standard output"),
-    }
+    })
 }
 
 fn parse_algorithm(s: &str) -> Result<Algorithm, String> {
@@ -195,4 +210,193 @@ fn parse_period(s: &str) -> Result<Period, String> {
         .parse()
         .map_err(|_| format!("{s:?} is not a whole number of seconds"))?;
     Period::new(n).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        otp: OtpArgs,
+    }
+
+    /// RFC 6238's SHA-1 seed, "12345678901234567890", in base32.
+    const SEED: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+
+    fn args(argv: &[&str]) -> OtpArgs {
+        Cli::try_parse_from(std::iter::once("otp").chain(argv.iter().copied()))
+            .unwrap()
+            .otp
+    }
+
+    fn output(argv: &[&str], stdin: &str, now: u64) -> anyhow::Result<String> {
+        let codes = plan(args(argv), &mut stdin.as_bytes(), || Ok(now))?;
+        let mut out = Vec::new();
+        write_codes(&mut out, &codes)?;
+        Ok(String::from_utf8(out)?)
+    }
+
+    fn no_clock() -> anyhow::Result<u64> {
+        panic!("the clock must not be read when --at or a counter is given")
+    }
+
+    #[test]
+    fn a_secret_and_a_time_give_the_rfc_6238_code() {
+        let out = output(&["--secret", SEED, "--digits", "8", "--at", "59"], "", 0).unwrap();
+        assert_eq!(out, "94287082\n");
+    }
+
+    #[test]
+    fn without_at_the_clock_gives_the_time() {
+        let out = output(&["--secret", SEED, "--digits", "8"], "", 1_111_111_109).unwrap();
+        assert_eq!(out, "07081804\n");
+    }
+
+    #[test]
+    fn the_clock_is_not_read_when_at_is_given() {
+        let codes = plan(
+            args(&["--secret", SEED, "--at", "59"]),
+            &mut io::empty(),
+            no_clock,
+        );
+        assert_eq!(codes.unwrap().first, 1);
+    }
+
+    #[test]
+    fn a_window_prints_consecutive_codes_from_the_current_period() {
+        let argv = [
+            "--secret", SEED, "--digits", "8", "--at", "59", "--window", "3",
+        ];
+        let out = output(&argv, "", 0).unwrap();
+        assert_eq!(out, "94287082\n37359152\n26969429\n");
+    }
+
+    #[test]
+    fn a_secret_can_come_from_stdin_with_surrounding_whitespace() {
+        let argv = ["--secret", "-", "--digits", "8", "--at", "59"];
+        let out = output(&argv, " gezd gnbv gy3t qojq gezd gnbv gy3t qojq \n", 0).unwrap();
+        assert_eq!(out, "94287082\n");
+    }
+
+    #[test]
+    fn empty_stdin_is_an_error() {
+        let error = output(&["--secret", "-", "--at", "0"], " \n", 0).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "standard input is empty; expected the secret"
+        );
+    }
+
+    #[test]
+    fn a_counter_gives_hotp_codes() {
+        let codes = plan(
+            args(&["--secret", SEED, "--counter", "0", "--window", "3"]),
+            &mut io::empty(),
+            no_clock,
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        write_codes(&mut out, &codes).unwrap();
+        assert_eq!(out, b"755224\n287082\n359152\n");
+    }
+
+    #[test]
+    fn an_hotp_uri_uses_its_counter_and_parameters() {
+        let uri = format!("otpauth://hotp/Acme:bob?secret={SEED}&counter=9&digits=6");
+        let codes = plan(args(&["--uri", &uri]), &mut io::empty(), no_clock).unwrap();
+        assert_eq!((codes.first, codes.count), (9, 1));
+        let mut out = Vec::new();
+        write_codes(&mut out, &codes).unwrap();
+        assert_eq!(out, b"520489\n");
+    }
+
+    #[test]
+    fn a_totp_uri_uses_its_own_algorithm_digits_and_period() {
+        // RFC 6238 Appendix B, SHA-256 row at 1234567890, from a URI on stdin.
+        let seed32 = totpd_otp::base32::encode(b"12345678901234567890123456789012");
+        let uri = format!("otpauth://totp/x?secret={seed32}&algorithm=SHA256&digits=8&period=30");
+        let out = output(&["--uri", "-", "--at", "1234567890"], &uri, 0).unwrap();
+        assert_eq!(out, "91819424\n");
+    }
+
+    #[test]
+    fn at_with_an_hotp_uri_is_an_error() {
+        let uri = format!("otpauth://hotp/x?secret={SEED}&counter=1");
+        let error = output(&["--uri", &uri, "--at", "0"], "", 0).unwrap_err();
+        assert!(error.to_string().contains("--at does not apply"), "{error}");
+    }
+
+    #[test]
+    fn a_bad_secret_is_reported_without_the_secret() {
+        let secret = "JBSWY3DPEHPK3PX1";
+        let error = output(&["--secret", secret, "--at", "0"], "", 0).unwrap_err();
+        let message = format!("{error:#}");
+        assert_eq!(
+            message,
+            "invalid --secret: invalid base32 character '1' at position 16"
+        );
+        let error = output(&["--secret", "-", "--at", "0"], secret, 0).unwrap_err();
+        assert!(!format!("{error:#}").contains("JBSW"), "{error:#}");
+    }
+
+    #[test]
+    fn a_bad_uri_names_the_bad_part() {
+        let uri = "otpauth://totp/x?secret=JBSWY3DPEHPK3PXP&digits=9";
+        let error = output(&["--uri", uri], "", 0).unwrap_err();
+        assert_eq!(
+            format!("{error:#}"),
+            "invalid --uri: parameter \"digits\" is invalid: digits must be 6, 7 or 8, not 9"
+        );
+    }
+
+    #[test]
+    fn a_window_past_the_last_counter_is_an_error() {
+        let argv = [
+            "--secret",
+            SEED,
+            "--counter",
+            "18446744073709551615",
+            "--window",
+            "2",
+        ];
+        assert!(output(&argv, "", 0).is_err());
+        let argv = [
+            "--secret",
+            SEED,
+            "--counter",
+            "18446744073709551615",
+            "--window",
+            "1",
+        ];
+        assert_eq!(output(&argv, "", 0).unwrap().len(), 7);
+    }
+
+    #[test]
+    fn flags_are_validated_by_the_parser() {
+        for argv in [
+            &["--secret", SEED, "--digits", "9"][..],
+            &["--secret", SEED, "--period", "0"],
+            &["--secret", SEED, "--algorithm", "MD5"],
+            &["--secret", SEED, "--window", "0"],
+            &["--secret", SEED, "--uri", "otpauth://totp/x?secret=A"],
+            &["--uri", "otpauth://totp/x?secret=AA", "--digits", "8"],
+            &["--secret", SEED, "--counter", "1", "--at", "0"],
+            &[],
+        ] {
+            assert!(
+                Cli::try_parse_from(std::iter::once("otp").chain(argv.iter().copied())).is_err(),
+                "{argv:?}"
+            );
+        }
+        let parsed = args(&["--secret", SEED, "--algorithm", "sha-512"]);
+        assert_eq!(parsed.algorithm, Algorithm::Sha512);
+        assert_eq!(
+            (parsed.digits.get(), parsed.period.get(), parsed.window),
+            (6, 30, 1)
+        );
+    }
 }
