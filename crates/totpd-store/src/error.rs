@@ -1,9 +1,14 @@
 //! Classification of database errors.
+//!
+//! Messages come from the drivers (SQLite's `sqlite3_errmsg`, PostgreSQL's
+//! server message) or from this crate, and never contain bound values, which
+//! may be ciphertext or key hashes.
 
+use rusqlite::ErrorCode;
+use rusqlite::ffi;
 use totpd_vault::StoreError;
 
-/// Maps a driver error to what the vault should do about it. Messages come
-/// from the driver and never contain bound values (which may be ciphertext).
+/// Maps a PostgreSQL driver error to what the vault should do about it.
 pub(crate) fn classify(error: sqlx::Error) -> StoreError {
     match &error {
         sqlx::Error::PoolTimedOut
@@ -28,11 +33,72 @@ pub(crate) fn classify(error: sqlx::Error) -> StoreError {
 }
 
 /// SQLSTATE classes that mean "the server went away or is starting/stopping"
-/// (08: connection exception, 57P: operator intervention), and SQLite's
-/// SQLITE_BUSY (5) when the busy timeout ran out.
+/// (08: connection exception, 57P: operator intervention).
 fn is_connection_loss(code: Option<&str>) -> bool {
     match code {
-        Some(code) => code.starts_with("08") || code.starts_with("57P") || code == "5",
+        Some(code) => code.starts_with("08") || code.starts_with("57P"),
         None => false,
     }
+}
+
+/// Maps a SQLite error to what the vault should do about it.
+///
+/// `SQLITE_BUSY` reaches here only once the busy timeout has run out (another
+/// process held the write lock that long), so it is `Unavailable` like a
+/// connection-pool timeout; I/O failures and a full disk likewise.
+pub(crate) fn classify_sqlite(error: rusqlite::Error) -> StoreError {
+    match &error {
+        rusqlite::Error::SqliteFailure(code, _) => {
+            let message = error.to_string();
+            match code.code {
+                ErrorCode::DatabaseBusy
+                | ErrorCode::DatabaseLocked
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::CannotOpen
+                | ErrorCode::DiskFull
+                | ErrorCode::OutOfMemory
+                | ErrorCode::FileLockingProtocolFailed
+                | ErrorCode::PermissionDenied => StoreError::Unavailable(message),
+                ErrorCode::ConstraintViolation
+                    if code.extended_code == ffi::SQLITE_CONSTRAINT_UNIQUE
+                        || code.extended_code == ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+                {
+                    StoreError::Conflict(message)
+                }
+                ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => {
+                    StoreError::Corrupt(message)
+                }
+                _ => StoreError::Other(message),
+            }
+        }
+        rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..)
+        | rusqlite::Error::Utf8Error(..)
+        | rusqlite::Error::InvalidColumnIndex(_)
+        | rusqlite::Error::InvalidColumnName(_)
+        | rusqlite::Error::InvalidColumnType(..) => StoreError::Corrupt(error.to_string()),
+        _ => StoreError::Other(error.to_string()),
+    }
+}
+
+/// A copy of `error` for each of several callers that share one failure (a
+/// group commit that failed fails every write in it).
+pub(crate) fn duplicate(error: &StoreError) -> StoreError {
+    match error {
+        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+        StoreError::Conflict(m) => StoreError::Conflict(m.clone()),
+        StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
+        StoreError::Other(m) => StoreError::Other(m.clone()),
+        other => StoreError::Other(other.to_string()),
+    }
+}
+
+/// A decoding failure this crate detects itself (a value SQLite returned
+/// fine but that cannot be what it claims), as the driver would report it.
+pub(crate) fn bad_column(
+    index: usize,
+    kind: rusqlite::types::Type,
+    what: &'static str,
+) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(index, kind, what.into())
 }

@@ -2,8 +2,13 @@
 //! their migrations.
 //!
 //! The backend is chosen once, from the database URL's scheme, by [`connect`];
-//! nothing above this crate ever learns which one it got. Both backends run
-//! the same SQL text (see `queries.rs`) over backend-specific schemas.
+//! nothing above this crate ever learns which one it got. SQLite runs on
+//! rusqlite (reads inline on the calling task, writes group-committed by one
+//! writer thread), PostgreSQL on sqlx; where their SQL is the same, both run
+//! the same text (`queries.rs`) over backend-specific schemas (`migrations/`).
+//!
+//! This crate never decides what a row means: no cryptography, no HTTP, no
+//! policy. It stores and returns rows, scoped by account, durably.
 
 mod error;
 mod migrate;
@@ -22,10 +27,12 @@ pub use sqlite::SqliteStore;
 /// Connection settings shared by both backends.
 #[derive(Clone, Debug)]
 pub struct ConnectOptions {
-    /// Largest number of pooled connections.
+    /// Largest number of pooled connections (for SQLite: read connections;
+    /// writes have one connection of their own).
     pub max_connections: u32,
     /// How long a query waits for a free connection (and PostgreSQL for a new
-    /// connection) before the request fails as unavailable.
+    /// connection, SQLite for another process's write lock) before the
+    /// request fails as unavailable.
     pub acquire_timeout: Duration,
 }
 

@@ -2,13 +2,16 @@
 
 use std::str::FromStr;
 
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use totpd_vault::StoreError;
+use async_trait::async_trait;
+use sqlx::Postgres;
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions};
+use totpd_vault::{AccountRow, ApiKeyRow, CopyReport, PoolStatus, SecretRow, Store, StoreError};
+use uuid::Uuid;
 
 use crate::ConnectOptions;
 use crate::error::classify;
 use crate::migrate::{Migration, pending};
-use crate::queries::impl_store;
+use crate::queries as q;
 
 static MIGRATIONS: [Migration; 1] = [Migration {
     version: 1,
@@ -81,4 +84,368 @@ impl PgStore {
     }
 }
 
-impl_store!(PgStore, sqlx::Postgres);
+/// The columns of a `secrets` row, in query order.
+type SecretTuple = (
+    Uuid,
+    Uuid,
+    String,
+    Option<String>,
+    String,
+    i64,
+    i64,
+    i64,
+    String,
+    Vec<u8>,
+    Vec<u8>,
+);
+
+/// The columns of an `api_keys` row, in query order.
+type ApiKeyTuple = (String, Uuid, Vec<u8>, String, i64, Option<i64>);
+
+fn secret_row(t: SecretTuple) -> SecretRow {
+    let (
+        id,
+        account_id,
+        label,
+        issuer,
+        algorithm,
+        digits,
+        period,
+        created_at,
+        key_id,
+        nonce,
+        ciphertext,
+    ) = t;
+    SecretRow {
+        id,
+        account_id,
+        label,
+        issuer,
+        algorithm,
+        digits,
+        period,
+        created_at,
+        key_id,
+        nonce,
+        ciphertext,
+    }
+}
+
+fn api_key_row(t: ApiKeyTuple) -> ApiKeyRow {
+    let (key_id, account_id, secret_hash, role, created_at, revoked_at) = t;
+    ApiKeyRow {
+        key_id,
+        account_id,
+        secret_hash,
+        role,
+        created_at,
+        revoked_at,
+    }
+}
+
+fn insert_account_query(row: &AccountRow) -> PgQuery<'_> {
+    sqlx::query(q::INSERT_ACCOUNT)
+        .bind(row.id)
+        .bind(row.name.as_str())
+        .bind(row.created_at)
+}
+
+fn insert_api_key_query(row: &ApiKeyRow) -> PgQuery<'_> {
+    sqlx::query(q::INSERT_API_KEY)
+        .bind(row.key_id.as_str())
+        .bind(row.account_id)
+        .bind(row.secret_hash.as_slice())
+        .bind(row.role.as_str())
+        .bind(row.created_at)
+        .bind(row.revoked_at)
+}
+
+fn insert_secret_query(row: &SecretRow) -> PgQuery<'_> {
+    sqlx::query(q::INSERT_SECRET)
+        .bind(row.id)
+        .bind(row.account_id)
+        .bind(row.label.as_str())
+        .bind(row.issuer.as_deref())
+        .bind(row.algorithm.as_str())
+        .bind(row.digits)
+        .bind(row.period)
+        .bind(row.created_at)
+        .bind(row.key_id.as_str())
+        .bind(row.nonce.as_slice())
+        .bind(row.ciphertext.as_slice())
+}
+
+type PgQuery<'q> = sqlx::query::Query<'q, Postgres, PgArguments>;
+
+#[async_trait]
+impl Store for PgStore {
+    fn pool_status(&self) -> PoolStatus {
+        PoolStatus {
+            size: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            max: self.pool.options().get_max_connections(),
+        }
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query(q::PING)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(classify)
+    }
+
+    async fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        sqlx::query_scalar::<_, Vec<u8>>(q::GET_META)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)
+    }
+
+    async fn insert_meta(&self, name: &str, value: &[u8]) -> Result<bool, StoreError> {
+        let done = sqlx::query(q::INSERT_META_IF_ABSENT)
+            .bind(name)
+            .bind(value)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn account_by_name(&self, name: &str) -> Result<Option<AccountRow>, StoreError> {
+        sqlx::query_as::<_, (Uuid, String, i64)>(q::ACCOUNT_BY_NAME)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map(|row| {
+                row.map(|(id, name, created_at)| AccountRow {
+                    id,
+                    name,
+                    created_at,
+                })
+            })
+            .map_err(classify)
+    }
+
+    async fn insert_account(&self, row: &AccountRow) -> Result<AccountRow, StoreError> {
+        sqlx::query(q::INSERT_ACCOUNT_IF_ABSENT)
+            .bind(row.id)
+            .bind(&row.name)
+            .bind(row.created_at)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        // Whoever won a concurrent insert, the stored row is the answer.
+        self.account_by_name(&row.name)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("account vanished after insert".to_owned()))
+    }
+
+    async fn count_accounts(&self) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query_scalar(q::COUNT_ACCOUNTS)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    async fn insert_api_key(&self, row: &ApiKeyRow) -> Result<(), StoreError> {
+        insert_api_key_query(row)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(classify)
+    }
+
+    async fn api_key(&self, key_id: &str) -> Result<Option<ApiKeyRow>, StoreError> {
+        sqlx::query_as::<_, ApiKeyTuple>(q::API_KEY)
+            .bind(key_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map(|row| row.map(api_key_row))
+            .map_err(classify)
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<(ApiKeyRow, String)>, StoreError> {
+        let rows = sqlx::query_as::<_, (String, Uuid, Vec<u8>, String, i64, Option<i64>, String)>(
+            q::LIST_API_KEYS,
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(key_id, account_id, hash, role, created_at, revoked_at, name)| {
+                    let key = (key_id, account_id, hash, role, created_at, revoked_at);
+                    (api_key_row(key), name)
+                },
+            )
+            .collect())
+    }
+
+    async fn revoke_api_key(&self, key_id: &str, revoked_at: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(q::REVOKE_API_KEY)
+            .bind(revoked_at)
+            .bind(key_id)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn insert_secret(&self, row: &SecretRow) -> Result<(), StoreError> {
+        insert_secret_query(row)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(classify)
+    }
+
+    async fn secret(&self, account_id: Uuid, id: Uuid) -> Result<Option<SecretRow>, StoreError> {
+        sqlx::query_as::<_, SecretTuple>(q::SECRET)
+            .bind(id)
+            .bind(account_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map(|row| row.map(secret_row))
+            .map_err(classify)
+    }
+
+    async fn list_secrets(&self, account_id: Uuid) -> Result<Vec<SecretRow>, StoreError> {
+        sqlx::query_as::<_, SecretTuple>(LIST_SECRETS)
+            .bind(account_id)
+            .fetch_all(&self.pool)
+            .await
+            .map(|rows| rows.into_iter().map(secret_row).collect())
+            .map_err(classify)
+    }
+
+    async fn delete_secret(&self, account_id: Uuid, id: Uuid) -> Result<bool, StoreError> {
+        let done = sqlx::query(q::DELETE_SECRET)
+            .bind(id)
+            .bind(account_id)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn is_empty(&self) -> Result<bool, StoreError> {
+        let any: bool = sqlx::query_scalar(q::HAS_ANY_ROW)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(!any)
+    }
+
+    async fn dump_meta(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        sqlx::query_as(q::DUMP_META)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)
+    }
+
+    async fn dump_accounts(&self) -> Result<Vec<AccountRow>, StoreError> {
+        sqlx::query_as::<_, (Uuid, String, i64)>(q::DUMP_ACCOUNTS)
+            .fetch_all(&self.pool)
+            .await
+            .map(|rows| {
+                rows.into_iter()
+                    .map(|(id, name, created_at)| AccountRow {
+                        id,
+                        name,
+                        created_at,
+                    })
+                    .collect()
+            })
+            .map_err(classify)
+    }
+
+    async fn dump_api_keys(&self) -> Result<Vec<ApiKeyRow>, StoreError> {
+        sqlx::query_as::<_, ApiKeyTuple>(q::DUMP_API_KEYS)
+            .fetch_all(&self.pool)
+            .await
+            .map(|rows| rows.into_iter().map(api_key_row).collect())
+            .map_err(classify)
+    }
+
+    async fn dump_secrets(
+        &self,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<SecretRow>, StoreError> {
+        let query = match after {
+            None => sqlx::query_as::<_, SecretTuple>(q::DUMP_SECRETS_FIRST),
+            Some(after) => sqlx::query_as::<_, SecretTuple>(q::DUMP_SECRETS_AFTER).bind(after),
+        };
+        query
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map(|rows| rows.into_iter().map(secret_row).collect())
+            .map_err(classify)
+    }
+
+    /// Streams the source page by page into one transaction, so memory stays
+    /// at one page of secrets whatever the source's size.
+    async fn copy_from(&self, source: &dyn Store) -> Result<CopyReport, StoreError> {
+        let mut report = CopyReport::default();
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        // Checked inside the transaction, so a concurrent writer cannot slip
+        // rows in between the check and the copy unnoticed.
+        let any: bool = sqlx::query_scalar(q::HAS_ANY_ROW)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(classify)?;
+        if any {
+            return Err(StoreError::Conflict(
+                "the target database is not empty".to_owned(),
+            ));
+        }
+        for (name, value) in source.dump_meta().await? {
+            sqlx::query(q::INSERT_META)
+                .bind(&name)
+                .bind(&value)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+            report.meta += 1;
+        }
+        for account in source.dump_accounts().await? {
+            insert_account_query(&account)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+            report.accounts += 1;
+        }
+        for key in source.dump_api_keys().await? {
+            insert_api_key_query(&key)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+            report.api_keys += 1;
+        }
+        let mut after = None;
+        loop {
+            let page = source.dump_secrets(after, q::COPY_PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id);
+            for secret in &page {
+                insert_secret_query(secret)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(classify)?;
+                report.secrets += 1;
+            }
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok(report)
+    }
+}
+
+/// The account's secrets, oldest first (the `secrets_by_account` index).
+const LIST_SECRETS: &str = "SELECT id, account_id, label, issuer, algorithm, digits, period, \
+     created_at, key_id, nonce, ciphertext FROM secrets WHERE account_id = $1 \
+     ORDER BY created_at, id";

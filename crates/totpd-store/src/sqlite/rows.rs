@@ -1,0 +1,90 @@
+//! Rows to and from SQLite: UUIDs are 16-byte BLOBs; every other column maps
+//! to its `Row` field directly.
+
+use rusqlite::types::Type;
+use rusqlite::{Connection, Row, params};
+use totpd_vault::{AccountRow, ApiKeyRow, SecretRow};
+use uuid::Uuid;
+
+use crate::error::bad_column;
+use crate::queries as q;
+
+/// The UUID in column `index`.
+pub(crate) fn uuid(row: &Row<'_>, index: usize) -> rusqlite::Result<Uuid> {
+    let bytes = row.get_ref(index)?.as_blob()?;
+    Uuid::from_slice(bytes).map_err(|_| bad_column(index, Type::Blob, "a UUID is 16 bytes"))
+}
+
+/// `id, name, created_at`
+pub(crate) fn account(row: &Row<'_>) -> rusqlite::Result<AccountRow> {
+    Ok(AccountRow {
+        id: uuid(row, 0)?,
+        name: row.get(1)?,
+        created_at: row.get(2)?,
+    })
+}
+
+/// `key_id, account_id, secret_hash, role, created_at, revoked_at`
+pub(crate) fn api_key(row: &Row<'_>) -> rusqlite::Result<ApiKeyRow> {
+    Ok(ApiKeyRow {
+        key_id: row.get(0)?,
+        account_id: uuid(row, 1)?,
+        secret_hash: row.get(2)?,
+        role: row.get(3)?,
+        created_at: row.get(4)?,
+        revoked_at: row.get(5)?,
+    })
+}
+
+/// `id, account_id, label, issuer, algorithm, digits, period, created_at,
+/// key_id, nonce, ciphertext`
+pub(crate) fn secret(row: &Row<'_>) -> rusqlite::Result<SecretRow> {
+    Ok(SecretRow {
+        id: uuid(row, 0)?,
+        account_id: uuid(row, 1)?,
+        label: row.get(2)?,
+        issuer: row.get(3)?,
+        algorithm: row.get(4)?,
+        digits: row.get(5)?,
+        period: row.get(6)?,
+        created_at: row.get(7)?,
+        key_id: row.get(8)?,
+        nonce: row.get(9)?,
+        ciphertext: row.get(10)?,
+    })
+}
+
+pub(crate) fn insert_account(conn: &Connection, row: &AccountRow) -> rusqlite::Result<usize> {
+    conn.prepare_cached(q::INSERT_ACCOUNT)?.execute(params![
+        row.id.as_bytes().as_slice(),
+        row.name,
+        row.created_at
+    ])
+}
+
+pub(crate) fn insert_api_key(conn: &Connection, row: &ApiKeyRow) -> rusqlite::Result<usize> {
+    conn.prepare_cached(q::INSERT_API_KEY)?.execute(params![
+        row.key_id,
+        row.account_id.as_bytes().as_slice(),
+        row.secret_hash,
+        row.role,
+        row.created_at,
+        row.revoked_at
+    ])
+}
+
+pub(crate) fn insert_secret(conn: &Connection, row: &SecretRow) -> rusqlite::Result<usize> {
+    conn.prepare_cached(q::INSERT_SECRET)?.execute(params![
+        row.id.as_bytes().as_slice(),
+        row.account_id.as_bytes().as_slice(),
+        row.label,
+        row.issuer,
+        row.algorithm,
+        row.digits,
+        row.period,
+        row.created_at,
+        row.key_id,
+        row.nonce,
+        row.ciphertext
+    ])
+}

@@ -1,0 +1,280 @@
+//! The Store contract, the same for every backend.
+
+use std::sync::Arc;
+
+use totpd_vault::StoreError;
+use uuid::Uuid;
+
+use crate::db::{TestDb, for_each_backend, options};
+use crate::rows::{account, api_key, secret};
+
+for_each_backend!(
+    ping_and_pool_status_answer,
+    meta_insert_keeps_the_first_value,
+    concurrent_account_inserts_all_return_the_stored_row,
+    api_keys_are_stored_found_listed_and_revoked_once,
+    a_duplicate_key_id_is_a_conflict,
+    a_secret_round_trips_and_is_found_only_under_its_account,
+    a_secret_id_is_unique_across_accounts,
+    a_secret_of_an_unknown_account_is_refused,
+    secrets_list_oldest_first_and_only_the_accounts_own,
+    delete_is_scoped_by_account_and_visible_at_once,
+    dumps_return_everything_in_key_order_and_page_by_id,
+    is_empty_sees_any_row,
+);
+
+async fn ping_and_pool_status_answer(db: &TestDb) {
+    db.store.ping().await.unwrap();
+    let status = db.store.pool_status();
+    assert_eq!(status.max, options().max_connections, "{status:?}");
+    assert!(status.size >= 1 && status.size <= status.max, "{status:?}");
+    assert!(status.idle <= status.size, "{status:?}");
+}
+
+async fn meta_insert_keeps_the_first_value(db: &TestDb) {
+    let store = &db.store;
+    assert_eq!(store.get_meta("pepper").await.unwrap(), None);
+    assert!(store.insert_meta("pepper", b"first").await.unwrap());
+    assert!(!store.insert_meta("pepper", b"second").await.unwrap());
+    assert_eq!(
+        store.get_meta("pepper").await.unwrap().as_deref(),
+        Some(&b"first"[..])
+    );
+    assert!(store.insert_meta("empty", b"").await.unwrap());
+    assert_eq!(store.get_meta("empty").await.unwrap(), Some(Vec::new()));
+}
+
+async fn concurrent_account_inserts_all_return_the_stored_row(db: &TestDb) {
+    let racers: Vec<_> = (0..16)
+        .map(|_| {
+            let store = Arc::clone(&db.store);
+            tokio::spawn(async move { store.insert_account(&account("racer")).await })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for racer in racers {
+        winners.push(racer.await.unwrap().unwrap());
+    }
+    let stored = db.store.account_by_name("racer").await.unwrap().unwrap();
+    assert!(winners.iter().all(|row| *row == stored), "{winners:?}");
+    assert_eq!(db.store.count_accounts().await.unwrap(), 1);
+    assert_eq!(db.store.account_by_name("nobody").await.unwrap(), None);
+
+    // Inserting again later also answers with the stored row.
+    let again = db.store.insert_account(&account("racer")).await.unwrap();
+    assert_eq!(again, stored);
+    let other = account("other");
+    assert_eq!(db.store.insert_account(&other).await.unwrap(), other);
+    assert_eq!(db.store.count_accounts().await.unwrap(), 2);
+}
+
+async fn api_keys_are_stored_found_listed_and_revoked_once(db: &TestDb) {
+    let store = &db.store;
+    let alice = store.insert_account(&account("alice")).await.unwrap();
+    let bob = store.insert_account(&account("bob")).await.unwrap();
+    let newer = api_key(&alice, "tk_b", 2_000);
+    let older = api_key(&bob, "tk_c", 1_000);
+    let tie = api_key(&alice, "tk_a", 2_000);
+    for key in [&newer, &older, &tie] {
+        store.insert_api_key(key).await.unwrap();
+    }
+    assert_eq!(store.api_key("tk_b").await.unwrap(), Some(newer.clone()));
+    assert_eq!(store.api_key("tk_missing").await.unwrap(), None);
+
+    let listed: Vec<(String, String)> = store
+        .list_api_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(key, name)| (key.key_id, name))
+        .collect();
+    let expected = [("tk_c", "bob"), ("tk_a", "alice"), ("tk_b", "alice")];
+    assert_eq!(
+        listed,
+        expected.map(|(k, n)| (k.to_owned(), n.to_owned())),
+        "oldest first, ties by key id"
+    );
+
+    assert!(store.revoke_api_key("tk_b", 5_000).await.unwrap());
+    assert!(
+        !store.revoke_api_key("tk_b", 6_000).await.unwrap(),
+        "revoked twice"
+    );
+    assert!(!store.revoke_api_key("tk_missing", 6_000).await.unwrap());
+    let revoked = store.api_key("tk_b").await.unwrap().unwrap();
+    assert_eq!(
+        revoked.revoked_at,
+        Some(5_000),
+        "the first revocation stands"
+    );
+    assert_eq!(
+        store.api_key("tk_a").await.unwrap().unwrap().revoked_at,
+        None
+    );
+}
+
+async fn a_duplicate_key_id_is_a_conflict(db: &TestDb) {
+    let alice = db.store.insert_account(&account("alice")).await.unwrap();
+    db.store
+        .insert_api_key(&api_key(&alice, "tk_x", 1))
+        .await
+        .unwrap();
+    let error = db
+        .store
+        .insert_api_key(&api_key(&alice, "tk_x", 2))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::Conflict(_)), "{error:?}");
+    // The message names the constraint, never the values.
+    assert!(!error.to_string().contains("owner"), "{error}");
+}
+
+async fn a_secret_round_trips_and_is_found_only_under_its_account(db: &TestDb) {
+    let store = &db.store;
+    let alice = store.insert_account(&account("alice")).await.unwrap();
+    let mallory = store.insert_account(&account("mallory")).await.unwrap();
+    let mut row = secret(&alice, 10);
+    row.issuer = None;
+    row.algorithm = "SHA512".to_owned();
+    row.digits = 8;
+    row.period = 60;
+    store.insert_secret(&row).await.unwrap();
+    let with_issuer = secret(&alice, 11);
+    store.insert_secret(&with_issuer).await.unwrap();
+
+    assert_eq!(
+        store.secret(alice.id, row.id).await.unwrap(),
+        Some(row.clone())
+    );
+    assert_eq!(
+        store.secret(alice.id, with_issuer.id).await.unwrap(),
+        Some(with_issuer)
+    );
+    assert_eq!(store.secret(mallory.id, row.id).await.unwrap(), None);
+    assert_eq!(store.secret(alice.id, Uuid::new_v4()).await.unwrap(), None);
+    assert_eq!(store.secret(Uuid::new_v4(), row.id).await.unwrap(), None);
+}
+
+async fn a_secret_id_is_unique_across_accounts(db: &TestDb) {
+    let alice = db.store.insert_account(&account("alice")).await.unwrap();
+    let bob = db.store.insert_account(&account("bob")).await.unwrap();
+    let row = secret(&alice, 1);
+    db.store.insert_secret(&row).await.unwrap();
+    let mut copy = secret(&bob, 2);
+    copy.id = row.id;
+    let error = db.store.insert_secret(&copy).await.unwrap_err();
+    assert!(matches!(error, StoreError::Conflict(_)), "{error:?}");
+    assert_eq!(db.store.secret(bob.id, row.id).await.unwrap(), None);
+    assert_eq!(db.store.secret(alice.id, row.id).await.unwrap(), Some(row));
+}
+
+async fn a_secret_of_an_unknown_account_is_refused(db: &TestDb) {
+    let ghost = account("ghost");
+    let error = db
+        .store
+        .insert_secret(&secret(&ghost, 1))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::Other(_)), "{error:?}");
+    assert!(db.store.is_empty().await.unwrap());
+}
+
+async fn secrets_list_oldest_first_and_only_the_accounts_own(db: &TestDb) {
+    let store = &db.store;
+    let alice = store.insert_account(&account("alice")).await.unwrap();
+    let bob = store.insert_account(&account("bob")).await.unwrap();
+    let mut mine = Vec::new();
+    // Out of order, with ties on created_at (broken by id).
+    for created_at in [50, 10, 30, 10, 20, 50, 40, 10] {
+        let row = secret(&alice, created_at);
+        store.insert_secret(&row).await.unwrap();
+        mine.push(row);
+        store
+            .insert_secret(&secret(&bob, created_at))
+            .await
+            .unwrap();
+    }
+    mine.sort_by_key(|row| (row.created_at, row.id));
+    assert_eq!(store.list_secrets(alice.id).await.unwrap(), mine);
+    assert_eq!(store.list_secrets(bob.id).await.unwrap().len(), 8);
+    assert!(store.list_secrets(Uuid::new_v4()).await.unwrap().is_empty());
+}
+
+async fn delete_is_scoped_by_account_and_visible_at_once(db: &TestDb) {
+    let store = &db.store;
+    let alice = store.insert_account(&account("alice")).await.unwrap();
+    let mallory = store.insert_account(&account("mallory")).await.unwrap();
+    let row = secret(&alice, 1);
+    let kept = secret(&alice, 2);
+    store.insert_secret(&row).await.unwrap();
+    store.insert_secret(&kept).await.unwrap();
+    // Warm the read path, so a stale cached answer would show.
+    assert!(store.secret(alice.id, row.id).await.unwrap().is_some());
+
+    assert!(!store.delete_secret(mallory.id, row.id).await.unwrap());
+    assert!(store.secret(alice.id, row.id).await.unwrap().is_some());
+    assert!(store.delete_secret(alice.id, row.id).await.unwrap());
+    assert_eq!(store.secret(alice.id, row.id).await.unwrap(), None);
+    assert!(!store.delete_secret(alice.id, row.id).await.unwrap());
+    assert_eq!(store.list_secrets(alice.id).await.unwrap(), vec![kept]);
+}
+
+async fn dumps_return_everything_in_key_order_and_page_by_id(db: &TestDb) {
+    let store = &db.store;
+    for name in ["b", "a", "c"] {
+        store.insert_meta(name, name.as_bytes()).await.unwrap();
+    }
+    let alice = store.insert_account(&account("alice")).await.unwrap();
+    let bob = store.insert_account(&account("bob")).await.unwrap();
+    store
+        .insert_api_key(&api_key(&bob, "tk_2", 1))
+        .await
+        .unwrap();
+    store
+        .insert_api_key(&api_key(&alice, "tk_1", 2))
+        .await
+        .unwrap();
+    let mut secrets = Vec::new();
+    for i in 0..25 {
+        let row = secret(if i % 2 == 0 { &alice } else { &bob }, i);
+        store.insert_secret(&row).await.unwrap();
+        secrets.push(row);
+    }
+
+    let meta = store.dump_meta().await.unwrap();
+    let names: Vec<&str> = meta.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(names, ["a", "b", "c"]);
+    assert_eq!(meta[0].1, b"a");
+
+    let mut accounts = vec![alice, bob];
+    accounts.sort_by_key(|row| row.id);
+    assert_eq!(store.dump_accounts().await.unwrap(), accounts);
+    let keys: Vec<String> = store
+        .dump_api_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|key| key.key_id)
+        .collect();
+    assert_eq!(keys, ["tk_1", "tk_2"]);
+
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.dump_secrets(after, 7).await.unwrap();
+        assert!(page.len() <= 7);
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        paged.extend(page);
+    }
+    secrets.sort_by_key(|row| row.id);
+    assert_eq!(paged, secrets);
+    assert!(store.dump_secrets(None, 0).await.unwrap().is_empty());
+}
+
+async fn is_empty_sees_any_row(db: &TestDb) {
+    let store = &db.store;
+    assert!(store.is_empty().await.unwrap());
+    store.insert_account(&account("alice")).await.unwrap();
+    assert!(!store.is_empty().await.unwrap());
+}
