@@ -71,7 +71,7 @@ pub fn decode_batch(uri: &str) -> Result<Batch, MigrationError> {
     let (scheme, rest) = text::split_scheme(uri).ok_or(MigrationError::MissingScheme)?;
     if !scheme.eq_ignore_ascii_case("otpauth-migration") {
         return Err(MigrationError::UnsupportedScheme {
-            scheme: text::snippet(scheme),
+            scheme: text::nameable_scheme(scheme),
         });
     }
     let (host, _path, query) = text::split_hierarchy(rest).ok_or(MigrationError::MissingSlashes)?;
@@ -495,9 +495,14 @@ pub enum MigrationError {
     #[error("not a URI: expected it to start with \"otpauth-migration://\"")]
     MissingScheme,
     /// The scheme is not `otpauth-migration`.
-    #[error("unsupported scheme {scheme:?} (expected \"otpauth-migration\")")]
+    #[error(
+        "unsupported scheme {}(expected \"otpauth-migration\")",
+        text::quoted_scheme(.scheme)
+    )]
     UnsupportedScheme {
-        /// The scheme that was given.
+        /// The scheme that was given when it is a well-known one (`otpauth`,
+        /// `https`, ...); empty otherwise, since the text before a colon may
+        /// be a pasted secret and is not repeated.
         scheme: String,
     },
     /// `otpauth-migration:` is not followed by `//`.

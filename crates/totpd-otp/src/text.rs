@@ -15,6 +15,42 @@ pub(crate) fn snippet(s: &str) -> String {
     }
 }
 
+/// Schemes an error may name. Text before a colon that is not one of these
+/// may be a pasted secret (`JBSWY3DPEHPK3PXP:alice` is a valid scheme by
+/// RFC 3986), so it is never repeated back.
+const NAMED_SCHEMES: [&str; 10] = [
+    "otpauth",
+    "otpauth-migration",
+    "http",
+    "https",
+    "data",
+    "file",
+    "mailto",
+    "steam",
+    "motp",
+    "content",
+];
+
+/// The scheme as an error may carry it: shortened if it is a well-known
+/// one, empty otherwise (see [`NAMED_SCHEMES`]).
+pub(crate) fn nameable_scheme(scheme: &str) -> String {
+    if NAMED_SCHEMES.iter().any(|s| s.eq_ignore_ascii_case(scheme)) {
+        snippet(scheme)
+    } else {
+        String::new()
+    }
+}
+
+/// `"scheme" ` (quoted, with a trailing space) for an error message, or
+/// nothing when the scheme was withheld.
+pub(crate) fn quoted_scheme(scheme: &str) -> String {
+    if scheme.is_empty() {
+        String::new()
+    } else {
+        format!("{scheme:?} ")
+    }
+}
+
 /// Splits `uri` into its scheme and the rest after the `:`.
 ///
 /// Returns `None` when the text before the first `:` is not a scheme by
@@ -163,6 +199,15 @@ mod tests {
         let mut out = String::new();
         percent_encode_into("bob+1@example.com: é/?", &mut out);
         assert_eq!(out, "bob%2B1@example.com%3A%20%C3%A9%2F%3F");
+    }
+
+    #[test]
+    fn only_well_known_schemes_are_named_in_errors() {
+        assert_eq!(nameable_scheme("HTTPS"), "HTTPS");
+        assert_eq!(nameable_scheme("otpauth-migration"), "otpauth-migration");
+        assert_eq!(nameable_scheme("JBSWY3DPEHPK3PXP"), "");
+        assert_eq!(quoted_scheme("https"), "\"https\" ");
+        assert_eq!(quoted_scheme(""), "");
     }
 
     #[test]

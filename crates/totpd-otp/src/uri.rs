@@ -153,7 +153,7 @@ pub fn parse_otpauth_uri(uri: &str) -> Result<OtpParams, UriError> {
     let (scheme, rest) = text::split_scheme(uri).ok_or(UriError::MissingScheme)?;
     if !scheme.eq_ignore_ascii_case("otpauth") {
         return Err(UriError::UnsupportedScheme {
-            scheme: text::snippet(scheme),
+            scheme: text::nameable_scheme(scheme),
         });
     }
     let (kind, raw_label, query) = text::split_hierarchy(rest).ok_or(UriError::MissingSlashes)?;
@@ -321,9 +321,11 @@ pub enum UriError {
     #[error("not a URI: expected it to start with \"otpauth://\"")]
     MissingScheme,
     /// The scheme is not `otpauth`.
-    #[error("unsupported scheme {scheme:?} (expected \"otpauth\")")]
+    #[error("unsupported scheme {}(expected \"otpauth\")", text::quoted_scheme(.scheme))]
     UnsupportedScheme {
-        /// The scheme that was given.
+        /// The scheme that was given when it is a well-known one (`https`,
+        /// `otpauth-migration`, ...); empty otherwise, since the text before
+        /// a colon may be a pasted secret and is not repeated.
         scheme: String,
     },
     /// `otpauth:` is not followed by `//`.

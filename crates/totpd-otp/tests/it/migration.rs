@@ -280,6 +280,13 @@ fn malformed_export_uris_are_refused_with_the_reason() {
             "unsupported scheme \"otpauth\" (expected \"otpauth-migration\")",
         ),
         (
+            "JBSWY3DPEHPK3PXP:alice",
+            MigrationError::UnsupportedScheme {
+                scheme: String::new(),
+            },
+            "unsupported scheme (expected \"otpauth-migration\")",
+        ),
+        (
             "CgP7774=",
             MigrationError::MissingScheme,
             "not a URI: expected it to start with \"otpauth-migration://\"",

@@ -199,6 +199,10 @@ rejected! {
         "otpauth-migration://offline?data=CgA%3D"
         => UriError::UnsupportedScheme { scheme: "otpauth-migration".into() },
         "unsupported scheme \"otpauth-migration\" (expected \"otpauth\")";
+    a_secret_pasted_before_a_colon_is_not_echoed_as_a_scheme:
+        "JBSWY3DPEHPK3PXP:alice@example.com"
+        => UriError::UnsupportedScheme { scheme: String::new() },
+        "unsupported scheme (expected \"otpauth\")";
     a_bare_base32_secret_is_not_a_uri_and_is_not_echoed:
         "JBSWY3DPEHPK3PXP"
         => UriError::MissingScheme,
