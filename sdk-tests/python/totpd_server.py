@@ -107,10 +107,18 @@ def create_key(binary: Path, data_dir: Path, account: str) -> dict:
 class TotpdServer:
     """One `totpd serve --no-bootstrap` process on a free loopback port."""
 
-    def __init__(self, binary: Path, data_dir: Path, log_path: Path) -> None:
+    def __init__(
+        self,
+        binary: Path,
+        data_dir: Path,
+        log_path: Path,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        """extra_env is added to server_env() (e.g. TOTPD_LOG=trace)."""
         self.binary = binary
         self.data_dir = data_dir
         self.log_path = log_path
+        self.extra_env = dict(extra_env or {})
         self.port: int | None = None
         self.proc: subprocess.Popen | None = None
         self.returncode: int | None = None
@@ -166,7 +174,7 @@ class TotpdServer:
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
-                    env=server_env(),
+                    env={**server_env(), **self.extra_env},
                 )
             outcome = self._wait_healthy()
             if outcome == "healthy":
