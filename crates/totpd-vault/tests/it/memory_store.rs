@@ -1,0 +1,159 @@
+//! A `Store` in memory, enough of one for a `Vault` to open, make keys and
+//! seal secrets without a database.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use totpd_vault::{AccountRow, ApiKeyRow, CopyReport, PoolStatus, SecretRow, Store, StoreError};
+use uuid::Uuid;
+
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    meta: Mutex<BTreeMap<String, Vec<u8>>>,
+    accounts: Mutex<Vec<AccountRow>>,
+    api_keys: Mutex<Vec<ApiKeyRow>>,
+    secrets: Mutex<Vec<SecretRow>>,
+}
+
+impl MemoryStore {
+    /// Every `meta` value, as the vault stored it.
+    pub fn meta(&self, name: &str) -> Option<Vec<u8>> {
+        self.meta.lock().unwrap().get(name).cloned()
+    }
+}
+
+fn unsupported(what: &str) -> StoreError {
+    StoreError::Other(format!("the in-memory test store does not {what}"))
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn pool_status(&self) -> PoolStatus {
+        PoolStatus::default()
+    }
+
+    async fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.meta(name))
+    }
+
+    async fn insert_meta(&self, name: &str, value: &[u8]) -> Result<bool, StoreError> {
+        let mut meta = self.meta.lock().unwrap();
+        if meta.contains_key(name) {
+            return Ok(false);
+        }
+        meta.insert(name.to_owned(), value.to_vec());
+        Ok(true)
+    }
+
+    async fn account_by_name(&self, name: &str) -> Result<Option<AccountRow>, StoreError> {
+        Ok(self
+            .accounts
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|a| a.name == name)
+            .cloned())
+    }
+
+    async fn insert_account(&self, row: &AccountRow) -> Result<AccountRow, StoreError> {
+        let mut accounts = self.accounts.lock().unwrap();
+        if let Some(existing) = accounts.iter().find(|a| a.name == row.name) {
+            return Ok(existing.clone());
+        }
+        accounts.push(row.clone());
+        Ok(row.clone())
+    }
+
+    async fn count_accounts(&self) -> Result<u64, StoreError> {
+        Ok(self.accounts.lock().unwrap().len() as u64)
+    }
+
+    async fn insert_api_key(&self, row: &ApiKeyRow) -> Result<(), StoreError> {
+        self.api_keys.lock().unwrap().push(row.clone());
+        Ok(())
+    }
+
+    async fn api_key(&self, key_id: &str) -> Result<Option<ApiKeyRow>, StoreError> {
+        Ok(self
+            .api_keys
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|k| k.key_id == key_id)
+            .cloned())
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<(ApiKeyRow, String)>, StoreError> {
+        Err(unsupported("list API keys"))
+    }
+
+    async fn revoke_api_key(&self, _key_id: &str, _revoked_at: i64) -> Result<bool, StoreError> {
+        Err(unsupported("revoke API keys"))
+    }
+
+    async fn insert_secret(&self, row: &SecretRow) -> Result<(), StoreError> {
+        self.secrets.lock().unwrap().push(row.clone());
+        Ok(())
+    }
+
+    async fn secret(&self, account_id: Uuid, id: Uuid) -> Result<Option<SecretRow>, StoreError> {
+        Ok(self
+            .secrets
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|s| s.account_id == account_id && s.id == id)
+            .cloned())
+    }
+
+    async fn list_secrets(&self, account_id: Uuid) -> Result<Vec<SecretRow>, StoreError> {
+        Ok(self
+            .secrets
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.account_id == account_id)
+            .cloned()
+            .collect())
+    }
+
+    async fn delete_secret(&self, account_id: Uuid, id: Uuid) -> Result<bool, StoreError> {
+        let mut secrets = self.secrets.lock().unwrap();
+        let before = secrets.len();
+        secrets.retain(|s| !(s.account_id == account_id && s.id == id));
+        Ok(secrets.len() < before)
+    }
+
+    async fn is_empty(&self) -> Result<bool, StoreError> {
+        Ok(self.meta.lock().unwrap().is_empty())
+    }
+
+    async fn dump_meta(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        Err(unsupported("dump"))
+    }
+
+    async fn dump_accounts(&self) -> Result<Vec<AccountRow>, StoreError> {
+        Err(unsupported("dump"))
+    }
+
+    async fn dump_api_keys(&self) -> Result<Vec<ApiKeyRow>, StoreError> {
+        Err(unsupported("dump"))
+    }
+
+    async fn dump_secrets(
+        &self,
+        _after: Option<Uuid>,
+        _limit: u32,
+    ) -> Result<Vec<SecretRow>, StoreError> {
+        Err(unsupported("dump"))
+    }
+
+    async fn copy_from(&self, _source: &dyn Store) -> Result<CopyReport, StoreError> {
+        Err(unsupported("copy"))
+    }
+}
