@@ -66,11 +66,16 @@ impl MasterKey {
                 .decode(text.trim())
                 .map_err(|_| MasterKeyError::NotBase64)?,
         );
-        let array: [u8; MASTER_KEY_LEN] = decoded
-            .as_slice()
-            .try_into()
-            .map_err(|_| MasterKeyError::WrongLength(decoded.len()))?;
-        Ok(MasterKey::from_array(Zeroizing::new(array)))
+        if decoded.len() != MASTER_KEY_LEN {
+            return Err(MasterKeyError::WrongLength(decoded.len()));
+        }
+        // Copied straight into a zeroizing array: a plain `[u8; 32]` from
+        // `try_into` would leave an unwiped copy of the key on the stack.
+        let mut bytes = Zeroizing::new([0u8; MASTER_KEY_LEN]);
+        for (to, from) in bytes.iter_mut().zip(decoded.iter()) {
+            *to = *from;
+        }
+        Ok(MasterKey::from_array(bytes))
     }
 
     /// The base64 text form, for writing a key file.
