@@ -143,7 +143,9 @@ class Server:
         self.binary = binary
         self.backend = backend
         self.dir = Path(tempfile.mkdtemp(prefix=f"totpd-bench-{backend}-"))
-        self.env = dict(os.environ, TOTPD_LOG="warn")
+        # Benchmarks measure the vault, not the abuse limits: the per-key rate
+        # limit is off (it would answer most requests 429).
+        self.env = dict(os.environ, TOTPD_LOG="warn", TOTPD_RATE_LIMIT_PER_KEY="0")
         self.pg_admin = pg_admin
         self.pg_db = None
         self.store_args = ["--data-dir", str(self.dir)]
@@ -273,6 +275,10 @@ def measure(run: Run, backend: str, name: str, url: str, headers: dict[str, str]
     result = Result(backend, name, rps, p50, p99, kwargs.get("connections") or settings.connections, errors,
                     peak_rss_mib=server.peak_rss_mib())
     log(f"{backend:8} {name:12} {rps:10.0f} req/s  p50 {p50:7.3f} ms  p99 {p99:7.3f} ms  errors {errors}")
+    if errors:
+        # A figure made of error answers measures nothing: stop here.
+        log_tail = "\n".join((server.dir / "serve.log").read_text(errors="replace").splitlines()[-20:])
+        raise RuntimeError(f"{backend} {name}: {errors} requests failed or were not 2xx; server log:\n{log_tail}")
     run.results.append(result)
     return result
 
