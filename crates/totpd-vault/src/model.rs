@@ -22,26 +22,26 @@ impl UnixTime {
 pub const MAX_TEXT_CHARS: usize = 256;
 
 fn check_text(field: &'static str, value: &str) -> Result<String, String> {
-    let trimmed = value.trim();
-    if trimmed.is_empty() {
+    if value.trim().is_empty() {
         return Err(format!("\"{field}\" must not be empty"));
     }
-    if trimmed.chars().count() > MAX_TEXT_CHARS {
+    if value.chars().count() > MAX_TEXT_CHARS {
         return Err(format!(
             "\"{field}\" must be at most {MAX_TEXT_CHARS} characters"
         ));
     }
     // Control characters (including NUL, which PostgreSQL cannot store) have
     // no place in a name shown to people and would break logs and terminals.
-    if trimmed.chars().any(char::is_control) {
+    if value.chars().any(char::is_control) {
         return Err(format!("\"{field}\" must not contain control characters"));
     }
-    Ok(trimmed.to_owned())
+    // Stored exactly as given (no trimming, no Unicode normalisation), so
+    // what the client sent is what it reads back.
+    Ok(value.to_owned())
 }
 
 /// The account name a secret is known by (e.g. `alice@example.com`):
-/// 1 to 256 characters after trimming surrounding white space, no control
-/// characters.
+/// 1 to 256 characters, not only white space, no control characters.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Label(String);
 
@@ -197,5 +197,26 @@ pub struct ApiKeyInfo {
 impl fmt::Display for UnixTime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}ms", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_kept_exactly_as_given() {
+        for label in ["alice", " padded ", "Ünïcødé ✓ 日本語", "a:b@c"] {
+            assert_eq!(Label::parse(label).unwrap().as_str(), label);
+        }
+    }
+
+    #[test]
+    fn empty_long_and_control_labels_are_refused_with_the_field_named() {
+        assert!(Label::parse("").unwrap_err().contains("\"label\""));
+        assert!(Label::parse("   ").is_err());
+        assert!(Label::parse(&"x".repeat(257)).unwrap_err().contains("256"));
+        assert!(Label::parse(&"é".repeat(256)).is_ok());
+        assert!(Issuer::parse("a\u{0}b").unwrap_err().contains("\"issuer\""));
     }
 }
