@@ -413,45 +413,48 @@ impl Env {
     /// "\\xhex"). For checks that must not depend on the schema.
     pub async fn dump_rows(&self) -> Vec<String> {
         match &self.pg {
-            None => dump_sqlite(&self.sqlite_file()).await,
+            None => dump_sqlite(&self.sqlite_file()),
             Some(pg) => dump_postgres(&pg.url).await,
         }
     }
 }
 
-async fn dump_sqlite(path: &Path) -> Vec<String> {
-    use sqlx::sqlite::SqliteConnectOptions;
-    let options = SqliteConnectOptions::new().filename(path);
-    let mut conn = sqlx::SqliteConnection::connect_with(&options)
-        .await
-        .expect("open the SQLite database");
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+fn dump_sqlite(path: &Path) -> Vec<String> {
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
-    .fetch_all(&mut conn)
-    .await
-    .expect("list SQLite tables");
+    .expect("open the SQLite database");
+    let strings = |sql: &str, param: Option<&str>| -> Vec<String> {
+        let mut statement = conn
+            .prepare(sql)
+            .unwrap_or_else(|e| panic!("prepare {sql}: {e}"));
+        let params: Vec<&str> = param.into_iter().collect();
+        let rows = statement
+            .query_map(rusqlite::params_from_iter(params), |row| {
+                row.get::<_, String>(0)
+            })
+            .unwrap_or_else(|e| panic!("run {sql}: {e}"));
+        rows.collect::<Result<_, _>>()
+            .unwrap_or_else(|e| panic!("read {sql}: {e}"))
+    };
+    let tables = strings(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+        None,
+    );
     let mut rows = Vec::new();
     for table in tables {
-        let columns: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_table_info($1)")
-            .bind(&table)
-            .fetch_all(&mut conn)
-            .await
-            .expect("list SQLite columns");
+        let columns = strings("SELECT name FROM pragma_table_info(?1)", Some(&table));
         let select = columns
             .iter()
             .map(|c| format!("quote(\"{c}\")"))
             .collect::<Vec<_>>()
             .join(" || '|' || ");
-        let found: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
-            "SELECT '{table}|' || {select} FROM \"{table}\""
-        )))
-        .fetch_all(&mut conn)
-        .await
-        .expect("dump a SQLite table");
-        rows.extend(found);
+        rows.extend(strings(
+            &format!("SELECT '{table}|' || {select} FROM \"{table}\""),
+            None,
+        ));
     }
-    let _ = conn.close().await;
     rows
 }
 

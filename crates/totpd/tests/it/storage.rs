@@ -32,14 +32,20 @@ on_both_backends! {
     logs_never_carry_secrets_api_key_secrets_or_codes
         => logs_never_carry_secrets_api_key_secrets_or_codes_on_sqlite,
            logs_never_carry_secrets_api_key_secrets_or_codes_on_postgres;
+    the_same_secret_enrolled_twice_is_sealed_under_different_nonces
+        => the_same_secret_enrolled_twice_is_sealed_under_different_nonces_on_sqlite,
+           the_same_secret_enrolled_twice_is_sealed_under_different_nonces_on_postgres;
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// The forms a secret could leak in: raw bytes, base32 in both cases, hex.
+/// The forms a secret could leak in: raw bytes, base32 in both cases, hex,
+/// base64, and Rust's `Debug` of a byte slice.
 fn leak_forms(key: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
     let b32 = base32_encode(key);
     vec![
         ("raw bytes", key.to_vec()),
@@ -47,6 +53,15 @@ fn leak_forms(key: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
         ("lower-case base32", b32.to_lowercase().into_bytes()),
         ("hex", hex(key).into_bytes()),
         ("upper-case hex", hex(key).to_uppercase().into_bytes()),
+        ("base64", STANDARD_NO_PAD.encode(key).into_bytes()),
+        ("url-safe base64", URL_SAFE_NO_PAD.encode(key).into_bytes()),
+        (
+            "Debug bytes",
+            format!("{key:?}")
+                .trim_matches(['[', ']'])
+                .as_bytes()
+                .to_vec(),
+        ),
     ]
 }
 
@@ -460,5 +475,55 @@ async fn logs_never_carry_secrets_api_key_secrets_or_codes(backend: Backend) {
             !numbers.contains(&code.as_str()),
             "the log contains a code handed out"
         );
+    }
+}
+
+/// AES-GCM under a repeated nonce is a keystream reuse: two ciphertexts of
+/// the same plaintext would then share their leading bytes (the associated
+/// data only changes the tag). With a fresh random nonce per encryption
+/// they share nothing.
+async fn the_same_secret_enrolled_twice_is_sealed_under_different_nonces(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let api = server.api();
+    let secret = base32_encode(&random_bytes(32));
+    let mut ids = Vec::new();
+    for label in ["twin a", "twin b", "twin c"] {
+        let created = api
+            .create_ok(json!({"label": label, "secret": secret}))
+            .await;
+        ids.push(created["id"].as_str().unwrap().to_owned());
+    }
+    let rows = server.env.dump_rows().await;
+    let row_of = |id: &str| -> String {
+        let forms = [id.to_lowercase(), id.replace('-', "").to_lowercase()];
+        rows.iter()
+            .map(|r| r.to_lowercase())
+            .find(|r| r.contains("twin") && forms.iter().any(|f| r.contains(f.as_str())))
+            .unwrap_or_else(|| panic!("no row for secret {id}"))
+    };
+    let sealed: Vec<(String, Vec<String>)> = ids
+        .iter()
+        .map(|id| {
+            let row = row_of(id);
+            let blobs = hex_runs(&row, 40);
+            assert!(!blobs.is_empty(), "no ciphertext-sized value in the row");
+            (row, blobs)
+        })
+        .collect();
+    for (i, (_, blobs)) in sealed.iter().enumerate() {
+        for (j, (other_row, _)) in sealed.iter().enumerate() {
+            if i == j {
+                continue;
+            }
+            for blob in blobs {
+                let shared = (0..=blob.len() - 24)
+                    .step_by(2)
+                    .any(|at| other_row.contains(&blob[at..at + 24]));
+                assert!(
+                    !shared,
+                    "secrets {i} and {j} (same plaintext) share 12 bytes of ciphertext: a repeated nonce"
+                );
+            }
+        }
     }
 }
