@@ -142,7 +142,12 @@ fn cases() -> Vec<Case> {
         json_case("empty label", json!({"label": "", "secret": s}), "label"),
         json_case(
             "blank label",
-            json!({"label": " \t ", "secret": s}),
+            json!({"label": "    ", "secret": s}),
+            "label",
+        ),
+        json_case(
+            "a label with a tab",
+            json!({"label": "a\tb", "secret": s}),
             "label",
         ),
         json_case("a label that is a number", json!({"label": 42}), "label"),

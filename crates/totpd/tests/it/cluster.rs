@@ -21,6 +21,8 @@ on_postgres_only! {
         => a_key_revoked_with_the_cli_is_refused_by_every_node_within_one_second_on_postgres;
     nodes_started_at_the_same_instant_all_come_up_with_exactly_one_bootstrap_key
         => nodes_started_at_the_same_instant_all_come_up_with_exactly_one_bootstrap_key_on_postgres;
+    while_the_database_refuses_connections_requests_get_503_and_service_recovers_after
+        => while_the_database_refuses_connections_requests_get_503_and_service_recovers_after_on_postgres;
 }
 
 /// Options for a node that must not mint a key of its own.
@@ -181,6 +183,126 @@ async fn nodes_started_at_the_same_instant_all_come_up_with_exactly_one_bootstra
             listing.matches("tk_").count(),
             1,
             "round {round}: exactly one key exists:\n{listing}"
+        );
+    }
+}
+
+/// A database outage without stopping the shared PostgreSQL server: the
+/// test's database stops accepting connections and its sessions are
+/// terminated. Every answer must then be a prompt 503 with the JSON error
+/// body (or a correct answer), never a hang, a 500, a crash or a wrong code;
+/// once the database accepts connections again, service must come back
+/// within 5 s without restarting totpd.
+async fn while_the_database_refuses_connections_requests_get_503_and_service_recovers_after() {
+    let mut server = TestServer::start(Backend::Postgres).await;
+    let api = server.api();
+    let key = random_bytes(20);
+    let known = Known {
+        key: key.clone(),
+        alg: Alg::Sha1,
+        digits: 6,
+        period: 30,
+    };
+    let created = api
+        .create_ok(json!({"label": "outage", "secret": base32_encode(&key)}))
+        .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_code(&api, &id, &known).await;
+
+    server
+        .env
+        .pg_admin("ALTER DATABASE {db} ALLOW_CONNECTIONS false")
+        .await;
+    server
+        .env
+        .pg_admin(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = '{db}' AND pid <> pg_backend_pid()",
+        )
+        .await;
+
+    let mut problems = Vec::new();
+    let mut saw_503 = false;
+    let mut stored_during_outage = Vec::new();
+    for round in 0..3 {
+        for what in ["code", "list", "create", "readyz"] {
+            let started = Instant::now();
+            let before = unix_ms();
+            let reply = match what {
+                "code" => api.code(&id).await,
+                "list" => api.list().await,
+                "create" => {
+                    api.create(json!({"label": format!("during outage {round}")}))
+                        .await
+                }
+                _ => server.get_public("/readyz").await,
+            };
+            let after = unix_ms();
+            let took = started.elapsed();
+            if took > Duration::from_secs(12) {
+                problems.push(format!("{what}: answered after {took:?}"));
+            }
+            match reply.status {
+                503 => {
+                    saw_503 = true;
+                    reply.expect_error(503, "unavailable");
+                }
+                200 if what == "code" => {
+                    crate::harness::check_code_body(&reply.json(), &known, before, after);
+                }
+                200 if what == "create" => {
+                    stored_during_outage.push(reply.json()["totp_secret"]["id"].clone());
+                }
+                200 if what == "list" => {}
+                status => problems.push(format!("{what}: HTTP {status} {}", reply.text)),
+            }
+        }
+    }
+    let health = server.get_public("/healthz").await;
+    assert_eq!(
+        health.status, 200,
+        "/healthz during the outage: {}",
+        health.text
+    );
+    assert!(server.is_running(), "totpd exited during the outage");
+
+    server
+        .env
+        .pg_admin("ALTER DATABASE {db} ALLOW_CONNECTIONS true")
+        .await;
+    let back = Instant::now();
+    loop {
+        let reply = api.code(&id).await;
+        if reply.status == 200 && server.get_public("/readyz").await.status == 200 {
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(5),
+            "no recovery 5 s after the database came back: {}",
+            reply.text
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_code(&api, &id, &known).await;
+    let causes: Vec<String> = server
+        .log()
+        .lines()
+        .filter(|l| l.contains("ERROR") || l.contains("WARN"))
+        .take(3)
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        problems.is_empty(),
+        "answers during the outage:\n{}\nserver log:\n{}",
+        problems.join("\n"),
+        causes.join("\n")
+    );
+    assert!(saw_503, "no request noticed the outage");
+    let listed = api.listed_ids().await;
+    for id in stored_during_outage {
+        assert!(
+            listed.iter().any(|l| *l == id),
+            "a create answered 200 during the outage is lost"
         );
     }
 }

@@ -408,6 +408,18 @@ impl Env {
         }
     }
 
+    /// Runs `sql` on the PostgreSQL admin connection, `{db}` replaced by
+    /// this test's database name (PostgreSQL only).
+    pub async fn pg_admin(&self, sql: &str) {
+        let pg = self.pg.as_ref().expect("a PostgreSQL test");
+        let mut conn = pg_connect(&pg.admin_url).await;
+        sqlx::raw_sql(AssertSqlSafe(sql.replace("{db}", &pg.name)))
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("admin SQL failed: {e}"));
+        let _ = conn.close().await;
+    }
+
     /// Every row of every table, one text line per row (SQLite: `quote()` of
     /// each column, blobs as X'hex'; PostgreSQL: the row as JSON, bytea as
     /// "\\xhex"). For checks that must not depend on the schema.

@@ -285,6 +285,7 @@ async fn unicode_labels_and_issuers_round_trip_exactly(backend: Backend) {
             "tab\u{a0}nbsp and\u{200b}zero-width",
             "Ünïcödé GmbH & Co. KG",
         ),
+        ("  surrounding spaces  ", " kept as sent "),
     ];
     let mut ids = Vec::new();
     for (label, issuer) in table {
