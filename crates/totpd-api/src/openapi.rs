@@ -139,6 +139,24 @@ mod tests {
     }
 
     #[test]
+    fn every_api_operation_documents_rate_limiting() {
+        let document: Value = serde_json::from_str(super::openapi_json()).unwrap();
+        for (path, item) in document["paths"].as_object().unwrap() {
+            if !path.starts_with("/api/") {
+                continue;
+            }
+            for (method, operation) in item.as_object().unwrap() {
+                let too_many = &operation["responses"]["429"];
+                assert!(too_many.is_object(), "{method} {path}: no 429");
+                assert!(
+                    too_many["headers"]["Retry-After"].is_object(),
+                    "{method} {path}: 429 without Retry-After"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn request_digits_are_six_or_eight_not_a_range() {
         let document: Value = serde_json::from_str(super::openapi_json()).unwrap();
         let digits =

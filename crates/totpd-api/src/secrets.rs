@@ -52,6 +52,8 @@ const PERIOD_RULE: &str = "a whole number of seconds from 1 to 86400";
         (status = 401, description = "Missing or invalid API key", body = crate::wire::ErrorBody),
         (status = 413, description = "Body too large", body = crate::wire::ErrorBody),
         (status = 415, description = "Body is not JSON", body = crate::wire::ErrorBody),
+        (status = 429, description = "Too many requests from this key, or too many failed authentications from this address; retry after Retry-After seconds", body = crate::wire::ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
         (status = 503, description = "Database unavailable", body = crate::wire::ErrorBody),
     ))]
 pub(crate) async fn create_secret(
@@ -76,6 +78,8 @@ pub(crate) async fn create_secret(
     responses(
         (status = 200, description = "The account's secrets, oldest first", body = ListSecretsResponse),
         (status = 401, description = "Missing or invalid API key", body = crate::wire::ErrorBody),
+        (status = 429, description = "Too many requests from this key, or too many failed authentications from this address; retry after Retry-After seconds", body = crate::wire::ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
         (status = 503, description = "Database unavailable", body = crate::wire::ErrorBody),
     ))]
 pub(crate) async fn list_secrets(
@@ -96,6 +100,8 @@ pub(crate) async fn list_secrets(
         (status = 200, description = "Deleted", body = StatusOnly),
         (status = 401, description = "Missing or invalid API key", body = crate::wire::ErrorBody),
         (status = 404, description = "No such secret in this account", body = crate::wire::ErrorBody),
+        (status = 429, description = "Too many requests from this key, or too many failed authentications from this address; retry after Retry-After seconds", body = crate::wire::ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
         (status = 503, description = "Database unavailable", body = crate::wire::ErrorBody),
     ))]
 pub(crate) async fn delete_secret(
@@ -117,6 +123,8 @@ pub(crate) async fn delete_secret(
         (status = 200, description = "The current code", body = CodeResponse),
         (status = 401, description = "Missing or invalid API key", body = crate::wire::ErrorBody),
         (status = 404, description = "No such secret in this account", body = crate::wire::ErrorBody),
+        (status = 429, description = "Too many requests from this key, or too many failed authentications from this address; retry after Retry-After seconds", body = crate::wire::ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
         (status = 503, description = "Database unavailable", body = crate::wire::ErrorBody),
     ))]
 pub(crate) async fn get_code(
