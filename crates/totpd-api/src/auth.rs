@@ -1,18 +1,30 @@
 //! Authentication: the SDKs' `sb-api-key-id` / `sb-api-secret-key` headers,
 //! or `Authorization: Bearer <key_id>.<secret>` for curl users.
 
-use axum::extract::FromRequestParts;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use totpd_vault::Principal;
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::limits::{AbuseLimits, RetryAfter};
+use crate::metrics::LimitKind;
 
 pub(crate) const KEY_ID_HEADER: &str = "sb-api-key-id";
 pub(crate) const SECRET_HEADER: &str = "sb-api-secret-key";
 
 /// The authenticated caller. Every failure is the same 401.
+///
+/// Abuse limits apply here, in this order: a client address locked out for
+/// failing authentication too often gets 429 before its credentials are
+/// looked at; a wrong credential counts against its address; an accepted key
+/// takes a token from its bucket (after authentication, so nobody can spend
+/// another key's budget by sending its public key id).
 #[derive(Debug)]
 pub(crate) struct Auth(pub Principal);
 
@@ -20,23 +32,57 @@ impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Auth, ApiError> {
+        let guard = parts.extensions.get::<Arc<AbuseLimits>>().cloned();
+        let client = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(peer)| peer.ip());
+        if let (Some(guard), Some(client)) = (&guard, client)
+            && let Err(wait) = guard.check_client(client, Instant::now())
+        {
+            state.metrics.rate_limited(LimitKind::AuthFailures);
+            return Err(rate_limited(wait));
+        }
         let Some((key_id, secret)) = credentials(&parts.headers) else {
+            // No credentials at all is a misconfigured client, not a guess:
+            // it does not count towards the lockout.
             state.metrics.auth_failed();
             return Err(ApiError::Unauthorized);
         };
-        match state
+        let principal = match state
             .vault
             .authenticate(key_id, secret, state.clock.now())
             .await
         {
-            Ok(principal) => Ok(Auth(principal)),
+            Ok(principal) => principal,
             Err(e) => {
                 if matches!(e, totpd_vault::VaultError::Unauthorized) {
                     state.metrics.auth_failed();
+                    if let (Some(guard), Some(client)) = (&guard, client)
+                        && guard.record_auth_failure(client, Instant::now())
+                    {
+                        tracing::warn!(
+                            %client,
+                            "client address locked out after repeated failed authentications"
+                        );
+                    }
                 }
-                Err(e.into())
+                return Err(e.into());
             }
+        };
+        if let Some(guard) = &guard
+            && let Err(wait) = guard.check_key(&principal.key_id, Instant::now())
+        {
+            state.metrics.rate_limited(LimitKind::PerKey);
+            return Err(rate_limited(wait));
         }
+        Ok(Auth(principal))
+    }
+}
+
+fn rate_limited(wait: RetryAfter) -> ApiError {
+    ApiError::RateLimited {
+        retry_after_secs: wait.whole_seconds(),
     }
 }
 

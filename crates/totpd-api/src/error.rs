@@ -29,6 +29,13 @@ pub enum ApiError {
     /// 415: the body is not JSON.
     #[error("request body must be JSON (Content-Type: application/json)")]
     UnsupportedMediaType,
+    /// 429: too many requests from this key, or too many failed
+    /// authentications from this client address.
+    #[error("too many requests; retry after {retry_after_secs} s")]
+    RateLimited {
+        /// Whole seconds to wait, at least 1: the `Retry-After` header.
+        retry_after_secs: u64,
+    },
     /// 503: the database is unreachable, or the request ran out of time.
     #[error("{0}")]
     Unavailable(&'static str),
@@ -48,6 +55,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
+            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -99,6 +107,12 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static("Bearer realm=\"totpd\""),
             );
         }
+        if let ApiError::RateLimited { retry_after_secs } = &self {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(*retry_after_secs.max(&1)),
+            );
+        }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()
@@ -114,4 +128,38 @@ pub(crate) async fn not_found_fallback() -> ApiError {
 
 pub(crate) async fn method_not_allowed_fallback() -> ApiError {
     ApiError::MethodNotAllowed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limited_is_429_with_retry_after_and_the_json_error_body() {
+        let response = ApiError::RateLimited {
+            retry_after_secs: 7,
+        }
+        .into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            response.headers().get(header::RETRY_AFTER),
+            Some(&HeaderValue::from_static("7"))
+        );
+        let zero = ApiError::RateLimited {
+            retry_after_secs: 0,
+        }
+        .into_response();
+        assert_eq!(
+            zero.headers().get(header::RETRY_AFTER),
+            Some(&HeaderValue::from_static("1")),
+            "Retry-After is never 0"
+        );
+        assert_eq!(
+            ApiError::RateLimited {
+                retry_after_secs: 7
+            }
+            .status_and_code(),
+            (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+        );
+    }
 }

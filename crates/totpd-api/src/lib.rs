@@ -13,6 +13,7 @@ mod clock;
 mod error;
 mod health;
 mod json;
+mod limits;
 mod metrics;
 mod openapi;
 mod secrets;
@@ -22,9 +23,11 @@ mod wire;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::{Extension, Router};
 use totpd_vault::Vault;
+
+use crate::limits::AbuseLimits;
 
 pub use clock::{Clock, SystemClock};
 pub use error::ApiError;
@@ -35,6 +38,13 @@ pub use secrets::parse_create_secret_body;
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// Default requests per second (and burst) of one API key on one node.
+pub const RATE_LIMIT_PER_KEY: u32 = 100;
+/// Default failed authentications from one client address before it is locked out.
+pub const AUTH_FAILURE_LIMIT: u32 = 100;
+/// Default window of [`AUTH_FAILURE_LIMIT`], and how long the lockout lasts.
+pub const AUTH_FAILURE_WINDOW: Duration = Duration::from_secs(60);
+
 /// Limits applied to every request.
 #[derive(Clone, Debug)]
 pub struct Limits {
@@ -42,6 +52,17 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Longest time a request may take before it is answered 503.
     pub request_timeout: Duration,
+    /// Requests per second of one API key, with bursts of as many; beyond,
+    /// 429 `rate_limited`. Counted per node. 0 turns the limit off.
+    pub rate_limit_per_key: u32,
+    /// Failed authentications (credentials sent but wrong, unknown or
+    /// revoked) from one client address within `auth_failure_window` after
+    /// which every `/api/` request from that address is answered 429 for
+    /// `auth_failure_window`, before its credentials are looked at. Counted
+    /// per node. 0 turns the lockout off.
+    pub auth_failure_limit: u32,
+    /// See `auth_failure_limit`.
+    pub auth_failure_window: Duration,
 }
 
 impl Default for Limits {
@@ -49,6 +70,9 @@ impl Default for Limits {
         Limits {
             max_body_bytes: MAX_BODY_BYTES,
             request_timeout: Duration::from_secs(10),
+            rate_limit_per_key: RATE_LIMIT_PER_KEY,
+            auth_failure_limit: AUTH_FAILURE_LIMIT,
+            auth_failure_window: AUTH_FAILURE_WINDOW,
         }
     }
 }
@@ -75,6 +99,10 @@ fn bench_router() -> Router<AppState> {
 }
 
 /// The whole HTTP application.
+///
+/// The failed-authentication lockout needs the client's address: the server
+/// must put an [`axum::extract::ConnectInfo`]`<SocketAddr>` in each request's
+/// extensions (without one, that lockout does not apply).
 pub fn router(state: AppState, limits: &Limits) -> Router {
     Router::new()
         .merge(secrets::router())
@@ -85,6 +113,7 @@ pub fn router(state: AppState, limits: &Limits) -> Router {
         .fallback(error::not_found_fallback)
         .method_not_allowed_fallback(error::method_not_allowed_fallback)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(Extension(Arc::new(AbuseLimits::new(limits))))
         .layer(telemetry::layer(
             limits.request_timeout,
             Arc::clone(&state.metrics),

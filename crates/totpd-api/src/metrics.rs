@@ -32,6 +32,9 @@ struct Series {
     buckets: [AtomicU64; BUCKETS.len()],
 }
 
+/// One histogram of the rendering: (route, method), bucket counts, count, sum in microseconds.
+type MergedSeries = ((String, String), [u64; BUCKETS.len()], u64, u64);
+
 /// The process's counters. Cheap to update from many threads.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -39,6 +42,17 @@ pub struct Metrics {
     requests: RwLock<HashMap<(String, String, u16), Arc<Series>>>,
     codes_issued: AtomicU64,
     auth_failures: AtomicU64,
+    rate_limited_per_key: AtomicU64,
+    rate_limited_auth_failures: AtomicU64,
+}
+
+/// Which abuse limit refused a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LimitKind {
+    /// The key's requests-per-second budget.
+    PerKey,
+    /// The client address is locked out after failed authentications.
+    AuthFailures,
 }
 
 impl Metrics {
@@ -86,6 +100,15 @@ impl Metrics {
         self.auth_failures.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts a request refused with 429.
+    pub(crate) fn rate_limited(&self, kind: LimitKind) {
+        let counter = match kind {
+            LimitKind::PerKey => &self.rate_limited_per_key,
+            LimitKind::AuthFailures => &self.rate_limited_auth_failures,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The text exposition.
     pub(crate) fn render(&self, pool: PoolStatus) -> String {
         let mut out = String::with_capacity(4096);
@@ -111,7 +134,7 @@ impl Metrics {
         out.push_str("# HELP totpd_http_request_duration_seconds Time to answer a request, by route template and method.\n");
         out.push_str("# TYPE totpd_http_request_duration_seconds histogram\n");
         // One histogram per (route, method): merge the status series.
-        let mut merged: Vec<((String, String), [u64; BUCKETS.len()], u64, u64)> = Vec::new();
+        let mut merged: Vec<MergedSeries> = Vec::new();
         for ((route, method, _), series) in &rows {
             let key = (route.clone(), method.clone());
             let index = match merged.iter().position(|m| m.0 == key) {
@@ -164,6 +187,12 @@ impl Metrics {
             out,
             "# HELP totpd_auth_failures_total Requests refused for missing, wrong or revoked credentials.\n# TYPE totpd_auth_failures_total counter\ntotpd_auth_failures_total {}",
             self.auth_failures.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP totpd_rate_limited_total Requests answered 429, by the limit that refused them (per_key: the key's rate; auth_failures: the client address is locked out).\n# TYPE totpd_rate_limited_total counter\ntotpd_rate_limited_total{{limit=\"per_key\"}} {}\ntotpd_rate_limited_total{{limit=\"auth_failures\"}} {}",
+            self.rate_limited_per_key.load(Ordering::Relaxed),
+            self.rate_limited_auth_failures.load(Ordering::Relaxed)
         );
         let in_use = pool.size.saturating_sub(pool.idle);
         let _ = writeln!(
@@ -235,6 +264,18 @@ mod tests {
                 "totpd_http_request_duration_seconds_count{route=\"/a\",method=\"GET\"} 3"
             )
         );
+    }
+
+    #[test]
+    fn rate_limited_requests_are_counted_by_limit() {
+        let m = Metrics::default();
+        m.rate_limited(LimitKind::PerKey);
+        m.rate_limited(LimitKind::PerKey);
+        m.rate_limited(LimitKind::AuthFailures);
+        let text = m.render(PoolStatus::default());
+        assert!(text.contains("# TYPE totpd_rate_limited_total counter"));
+        assert!(text.contains("totpd_rate_limited_total{limit=\"per_key\"} 2\n"));
+        assert!(text.contains("totpd_rate_limited_total{limit=\"auth_failures\"} 1\n"));
     }
 
     #[test]
