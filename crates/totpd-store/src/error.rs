@@ -32,12 +32,37 @@ pub(crate) fn classify(error: sqlx::Error) -> StoreError {
     }
 }
 
-/// SQLSTATE classes that mean "the server went away or is starting/stopping"
-/// (08: connection exception, 57P: operator intervention).
+/// SQLSTATEs that mean "the database cannot serve us right now", which a
+/// retry may cure: 08 connection exception, 53 insufficient resources (too
+/// many connections, out of memory or disk), 57P operator intervention
+/// (shutdown, starting up), 55000 and 3D000 as raised while connecting (the
+/// database refuses connections, or has been dropped or not yet created).
 fn is_connection_loss(code: Option<&str>) -> bool {
     match code {
-        Some(code) => code.starts_with("08") || code.starts_with("57P"),
+        Some(code) => {
+            code.starts_with("08")
+                || code.starts_with("53")
+                || code.starts_with("57P")
+                || code == "55000"
+                || code == "3D000"
+        }
         None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_connection_loss;
+
+    #[test]
+    fn refused_and_vanished_databases_count_as_unavailable() {
+        for code in ["08006", "53300", "57P01", "57P03", "55000", "3D000"] {
+            assert!(is_connection_loss(Some(code)), "{code}");
+        }
+        for code in ["23505", "42P01", "22P02"] {
+            assert!(!is_connection_loss(Some(code)), "{code}");
+        }
+        assert!(!is_connection_loss(None));
     }
 }
 
