@@ -60,7 +60,10 @@ async fn created_secrets_are_listed_with_their_fields_and_never_their_secret(bac
             "period": 60,
         }))
         .await;
-    let b = api.create_ok(json!({"label": "generated"})).await;
+    // Fields the API does not know are ignored (newer SDKs may send more).
+    let b = api
+        .create_ok(json!({"label": "generated", "metadata": {"team": "ops"}, "note": 1}))
+        .await;
     let c = api
         .create_ok(json!({
             "uri": format!("otpauth://totp/GitHub:octocat?secret={}&issuer=GitHub", base32_encode(&uri_secret))
