@@ -100,6 +100,81 @@ pub(crate) struct ServeArgs {
         default_value_t = 10
     )]
     pub request_timeout: u64,
+    /// PEM file with the TLS certificate chain (leaf first). With --tls-key,
+    /// serve HTTPS instead of HTTP; one without the other is an error.
+    #[arg(long, env = "TOTPD_TLS_CERT", value_name = "PATH")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM file with the TLS private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert.
+    #[arg(long, env = "TOTPD_TLS_KEY", value_name = "PATH")]
+    pub tls_key: Option<PathBuf>,
+    /// Largest request line plus headers, in bytes; beyond, the answer is 431
+    /// and the connection is closed.
+    #[arg(
+        long,
+        env = "TOTPD_MAX_HEADER_BYTES",
+        value_name = "BYTES",
+        default_value_t = 16 * 1024,
+        value_parser = clap::value_parser!(u32).range(1024..=1024 * 1024)
+    )]
+    pub max_header_bytes: u32,
+    /// Largest request body, in bytes; beyond, the answer is 413.
+    #[arg(
+        long,
+        env = "TOTPD_MAX_BODY_BYTES",
+        value_name = "BYTES",
+        default_value_t = 64 * 1024,
+        value_parser = clap::value_parser!(u32).range(1024..)
+    )]
+    pub max_body_bytes: u32,
+    /// Most connections served at once. Beyond, new connections wait in the
+    /// kernel's listen queue until one closes.
+    #[arg(
+        long,
+        env = "TOTPD_MAX_CONNECTIONS",
+        value_name = "N",
+        default_value_t = 1024,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub max_connections: u32,
+    /// Seconds a client has to complete the TLS handshake and to send a
+    /// request's headers (also how long an idle keep-alive connection stays
+    /// open); slower connections are closed.
+    #[arg(
+        long,
+        env = "TOTPD_HEADER_READ_TIMEOUT",
+        value_name = "SECONDS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub header_read_timeout: u64,
+    /// Requests per second of one API key, with bursts of as many; beyond,
+    /// 429 with Retry-After. Counted per node. 0: no limit.
+    #[arg(
+        long,
+        env = "TOTPD_RATE_LIMIT_PER_KEY",
+        value_name = "N",
+        default_value_t = totpd_api::RATE_LIMIT_PER_KEY
+    )]
+    pub rate_limit_per_key: u32,
+    /// Failed authentications from one client address within
+    /// --auth-failure-window after which that address gets 429 on every
+    /// /api/ request for the window. Counted per node. 0: no lockout.
+    #[arg(
+        long,
+        env = "TOTPD_AUTH_FAILURE_LIMIT",
+        value_name = "N",
+        default_value_t = totpd_api::AUTH_FAILURE_LIMIT
+    )]
+    pub auth_failure_limit: u32,
+    /// Window of --auth-failure-limit, and how long a lockout lasts.
+    #[arg(
+        long,
+        env = "TOTPD_AUTH_FAILURE_WINDOW",
+        value_name = "SECONDS",
+        default_value_t = totpd_api::AUTH_FAILURE_WINDOW.as_secs(),
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub auth_failure_window: u64,
     #[command(flatten)]
     pub store: StoreArgs,
 }

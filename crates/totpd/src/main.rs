@@ -12,6 +12,7 @@ mod migrate_cmd;
 mod otp_cmd;
 
 mod serve;
+mod server;
 
 use std::process::ExitCode;
 

@@ -1,17 +1,19 @@
-//! `totpd serve`: open the vault, bootstrap it if new, serve HTTP until
-//! SIGTERM or SIGINT, then drain in-flight requests and exit 0.
+//! `totpd serve`: open the vault, bootstrap it if new, serve HTTP (or HTTPS
+//! with --tls-cert/--tls-key) until SIGTERM or SIGINT, then drain in-flight
+//! requests and exit 0.
 
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use totpd_api::{AppState, Clock as _, Limits, Metrics, SystemClock};
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::ServeArgs;
 use crate::config::open_vault;
+use crate::server::{self, ServerConfig, load_tls};
 
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     init_logging();
@@ -29,31 +31,54 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         println!("  key secret: {}", key.secret.expose());
     }
 
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(load_tls(cert, key)?),
+        (None, None) => None,
+        (Some(_), None) => bail!(
+            "--tls-cert (TOTPD_TLS_CERT) was given without --tls-key (TOTPD_TLS_KEY): HTTPS needs both"
+        ),
+        (None, Some(_)) => bail!(
+            "--tls-key (TOTPD_TLS_KEY) was given without --tls-cert (TOTPD_TLS_CERT): HTTPS needs both"
+        ),
+    };
+
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("could not listen on {}", args.listen))?;
     let address = listener
         .local_addr()
         .context("could not read the bound address")?;
-    if !address.ip().is_loopback() {
-        tracing::warn!(%address, "listening beyond loopback without TLS: API keys and codes cross the network in clear; put a TLS proxy in front");
+    if !address.ip().is_loopback() && tls.is_none() {
+        tracing::warn!(%address, "listening beyond loopback without TLS: API keys and codes cross the network in clear; pass --tls-cert and --tls-key, or put a TLS proxy in front");
     }
-    println!("totpd listening on http://{address}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("totpd listening on {scheme}://{address}");
 
     let state = AppState {
         vault: Arc::new(vault),
         clock: Arc::new(SystemClock),
         metrics: Arc::new(Metrics::default()),
     };
+    let request_timeout = Duration::from_secs(args.request_timeout.max(1));
     let limits = Limits {
-        request_timeout: Duration::from_secs(args.request_timeout.max(1)),
-        ..Limits::default()
+        max_body_bytes: usize::try_from(args.max_body_bytes).unwrap_or(usize::MAX),
+        request_timeout,
+        rate_limit_per_key: args.rate_limit_per_key,
+        auth_failure_limit: args.auth_failure_limit,
+        auth_failure_window: Duration::from_secs(args.auth_failure_window),
+    };
+    let header_read_timeout = Duration::from_secs(args.header_read_timeout);
+    let config = ServerConfig {
+        tls,
+        max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+        max_header_bytes: usize::try_from(args.max_header_bytes).unwrap_or(usize::MAX),
+        header_read_timeout,
+        // Every request is answered within the request timeout; allow for
+        // slow clients reading their answers.
+        drain_timeout: request_timeout + header_read_timeout,
     };
     let app = totpd_api::router(state, &limits);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("the HTTP server failed")?;
+    server::serve(listener, app, config, shutdown_signal()).await;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
