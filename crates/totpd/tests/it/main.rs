@@ -24,6 +24,7 @@ mod bad_input;
 mod cli;
 mod cluster;
 mod codes;
+mod hardening;
 mod secrets;
 mod service;
 mod storage;
