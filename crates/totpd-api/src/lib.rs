@@ -114,9 +114,9 @@ pub fn router(state: AppState, limits: &Limits) -> Router {
         .method_not_allowed_fallback(error::method_not_allowed_fallback)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(Extension(Arc::new(AbuseLimits::new(limits))))
-        .layer(telemetry::layer(
-            limits.request_timeout,
-            Arc::clone(&state.metrics),
+        .layer(axum::middleware::from_fn_with_state(
+            telemetry::Telemetry::new(limits.request_timeout, Arc::clone(&state.metrics)),
+            telemetry::track,
         ))
         .with_state(state)
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::HeaderValue;
-use axum::middleware::{self, Next};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 use uuid::Uuid;
@@ -27,23 +27,18 @@ pub(crate) struct Telemetry {
     metrics: Arc<Metrics>,
 }
 
-type BoxedResponse = std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>;
-
-/// The telemetry and timeout middleware.
-pub(crate) fn layer(
-    timeout: Duration,
-    metrics: Arc<Metrics>,
-) -> axum::middleware::FromFnLayer<
-    fn(State<Telemetry>, Request, Next) -> BoxedResponse,
-    Telemetry,
-    (State<Telemetry>, Request),
-> {
-    middleware::from_fn_with_state(Telemetry { timeout, metrics }, |state, req, next| {
-        Box::pin(track(state, req, next))
-    })
+impl Telemetry {
+    pub(crate) fn new(timeout: Duration, metrics: Arc<Metrics>) -> Telemetry {
+        Telemetry { timeout, metrics }
+    }
 }
 
-async fn track(State(telemetry): State<Telemetry>, request: Request, next: Next) -> Response {
+/// The telemetry and timeout middleware, for `middleware::from_fn_with_state`.
+pub(crate) async fn track(
+    State(telemetry): State<Telemetry>,
+    request: Request,
+    next: Next,
+) -> Response {
     let request_id = request
         .headers()
         .get(REQUEST_ID)

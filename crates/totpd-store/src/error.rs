@@ -50,22 +50,6 @@ fn is_connection_loss(code: Option<&str>) -> bool {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::is_connection_loss;
-
-    #[test]
-    fn refused_and_vanished_databases_count_as_unavailable() {
-        for code in ["08006", "53300", "57P01", "57P03", "55000", "3D000"] {
-            assert!(is_connection_loss(Some(code)), "{code}");
-        }
-        for code in ["23505", "42P01", "22P02"] {
-            assert!(!is_connection_loss(Some(code)), "{code}");
-        }
-        assert!(!is_connection_loss(None));
-    }
-}
-
 /// Maps a SQLite error to what the vault should do about it.
 ///
 /// `SQLITE_BUSY` reaches here only once the busy timeout has run out (another
@@ -126,4 +110,20 @@ pub(crate) fn bad_column(
     what: &'static str,
 ) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(index, kind, what.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_connection_loss;
+
+    #[test]
+    fn refused_and_vanished_databases_count_as_unavailable() {
+        for code in ["08006", "53300", "57P01", "57P03", "55000", "3D000"] {
+            assert!(is_connection_loss(Some(code)), "{code}");
+        }
+        for code in ["23505", "42P01", "22P02"] {
+            assert!(!is_connection_loss(Some(code)), "{code}");
+        }
+        assert!(!is_connection_loss(None));
+    }
 }
