@@ -63,9 +63,15 @@ fn hot_path(c: &mut Criterion) {
     });
 
     let master = MasterKey::generate().expect("key");
-    let sealed = master.seal(&[7u8; 20], b"totpd/v1/secret/a/b").expect("seal");
+    let sealed = master
+        .seal(&[7u8; 20], b"totpd/v1/secret/a/b")
+        .expect("seal");
     c.bench_function("decrypt secret (AES-256-GCM open)", |b| {
-        b.iter(|| master.open(black_box(&sealed), b"totpd/v1/secret/a/b").expect("open"));
+        b.iter(|| {
+            master
+                .open(black_box(&sealed), b"totpd/v1/secret/a/b")
+                .expect("open")
+        });
     });
 
     let totp = Totp {
