@@ -44,7 +44,11 @@ pub(crate) async fn run(args: BenchSeedArgs) -> anyhow::Result<ExitCode> {
                 digits: Digits::default(),
                 period: Period::default(),
             };
-            tasks.spawn(async move { vault.create_secret(&principal, new, SystemClock.now()).await });
+            tasks.spawn(async move {
+                vault
+                    .create_secret(&principal, new, SystemClock.now())
+                    .await
+            });
             created += 1;
         }
         if let Some(done) = tasks.join_next().await {
