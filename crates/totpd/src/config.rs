@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use totpd_store::ConnectOptions;
 use totpd_vault::{MasterKey, OpenError, Store, Vault};
+use zeroize::Zeroizing;
 
 use crate::cli::StoreArgs;
 
@@ -105,14 +106,15 @@ pub(crate) async fn open_vault(args: &StoreArgs) -> anyhow::Result<(Vault, Locat
 
 async fn master_key(locations: &Locations, store: &dyn Store) -> anyhow::Result<MasterKey> {
     if let Some(text) = std::env::var_os(MASTER_KEY_ENV).filter(|v| !v.is_empty()) {
-        let text = text
-            .into_string()
-            .map_err(|_| anyhow::anyhow!("{MASTER_KEY_ENV} is not valid UTF-8"))?;
+        let text = Zeroizing::new(
+            text.into_string()
+                .map_err(|_| anyhow::anyhow!("{MASTER_KEY_ENV} is not valid UTF-8"))?,
+        );
         return MasterKey::from_base64(&text)
             .with_context(|| format!("{MASTER_KEY_ENV} is invalid"));
     }
     let path = &locations.master_key_file;
-    match std::fs::read_to_string(path) {
+    match std::fs::read_to_string(path).map(Zeroizing::new) {
         Ok(text) => {
             warn_if_readable_by_others(path);
             return MasterKey::from_base64(&text)
