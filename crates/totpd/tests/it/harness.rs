@@ -307,6 +307,9 @@ pub struct Env {
     pub backend: Backend,
     data_dir: Arc<TempDir>,
     pg: Option<Arc<PgDatabase>>,
+    /// A database URL given explicitly (a database this harness did not
+    /// create and will not drop); wins over `pg`.
+    database: Option<String>,
     master_key: Option<String>,
 }
 
@@ -321,7 +324,31 @@ impl Env {
             backend,
             data_dir: Arc::new(tempfile::tempdir().expect("a temporary directory")),
             pg,
+            database: None,
             master_key: None,
+        }
+    }
+
+    /// A fresh data directory on the database at `url`, which the test
+    /// manages itself (e.g. a throwaway PostgreSQL cluster).
+    pub fn with_database_url(backend: Backend, url: &str) -> Env {
+        Env {
+            backend,
+            data_dir: Arc::new(tempfile::tempdir().expect("a temporary directory")),
+            pg: None,
+            database: Some(url.to_owned()),
+            master_key: None,
+        }
+    }
+
+    /// This data directory (and master key file) and `TOTPD_MASTER_KEY`,
+    /// on `other`'s database: e.g. an installation after `totpd migrate`.
+    pub fn on_database_of(&self, other: &Env) -> Env {
+        Env {
+            backend: other.backend,
+            pg: other.pg.clone(),
+            database: other.database.clone(),
+            ..self.clone()
         }
     }
 
@@ -348,7 +375,9 @@ impl Env {
 
     /// The `--database` URL passed to every command (None: the SQLite default).
     pub fn database_url(&self) -> Option<&str> {
-        self.pg.as_ref().map(|pg| pg.url.as_str())
+        self.database
+            .as_deref()
+            .or_else(|| self.pg.as_ref().map(|pg| pg.url.as_str()))
     }
 
     /// The SQLite database file (only meaningful for the SQLite backend).
@@ -424,9 +453,9 @@ impl Env {
     /// each column, blobs as X'hex'; PostgreSQL: the row as JSON, bytea as
     /// "\\xhex"). For checks that must not depend on the schema.
     pub async fn dump_rows(&self) -> Vec<String> {
-        match &self.pg {
-            None => dump_sqlite(&self.sqlite_file()),
-            Some(pg) => dump_postgres(&pg.url).await,
+        match (self.backend, self.database_url()) {
+            (Backend::Postgres, Some(url)) => dump_postgres(url).await,
+            _ => dump_sqlite(&self.sqlite_file()),
         }
     }
 }
@@ -491,6 +520,17 @@ async fn dump_postgres(url: &str) -> Vec<String> {
     }
     let _ = conn.close().await;
     rows
+}
+
+/// Runs `totpd ARGS` exactly as given (no `--data-dir` or `--database`
+/// added, e.g. `totpd migrate`) with a clean environment.
+pub fn run_totpd(args: &[&str]) -> CliOutput {
+    let mut command = Command::new(BIN);
+    command.args(args).stdin(Stdio::null());
+    for var in TOTPD_VARS {
+        command.env_remove(var);
+    }
+    run_to_completion(command, &format!("totpd {}", args.join(" ")))
 }
 
 fn run_to_completion(mut command: Command, what: &str) -> CliOutput {
@@ -1053,6 +1093,19 @@ pub fn code_path(id: &str) -> String {
 }
 
 impl Api {
+    /// The same caller with its own client that gives up after `timeout`
+    /// (the default is 20 s).
+    pub fn with_timeout(&self, timeout: Duration) -> Api {
+        Api {
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .timeout(timeout)
+                .build()
+                .expect("an HTTP client"),
+            ..self.clone()
+        }
+    }
+
     pub async fn request(&self, method: Method, path: &str, body: Body) -> Reply {
         self.try_request(method.clone(), path, body)
             .await
