@@ -64,7 +64,7 @@ impl Metrics {
         status: u16,
         latency: Duration,
     ) {
-        let series = self.series(route, method, status);
+        let series = self.series(route, known_method(method), status);
         series.count.fetch_add(1, Ordering::Relaxed);
         let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
         series.sum_micros.fetch_add(micros, Ordering::Relaxed);
@@ -209,6 +209,17 @@ impl Metrics {
     }
 }
 
+/// The method as a label value: the standard methods as they are, anything
+/// a client made up as `other`, so clients cannot mint label values.
+fn known_method(method: &str) -> &str {
+    match method {
+        "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "PATCH" | "OPTIONS" | "TRACE" | "CONNECT" => {
+            method
+        }
+        _ => "other",
+    }
+}
+
 fn escape(value: &str) -> String {
     value
         .replace('\\', "\\\\")
@@ -276,6 +287,18 @@ mod tests {
         assert!(text.contains("# TYPE totpd_rate_limited_total counter"));
         assert!(text.contains("totpd_rate_limited_total{limit=\"per_key\"} 2\n"));
         assert!(text.contains("totpd_rate_limited_total{limit=\"auth_failures\"} 1\n"));
+    }
+
+    #[test]
+    fn made_up_methods_share_one_label_value() {
+        let m = Metrics::default();
+        for method in ["FOO", "BAR", "get", "GET"] {
+            m.observe_request("unmatched", method, 405, Duration::from_millis(1));
+        }
+        let text = m.render(PoolStatus::default());
+        assert!(text.contains("method=\"other\",status=\"405\"} 3"));
+        assert!(text.contains("method=\"GET\",status=\"405\"} 1"));
+        assert!(!text.contains("FOO") && !text.contains("BAR"));
     }
 
     #[test]

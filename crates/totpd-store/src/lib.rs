@@ -68,6 +68,20 @@ impl Backend {
     }
 }
 
+/// `url` adjusted so that opening it can never change the database: a SQLite
+/// URL without a `mode` gets `mode=ro` (a missing file is then an error
+/// instead of a new empty database). PostgreSQL URLs are returned as they
+/// are; readers such as `totpd migrate` only run queries there.
+pub fn read_only_url(url: &str) -> String {
+    match Backend::of_url(url) {
+        Ok(Backend::Sqlite) if !url.contains("mode=") => {
+            let separator = if url.contains('?') { '&' } else { '?' };
+            format!("{url}{separator}mode=ro")
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// Opens the database named by `url`, applies pending migrations, and returns
 /// it behind the one storage interface.
 pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Arc<dyn Store>, StoreError> {
@@ -75,4 +89,26 @@ pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Arc<dyn Stor
         Backend::Sqlite => Arc::new(SqliteStore::connect(url, options).await?),
         Backend::Postgres => Arc::new(PgStore::connect(url, options).await?),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_only_url;
+
+    #[test]
+    fn sqlite_urls_become_read_only_unless_a_mode_is_given() {
+        assert_eq!(
+            read_only_url("sqlite:///a/b.db"),
+            "sqlite:///a/b.db?mode=ro"
+        );
+        assert_eq!(
+            read_only_url("sqlite:///a/b.db?cache=shared"),
+            "sqlite:///a/b.db?cache=shared&mode=ro"
+        );
+        assert_eq!(
+            read_only_url("sqlite:///a/b.db?mode=rw"),
+            "sqlite:///a/b.db?mode=rw"
+        );
+        assert_eq!(read_only_url("postgres://u@h/db"), "postgres://u@h/db");
+    }
 }

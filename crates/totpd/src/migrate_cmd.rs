@@ -6,6 +6,7 @@
 //! secret id keeps working. The tool never decrypts anything and so needs no
 //! master key. The copy runs in one transaction on the target, which must be
 //! empty; afterwards every row is read back from both sides and compared.
+//! The source is only read (a SQLite source is opened read-only).
 
 use std::process::ExitCode;
 
@@ -23,7 +24,9 @@ pub(crate) async fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
         bail!("--from and --to name the same database");
     }
     let options = ConnectOptions::default();
-    let source = totpd_store::connect(&args.from, &options)
+    // The source is opened read-only: a mistyped path must not create an
+    // empty database, and migrating must never change the source.
+    let source = totpd_store::connect(&totpd_store::read_only_url(&args.from), &options)
         .await
         .context("could not open the source database (--from)")?;
     let target = totpd_store::connect(&args.to, &options)
