@@ -77,7 +77,7 @@ impl SqliteStore {
             let writer = opener.writer().map_err(classify_sqlite)?;
             conn::migrate(&writer, opener.mode())?;
             let reads = Arc::new(ReadPool::new(opener.clone(), max, timeout)?);
-            let writer = Writer::start(writer)?;
+            let writer = Writer::start(writer, timeout)?;
             Ok(SqliteStore {
                 inner: Arc::new(Inner {
                     reads,
@@ -250,14 +250,16 @@ impl Store for SqliteStore {
     }
 
     async fn delete_secret(&self, account_id: Uuid, id: Uuid) -> Result<bool, StoreError> {
+        let delete = move |conn: &rusqlite::Connection| {
+            let deleted = conn.prepare_cached(q::DELETE_SECRET)?.execute(params![
+                id.as_bytes().as_slice(),
+                account_id.as_bytes().as_slice()
+            ])?;
+            Ok(deleted == 1)
+        };
+        // A deleted secret's ciphertext must not linger in the WAL either.
         self.writer()
-            .run(move |conn| {
-                let deleted = conn.prepare_cached(q::DELETE_SECRET)?.execute(params![
-                    id.as_bytes().as_slice(),
-                    account_id.as_bytes().as_slice()
-                ])?;
-                Ok(deleted == 1)
-            })
+            .run_and_scrub(delete, |deleted| *deleted)
             .await
     }
 

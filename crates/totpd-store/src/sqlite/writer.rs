@@ -12,9 +12,16 @@
 //! Other processes (`totpd keys create` while `serve` runs) take the same
 //! file lock; `BEGIN IMMEDIATE` waits for them up to the busy timeout and
 //! then fails the batch as unavailable.
+//!
+//! Deleting scrubs: `secure_delete` zeroes a deleted row in the database
+//! file, but the WAL still holds earlier images of its page until they are
+//! overwritten. After a batch that deleted a secret (and after answering
+//! it), the thread checkpoints the WAL into the database file and
+//! truncates it, so the ciphertext leaves the files promptly.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
@@ -29,6 +36,11 @@ pub(crate) const MAX_BATCH: usize = 256;
 
 /// Writes that may wait for the thread before senders wait too.
 const QUEUE: usize = 4 * MAX_BATCH;
+
+/// How long a scrubbing checkpoint waits for readers (this process's are
+/// done in microseconds). If they take longer it gives up; the next scrub,
+/// or SQLite's own checkpoints, finish the job.
+const SCRUB_WAIT: Duration = Duration::from_millis(100);
 
 /// The handle that queues writes for the writer thread. Dropping every
 /// handle lets the thread finish what is queued and exit.
@@ -46,17 +58,20 @@ pub(crate) struct Stats {
     pub commits: AtomicU64,
     /// Writes that ran in them (including ones rolled back to a savepoint).
     pub writes: AtomicU64,
+    /// Scrubbing checkpoints that emptied the WAL.
+    pub scrubs: AtomicU64,
 }
 
 impl Writer {
-    /// Starts the thread that owns `conn`.
-    pub(crate) fn start(conn: Connection) -> Result<Writer, StoreError> {
+    /// Starts the thread that owns `conn`, whose busy timeout is
+    /// `busy_timeout`.
+    pub(crate) fn start(conn: Connection, busy_timeout: Duration) -> Result<Writer, StoreError> {
         let (jobs, queue) = mpsc::channel(QUEUE);
         let stats = Arc::new(Stats::default());
         let thread_stats = Arc::clone(&stats);
         std::thread::Builder::new()
             .name("totpd-sqlite-writer".to_owned())
-            .spawn(move || run(&conn, queue, &thread_stats))
+            .spawn(move || run(&conn, busy_timeout, queue, &thread_stats))
             .map_err(|e| StoreError::Other(format!("cannot start the SQLite writer: {e}")))?;
         Ok(Writer { jobs, stats })
     }
@@ -68,10 +83,34 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
+        self.submit(write, |_| false).await
+    }
+
+    /// Like [`Writer::run`], for a write that may remove data that must not
+    /// linger: if `removed` says it did, then once the batch is answered the
+    /// WAL is checkpointed and truncated.
+    pub(crate) async fn run_and_scrub<T, F>(
+        &self,
+        write: F,
+        removed: fn(&T) -> bool,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        self.submit(write, removed).await
+    }
+
+    async fn submit<T, F>(&self, write: F, scrub: fn(&T) -> bool) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
         let job = Box::new(Write {
             write: Some(write),
             result: None,
+            scrub,
             reply,
         });
         self.jobs.send(job).await.map_err(|_| stopped())?;
@@ -92,6 +131,8 @@ trait Job: Send {
     /// Runs the write inside the open transaction; returns whether it
     /// succeeded (so its savepoint is kept).
     fn run(&mut self, conn: &Connection) -> bool;
+    /// Whether the WAL should be scrubbed after this write.
+    fn scrubs(&self) -> bool;
     /// Answers the caller once the transaction's fate is known.
     fn finish(self: Box<Self>, commit: Result<(), StoreError>);
 }
@@ -99,6 +140,7 @@ trait Job: Send {
 struct Write<T, F> {
     write: Option<F>,
     result: Option<Result<T, StoreError>>,
+    scrub: fn(&T) -> bool,
     reply: oneshot::Sender<Result<T, StoreError>>,
 }
 
@@ -117,6 +159,10 @@ where
         ok
     }
 
+    fn scrubs(&self) -> bool {
+        matches!(&self.result, Some(Ok(value)) if (self.scrub)(value))
+    }
+
     fn finish(self: Box<Self>, commit: Result<(), StoreError>) {
         let answer = match (commit, self.result) {
             (Err(e), _) => Err(e),
@@ -128,7 +174,12 @@ where
     }
 }
 
-fn run(conn: &Connection, mut queue: mpsc::Receiver<Box<dyn Job>>, stats: &Stats) {
+fn run(
+    conn: &Connection,
+    busy_timeout: Duration,
+    mut queue: mpsc::Receiver<Box<dyn Job>>,
+    stats: &Stats,
+) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = queue.blocking_recv() {
         batch.push(first);
@@ -148,8 +199,33 @@ fn run(conn: &Connection, mut queue: mpsc::Receiver<Box<dyn Job>>, stats: &Stats
             // Whatever failed, leave no transaction open for the next batch.
             let _ = conn.execute_batch("ROLLBACK");
         }
+        let scrub = committed.is_ok() && batch.iter().any(|job| job.scrubs());
         for job in batch.drain(..) {
             job.finish(committed.as_ref().map(|_| ()).map_err(duplicate));
+        }
+        if scrub && scrub_wal(conn, busy_timeout) {
+            stats.scrubs.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Copies the WAL into the database file and truncates it to zero bytes;
+/// returns whether it got that far.
+fn scrub_wal(conn: &Connection, busy_timeout: Duration) -> bool {
+    let waited = conn.busy_timeout(SCRUB_WAIT);
+    let checkpoint = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+        row.get::<_, i64>(0)
+    });
+    let restored = conn.busy_timeout(busy_timeout);
+    match (waited.and(restored), checkpoint) {
+        (Ok(()), Ok(0)) => true,
+        (Ok(()), Ok(_)) => {
+            tracing::debug!("readers kept the WAL busy; it will be emptied later");
+            false
+        }
+        (Err(error), _) | (_, Err(error)) => {
+            tracing::warn!(%error, "checkpointing the SQLite WAL failed");
+            false
         }
     }
 }
@@ -199,7 +275,7 @@ mod tests {
         conn.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE meta (name TEXT PRIMARY KEY)")
             .unwrap();
         conn.busy_timeout(Duration::from_secs(10)).unwrap();
-        let writer = Arc::new(Writer::start(conn).unwrap());
+        let writer = Arc::new(Writer::start(conn, Duration::from_secs(10)).unwrap());
         // Another connection holds the write lock, so the first batch waits
         // in BEGIN IMMEDIATE and the later writes queue up behind it.
         let blocker = Connection::open(&path).unwrap();
@@ -250,7 +326,7 @@ mod tests {
         conn.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE meta (name TEXT PRIMARY KEY)")
             .unwrap();
         conn.busy_timeout(Duration::from_millis(50)).unwrap();
-        let writer = Writer::start(conn).unwrap();
+        let writer = Writer::start(conn, Duration::from_millis(50)).unwrap();
         let blocker = Connection::open(&path).unwrap();
         blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
         let busy = writer.run(insert("a")).await;

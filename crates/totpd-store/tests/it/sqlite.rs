@@ -2,7 +2,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use totpd_store::{ConnectOptions, SqliteStore};
@@ -62,10 +62,12 @@ async fn a_deleted_secrets_ciphertext_is_gone_from_the_database_files() {
     let db = TestDb::sqlite().await;
     let path = db.sqlite_file().unwrap();
     let alice = db.store.insert_account(&account("alice")).await.unwrap();
-    let doomed = secret(&alice, 2);
-    for row in [&secret(&alice, 1), &doomed, &secret(&alice, 3)] {
+    // Enough neighbours that pages split and rebalance around the victim.
+    let rows: Vec<_> = (0..600).map(|i| secret(&alice, i)).collect();
+    for row in &rows {
         db.store.insert_secret(row).await.unwrap();
     }
+    let doomed = &rows[300];
     checkpoint(&path);
     assert!(
         contains(&file_bytes(&path), &doomed.ciphertext),
@@ -73,10 +75,23 @@ async fn a_deleted_secrets_ciphertext_is_gone_from_the_database_files() {
     );
 
     assert!(db.store.delete_secret(alice.id, doomed.id).await.unwrap());
+    // The store scrubs the WAL itself, just after answering.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while contains(&file_bytes(&path), &doomed.ciphertext) {
+        assert!(
+            Instant::now() < deadline,
+            "ciphertext lingers after the delete"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     checkpoint(&path);
     let bytes = file_bytes(&path);
     assert!(!contains(&bytes, &doomed.ciphertext), "ciphertext lingers");
     assert!(!contains(&bytes, &doomed.nonce), "nonce lingers");
+    assert!(
+        contains(&bytes, &rows[301].ciphertext),
+        "a neighbour was lost"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -130,6 +145,17 @@ async fn mode_rw_and_ro_do_not_create_and_ro_refuses_writes() {
     );
     assert!(read_only.insert_meta("other", b"x").await.is_err());
     assert_eq!(writable.get_meta("other").await.unwrap(), None);
+
+    // Also when nothing else has the file open (no -wal or -shm beside it).
+    drop((writable, read_only));
+    let read_only = SqliteStore::connect(&format!("{}?mode=ro", url(&path)), &options())
+        .await
+        .unwrap();
+    assert_eq!(
+        read_only.get_meta("k").await.unwrap().as_deref(),
+        Some(&b"v"[..])
+    );
+    assert_eq!(read_only.dump_meta().await.unwrap().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
