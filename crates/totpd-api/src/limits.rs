@@ -144,10 +144,19 @@ impl KeyBuckets {
         if !buckets.contains_key(key_id) && buckets.len() >= self.shard_capacity {
             make_room(&mut buckets, self.shard_capacity, rate, now);
         }
-        let bucket = buckets.entry(key_id.to_owned()).or_insert(Bucket {
-            tokens: rate,
-            updated: now,
-        });
+        // Look up before inserting, so the common case allocates nothing.
+        if !buckets.contains_key(key_id) {
+            buckets.insert(
+                key_id.to_owned(),
+                Bucket {
+                    tokens: rate,
+                    updated: now,
+                },
+            );
+        }
+        let Some(bucket) = buckets.get_mut(key_id) else {
+            return Ok(());
+        };
         *bucket = bucket.refilled(rate, now);
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;

@@ -35,11 +35,15 @@ struct Series {
 /// One histogram of the rendering: (route, method), bucket counts, count, sum in microseconds.
 type MergedSeries = ((String, String), [u64; BUCKETS.len()], u64, u64);
 
+/// One (method, status) series of a route.
+type RouteSeries = (&'static str, u16, Arc<Series>);
+
 /// The process's counters. Cheap to update from many threads.
 #[derive(Debug, Default)]
 pub struct Metrics {
     /// Keyed by (route template, method, status).
-    requests: RwLock<HashMap<(String, String, u16), Arc<Series>>>,
+    /// By route template, then (method, status): looked up without allocating.
+    requests: RwLock<HashMap<String, Vec<RouteSeries>>>,
     codes_issued: AtomicU64,
     auth_failures: AtomicU64,
     rate_limited_per_key: AtomicU64,
@@ -77,15 +81,26 @@ impl Metrics {
         }
     }
 
-    fn series(&self, route: &str, method: &str, status: u16) -> Arc<Series> {
-        let key = (route.to_owned(), method.to_owned(), status);
+    fn series(&self, route: &str, method: &'static str, status: u16) -> Arc<Series> {
+        let find = |list: &Vec<RouteSeries>| {
+            list.iter()
+                .find(|(m, s, _)| *m == method && *s == status)
+                .map(|(_, _, series)| Arc::clone(series))
+        };
         if let Ok(map) = self.requests.read()
-            && let Some(series) = map.get(&key)
+            && let Some(series) = map.get(route).and_then(find)
         {
-            return Arc::clone(series);
+            return series;
         }
         match self.requests.write() {
-            Ok(mut map) => Arc::clone(map.entry(key).or_default()),
+            Ok(mut map) => {
+                let list = map.entry(route.to_owned()).or_default();
+                find(list).unwrap_or_else(|| {
+                    let series = Arc::new(Series::default());
+                    list.push((method, status, Arc::clone(&series)));
+                    series
+                })
+            }
             Err(_) => Arc::new(Series::default()),
         }
     }
@@ -117,7 +132,14 @@ impl Metrics {
         let mut rows: Vec<((String, String, u16), Arc<Series>)> = match self.requests.read() {
             Ok(map) => map
                 .iter()
-                .map(|(k, v)| (k.clone(), Arc::clone(v)))
+                .flat_map(|(route, list)| {
+                    list.iter().map(move |(method, status, series)| {
+                        (
+                            (route.clone(), (*method).to_owned(), *status),
+                            Arc::clone(series),
+                        )
+                    })
+                })
                 .collect(),
             Err(_) => Vec::new(),
         };
@@ -211,11 +233,17 @@ impl Metrics {
 
 /// The method as a label value: the standard methods as they are, anything
 /// a client made up as `other`, so clients cannot mint label values.
-fn known_method(method: &str) -> &str {
+fn known_method(method: &str) -> &'static str {
     match method {
-        "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "PATCH" | "OPTIONS" | "TRACE" | "CONNECT" => {
-            method
-        }
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "PATCH" => "PATCH",
+        "OPTIONS" => "OPTIONS",
+        "TRACE" => "TRACE",
+        "CONNECT" => "CONNECT",
         _ => "other",
     }
 }
