@@ -32,20 +32,6 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a process may take to exit once asked to (or a CLI command to run).
 const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
 const LISTENING: &str = "totpd listening on http://";
-/// Every environment variable totpd reads: cleared for the child processes so
-/// a developer's own configuration cannot leak into a test.
-const TOTPD_VARS: [&str; 9] = [
-    "TOTPD_LISTEN",
-    "TOTPD_DATA_DIR",
-    "TOTPD_DATABASE_URL",
-    "TOTPD_MASTER_KEY",
-    "TOTPD_MASTER_KEY_FILE",
-    "TOTPD_DB_POOL_SIZE",
-    "TOTPD_REQUEST_TIMEOUT",
-    "TOTPD_LOG",
-    "TOTPD_LOG_FORMAT",
-];
-
 /// A storage backend the suite runs against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -392,9 +378,7 @@ impl Env {
         if let Some(url) = self.database_url() {
             command.arg("--database").arg(url);
         }
-        for var in TOTPD_VARS {
-            command.env_remove(var);
-        }
+        clear_totpd_env(&mut command);
         if let Some(key) = &self.master_key {
             command.env("TOTPD_MASTER_KEY", key);
         }
@@ -527,10 +511,18 @@ async fn dump_postgres(url: &str) -> Vec<String> {
 pub fn run_totpd(args: &[&str]) -> CliOutput {
     let mut command = Command::new(BIN);
     command.args(args).stdin(Stdio::null());
-    for var in TOTPD_VARS {
-        command.env_remove(var);
-    }
+    clear_totpd_env(&mut command);
     run_to_completion(command, &format!("totpd {}", args.join(" ")))
+}
+
+/// Drops every `TOTPD_` variable of the developer's shell from a child's
+/// environment, so a test's process sees only what the test gives it.
+fn clear_totpd_env(command: &mut Command) {
+    for (var, _) in std::env::vars_os() {
+        if var.to_string_lossy().starts_with("TOTPD_") {
+            command.env_remove(var);
+        }
+    }
 }
 
 fn run_to_completion(mut command: Command, what: &str) -> CliOutput {
