@@ -11,15 +11,19 @@ use totpd_vault::StoreError;
 /// Maps a PostgreSQL driver error to what the vault should do about it.
 pub(crate) fn classify(error: sqlx::Error) -> StoreError {
     match &error {
+        // A protocol error is a connection that is out of step with the
+        // server (or a server that is not PostgreSQL): the connection is
+        // closed and a retry gets a fresh one.
         sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
         | sqlx::Error::WorkerCrashed => StoreError::Unavailable(error.to_string()),
         sqlx::Error::Database(db) => {
             if db.is_unique_violation() {
                 StoreError::Conflict(db.message().to_owned())
-            } else if is_connection_loss(db.code().as_deref()) {
+            } else if is_unavailable(db.code().as_deref()) {
                 StoreError::Unavailable(db.message().to_owned())
             } else {
                 StoreError::Other(db.message().to_owned())
@@ -33,18 +37,30 @@ pub(crate) fn classify(error: sqlx::Error) -> StoreError {
 }
 
 /// SQLSTATEs that mean "the database cannot serve us right now", which a
-/// retry may cure: 08 connection exception, 53 insufficient resources (too
-/// many connections, out of memory or disk), 57P operator intervention
-/// (shutdown, starting up), 55000 and 3D000 as raised while connecting (the
-/// database refuses connections, or has been dropped or not yet created).
-fn is_connection_loss(code: Option<&str>) -> bool {
+/// retry may cure (answered 503 with `Retry-After`; Sendblue's SDKs retry
+/// those):
+/// - 08 connection exception; 53 insufficient resources (too many
+///   connections, out of memory or disk); 57P operator intervention
+///   (shutdown, starting up); 55000 and 3D000 as raised while connecting
+///   (the database refuses connections, or has been dropped or not yet
+///   created);
+/// - 40001 serialization failure and 40P01 deadlock detected: the
+///   transaction was rolled back as a whole, so nothing of it is stored and
+///   running it again is safe;
+/// - 57014 query canceled (`statement_timeout`, an operator's
+///   `pg_cancel_backend`), 25006 read-only transaction (a standby after a
+///   failover, `default_transaction_read_only`), 25P03 idle in transaction
+///   timeout.
+fn is_unavailable(code: Option<&str>) -> bool {
     match code {
         Some(code) => {
             code.starts_with("08")
                 || code.starts_with("53")
                 || code.starts_with("57P")
-                || code == "55000"
-                || code == "3D000"
+                || matches!(
+                    code,
+                    "55000" | "3D000" | "40001" | "40P01" | "57014" | "25006" | "25P03"
+                )
         }
         None => false,
     }
@@ -54,7 +70,9 @@ fn is_connection_loss(code: Option<&str>) -> bool {
 ///
 /// `SQLITE_BUSY` reaches here only once the busy timeout has run out (another
 /// process held the write lock that long), so it is `Unavailable` like a
-/// connection-pool timeout; I/O failures and a full disk likewise.
+/// connection-pool timeout; I/O failures, a full disk and a database that
+/// cannot be written (`SQLITE_READONLY`: opened `mode=ro`, a read-only file
+/// or file system) likewise.
 pub(crate) fn classify_sqlite(error: rusqlite::Error) -> StoreError {
     match &error {
         rusqlite::Error::SqliteFailure(code, _) => {
@@ -67,7 +85,8 @@ pub(crate) fn classify_sqlite(error: rusqlite::Error) -> StoreError {
                 | ErrorCode::DiskFull
                 | ErrorCode::OutOfMemory
                 | ErrorCode::FileLockingProtocolFailed
-                | ErrorCode::PermissionDenied => StoreError::Unavailable(message),
+                | ErrorCode::PermissionDenied
+                | ErrorCode::ReadOnly => StoreError::Unavailable(message),
                 ErrorCode::ConstraintViolation
                     if code.extended_code == ffi::SQLITE_CONSTRAINT_UNIQUE
                         || code.extended_code == ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
@@ -98,6 +117,7 @@ pub(crate) fn duplicate(error: &StoreError) -> StoreError {
         StoreError::Conflict(m) => StoreError::Conflict(m.clone()),
         StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
         StoreError::Other(m) => StoreError::Other(m.clone()),
+        StoreError::QuotaExceeded { limit } => StoreError::QuotaExceeded { limit: *limit },
         other => StoreError::Other(other.to_string()),
     }
 }
@@ -114,16 +134,58 @@ pub(crate) fn bad_column(
 
 #[cfg(test)]
 mod tests {
-    use super::is_connection_loss;
+    use super::*;
 
     #[test]
     fn refused_and_vanished_databases_count_as_unavailable() {
         for code in ["08006", "53300", "57P01", "57P03", "55000", "3D000"] {
-            assert!(is_connection_loss(Some(code)), "{code}");
+            assert!(is_unavailable(Some(code)), "{code}");
         }
-        for code in ["23505", "42P01", "22P02"] {
-            assert!(!is_connection_loss(Some(code)), "{code}");
+        for code in ["23505", "42P01", "22P02", "23503", "42501"] {
+            assert!(!is_unavailable(Some(code)), "{code}");
         }
-        assert!(!is_connection_loss(None));
+        assert!(!is_unavailable(None));
+    }
+
+    #[test]
+    fn rolled_back_cancelled_and_read_only_transactions_count_as_unavailable() {
+        for code in ["40001", "40P01", "57014", "25006", "25P03"] {
+            assert!(is_unavailable(Some(code)), "{code}");
+        }
+    }
+
+    #[test]
+    fn a_protocol_error_counts_as_unavailable() {
+        let error = classify(sqlx::Error::Protocol("unexpected message".to_owned()));
+        assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+    }
+
+    fn sqlite(code: std::ffi::c_int) -> StoreError {
+        classify_sqlite(rusqlite::Error::SqliteFailure(
+            ffi::Error::new(code),
+            Some("driver message".to_owned()),
+        ))
+    }
+
+    #[test]
+    fn a_sqlite_database_that_cannot_be_written_counts_as_unavailable() {
+        for code in [
+            ffi::SQLITE_READONLY,
+            ffi::SQLITE_READONLY_DBMOVED,
+            ffi::SQLITE_BUSY,
+            ffi::SQLITE_FULL,
+            ffi::SQLITE_IOERR,
+        ] {
+            assert!(matches!(sqlite(code), StoreError::Unavailable(_)), "{code}");
+        }
+        assert!(matches!(
+            sqlite(ffi::SQLITE_CONSTRAINT_UNIQUE),
+            StoreError::Conflict(_)
+        ));
+        assert!(matches!(
+            sqlite(ffi::SQLITE_CORRUPT),
+            StoreError::Corrupt(_)
+        ));
+        assert!(matches!(sqlite(ffi::SQLITE_MISMATCH), StoreError::Other(_)));
     }
 }
