@@ -36,6 +36,15 @@ pub enum ApiError {
         /// Whole seconds to wait, at least 1: the `Retry-After` header.
         retry_after_secs: u64,
     },
+    /// 403: the account already holds the most secrets allowed
+    /// (`--max-secrets-per-account`); nothing was stored.
+    #[error(
+        "this account already holds {limit} secrets, the most allowed; delete some before adding more"
+    )]
+    QuotaExceeded {
+        /// The per-account quota.
+        limit: u64,
+    },
     /// 503: the database is unreachable, or the request ran out of time.
     #[error("{0}")]
     Unavailable(&'static str),
@@ -56,6 +65,7 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::QuotaExceeded { .. } => (StatusCode::FORBIDDEN, "quota_exceeded"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -72,6 +82,7 @@ impl From<VaultError> for ApiError {
             VaultError::Unauthorized => ApiError::Unauthorized,
             VaultError::NotFound => ApiError::NotFound("no TOTP secret with this id"),
             VaultError::Invalid(message) => ApiError::InvalidRequest(message),
+            VaultError::QuotaExceeded { limit } => ApiError::QuotaExceeded { limit },
             VaultError::Unavailable(cause) => {
                 tracing::warn!(error = %cause, "database unavailable");
                 ApiError::Unavailable("the database is unavailable; retry shortly")
@@ -133,6 +144,16 @@ pub(crate) async fn method_not_allowed_fallback() -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_account_is_403_quota_exceeded_naming_the_quota() {
+        let error = ApiError::from(VaultError::QuotaExceeded { limit: 5 });
+        assert_eq!(
+            error.status_and_code(),
+            (StatusCode::FORBIDDEN, "quota_exceeded")
+        );
+        assert!(error.to_string().contains("5 secrets"), "{error}");
+    }
 
     #[test]
     fn rate_limited_is_429_with_retry_after_and_the_json_error_body() {

@@ -1,12 +1,21 @@
 //! `/api/v2/totp/secrets` and `/api/v2/totp/code/{id}`: the Sendblue-compatible core.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::Router;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use serde_json::{Map, Value};
+use tokio::sync::mpsc;
 use totpd_otp::{Algorithm, Digits, OtpKind, Period, Secret, parse_otpauth_uri};
-use totpd_vault::{Issuer, Label, NewSecret, SecretSource};
+use totpd_vault::{
+    Issuer, LIST_PAGE, Label, ListCursor, NewSecret, Principal, SecretInfo, SecretSource, Vault,
+};
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::AppState;
@@ -50,6 +59,7 @@ const PERIOD_RULE: &str = "a whole number of seconds from 1 to 86400";
             )),
         (status = 400, description = "Invalid field", body = crate::wire::ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = crate::wire::ErrorBody),
+        (status = 403, description = "quota_exceeded: the account already holds the most secrets allowed (--max-secrets-per-account); nothing was stored", body = crate::wire::ErrorBody),
         (status = 413, description = "Body too large", body = crate::wire::ErrorBody),
         (status = 415, description = "Body is not JSON", body = crate::wire::ErrorBody),
         (status = 429, description = "Too many requests from this key, or too many failed authentications from this address; retry after Retry-After seconds", body = crate::wire::ErrorBody,
@@ -76,7 +86,7 @@ pub(crate) async fn create_secret(
 #[utoipa::path(get, path = "/api/v2/totp/secrets", tag = "totp",
     security(("api_key_id" = [], "api_secret_key" = []), ("bearer" = [])),
     responses(
-        (status = 200, description = "The account's secrets, oldest first", body = ListSecretsResponse),
+        (status = 200, description = "The account's secrets, oldest first (by created_at, then id). Streamed page by page: an error after the first page closes the connection before the end of the document", body = ListSecretsResponse),
         (status = 401, description = "Missing or invalid API key", body = crate::wire::ErrorBody),
         (status = 429, description = "Too many requests from this key, or too many failed authentications from this address; retry after Retry-After seconds", body = crate::wire::ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
@@ -85,11 +95,109 @@ pub(crate) async fn create_secret(
 pub(crate) async fn list_secrets(
     State(state): State<AppState>,
     Auth(principal): Auth,
-) -> Result<Json<ListSecretsResponse>, ApiError> {
-    let secrets = state.vault.list_secrets(&principal).await?;
-    Ok(Json(ListSecretsResponse::new(
-        secrets.iter().map(TotpSecret::from).collect(),
-    )))
+) -> Result<Response, ApiError> {
+    // The first page is read before answering, so a database that fails
+    // right away gets the usual JSON error.
+    let (first, next) = state
+        .vault
+        .list_secrets_page(&principal, None, LIST_PAGE)
+        .await?;
+    let mut chunk = LIST_HEAD.to_vec();
+    encode_secrets(&mut chunk, &first, true)?;
+    let Some(after) = next else {
+        chunk.extend_from_slice(LIST_TAIL);
+        return Ok(json_response(Body::from(chunk)));
+    };
+    // Larger lists stream page by page: one page in the encoder and at most
+    // one encoded page waiting for the client, whatever the account's size.
+    let (pages, body) = mpsc::channel(1);
+    pages
+        .try_send(Ok(Bytes::from(chunk)))
+        .map_err(|_| ApiError::Internal("the list stream refused its first page".to_owned()))?;
+    let vault = Arc::clone(&state.vault);
+    tokio::spawn(stream_list(vault, principal, after, pages).in_current_span());
+    let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(body));
+    Ok(json_response(body))
+}
+
+/// What precedes the first secret of a list; with [`LIST_TAIL`] and the
+/// secrets between, the exact bytes `Json(ListSecretsResponse)` would write.
+const LIST_HEAD: &[u8] = br#"{"status":"OK","totp_secrets":["#;
+const LIST_TAIL: &[u8] = b"]}";
+
+type ListChunk = Result<Bytes, std::io::Error>;
+
+fn json_response(body: Body) -> Response {
+    let mut response = body.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Appends `secrets` as JSON array elements, a comma before each unless it
+/// is the array's first.
+fn encode_secrets(out: &mut Vec<u8>, secrets: &[SecretInfo], first: bool) -> Result<(), ApiError> {
+    for (index, info) in secrets.iter().enumerate() {
+        if index > 0 || !first {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut *out, &TotpSecret::from(info))
+            .map_err(|e| ApiError::Internal(format!("encoding a listed secret failed: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Reads the pages after `after` and sends each, encoded, to the response
+/// body. The channel holds one page, so a slow client slows the reads down
+/// instead of piling pages up; a client that goes away ends the loop.
+///
+/// A failure after the first page cannot change the status any more: it is
+/// logged, and the body ends with an error, so the connection is closed
+/// without the end of the document (a client sees a truncated body, never
+/// a well-formed partial list).
+async fn stream_list(
+    vault: Arc<Vault>,
+    principal: Principal,
+    mut after: ListCursor,
+    pages: mpsc::Sender<ListChunk>,
+) {
+    loop {
+        let (secrets, next) = match vault
+            .list_secrets_page(&principal, Some(after), LIST_PAGE)
+            .await
+        {
+            Ok(page) => page,
+            Err(error) => {
+                tracing::error!(%error, "listing secrets failed mid-response; the response is cut off");
+                let _ = pages
+                    .send(Err(std::io::Error::other("listing secrets failed")))
+                    .await;
+                return;
+            }
+        };
+        let mut chunk = Vec::new();
+        let encoded = encode_secrets(&mut chunk, &secrets, false);
+        if let Err(error) = encoded {
+            tracing::error!(%error, "listing secrets failed mid-response; the response is cut off");
+            let _ = pages
+                .send(Err(std::io::Error::other("listing secrets failed")))
+                .await;
+            return;
+        }
+        if next.is_none() {
+            chunk.extend_from_slice(LIST_TAIL);
+        }
+        if pages.send(Ok(Bytes::from(chunk))).await.is_err() {
+            tracing::debug!("the client went away during a list");
+            return;
+        }
+        match next {
+            Some(cursor) => after = cursor,
+            None => return,
+        }
+    }
 }
 
 /// Delete a TOTP secret for good.
@@ -273,4 +381,51 @@ fn new_secret_from_uri(
         digits,
         period,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use totpd_vault::UnixTime;
+
+    use super::*;
+
+    fn info(n: u8) -> SecretInfo {
+        SecretInfo {
+            id: Uuid::from_bytes([n; 16]),
+            label: format!("user{n}@example.com \"quoted\" \u{e9}"),
+            issuer: n.is_multiple_of(2).then(|| format!("Issuer {n}")),
+            algorithm: Algorithm::Sha256,
+            digits: Digits::new(8).unwrap(),
+            period: Period::new(60).unwrap(),
+            created_at: UnixTime(1_700_000_000_000 + i64::from(n)),
+        }
+    }
+
+    /// The Sendblue SDKs parse this document: streaming it page by page
+    /// must not change a byte of what the whole document used to be.
+    #[test]
+    fn a_list_encoded_page_by_page_is_byte_for_byte_the_whole_document() {
+        for count in [0u8, 1, 2, 7] {
+            let secrets: Vec<SecretInfo> = (0..count).map(info).collect();
+            let whole = serde_json::to_vec(&ListSecretsResponse::new(
+                secrets.iter().map(TotpSecret::from).collect(),
+            ))
+            .unwrap();
+            // The first page is never empty when more pages follow.
+            for split in 1.min(secrets.len())..=secrets.len() {
+                let (first, rest) = secrets.split_at(split);
+                let mut streamed = LIST_HEAD.to_vec();
+                encode_secrets(&mut streamed, first, true).unwrap();
+                for page in rest.chunks(2) {
+                    encode_secrets(&mut streamed, page, false).unwrap();
+                }
+                streamed.extend_from_slice(LIST_TAIL);
+                assert_eq!(
+                    String::from_utf8(streamed).unwrap(),
+                    String::from_utf8(whole.clone()).unwrap(),
+                    "{count} secrets, first page of {split}"
+                );
+            }
+        }
+    }
 }

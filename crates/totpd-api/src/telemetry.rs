@@ -2,6 +2,12 @@
 //! (the client's `x-request-id` if it sent a sane one), a span that every log
 //! line inside it carries, one summary line, and a timeout.
 //!
+//! The timeout and the database agree (see `totpd_vault::deadline`): when it
+//! fires before any write of the request has begun to commit, the request is
+//! dropped, answered 503, and none of its writes is committed afterwards;
+//! when a write is already committing, the request runs to its end (a
+//! commit takes milliseconds) and the client gets its real answer, late.
+//!
 //! Logged fields are method, route template, status and latency: never
 //! headers, bodies or query strings, which may carry credentials or secrets.
 
@@ -12,6 +18,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use totpd_vault::deadline::{self, Deadline};
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -64,13 +71,21 @@ pub(crate) async fn track(
     let method = request.method().clone();
     let span = tracing::info_span!("request", id = %request_id, method = %method, route = %route);
     let started = Instant::now();
-    let mut response = match tokio::time::timeout(telemetry.timeout, next.run(request))
-        .instrument(span.clone())
-        .await
-    {
-        Ok(response) => response,
-        Err(_) => {
-            ApiError::Unavailable("the request took too long and was abandoned").into_response()
+    let fate = Arc::new(Deadline::new());
+    let handled = deadline::scope(Arc::clone(&fate), next.run(request)).instrument(span.clone());
+    tokio::pin!(handled);
+    let mut response = tokio::select! {
+        response = &mut handled => response,
+        () = tokio::time::sleep(telemetry.timeout) => {
+            if fate.expire() {
+                ApiError::Unavailable("the request took too long and was abandoned; nothing was stored")
+                    .into_response()
+            } else {
+                span.in_scope(|| {
+                    tracing::debug!("past the request timeout with a write committing; waiting for it");
+                });
+                handled.await
+            }
         }
     };
     let latency = started.elapsed();

@@ -212,6 +212,8 @@ pub struct ListSecretsResponse {
 }
 
 impl ListSecretsResponse {
+    /// The document a list streams (see `secrets::list_secrets`), whole.
+    #[cfg(test)]
     pub(crate) fn new(totp_secrets: Vec<TotpSecret>) -> ListSecretsResponse {
         ListSecretsResponse {
             status: OK,

@@ -5,7 +5,10 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use sqlx::Postgres;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions};
-use totpd_vault::{AccountRow, ApiKeyRow, CopyReport, PoolStatus, SecretRow, Store, StoreError};
+use totpd_vault::deadline;
+use totpd_vault::{
+    AccountRow, ApiKeyRow, CopyReport, ListCursor, PoolStatus, SecretRow, Store, StoreError,
+};
 use uuid::Uuid;
 
 use crate::ConnectOptions;
@@ -13,10 +16,16 @@ use crate::error::classify;
 use crate::migrate::{Migration, pending};
 use crate::queries as q;
 
-static MIGRATIONS: [Migration; 1] = [Migration {
-    version: 1,
-    sql: include_str!("../migrations/postgres/0001_init.sql"),
-}];
+static MIGRATIONS: [Migration; 2] = [
+    Migration {
+        version: 1,
+        sql: include_str!("../migrations/postgres/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        sql: include_str!("../migrations/postgres/0002_secret_count.sql"),
+    },
+];
 
 /// Advisory lock key that serialises migrations of nodes starting together
 /// (the ASCII bytes of "totpdmig").
@@ -313,9 +322,46 @@ impl Store for PgStore {
             .map_err(classify)
     }
 
-    async fn list_secrets(&self, account_id: Uuid) -> Result<Vec<SecretRow>, StoreError> {
-        sqlx::query_as::<_, SecretTuple>(LIST_SECRETS)
-            .bind(account_id)
+    async fn insert_secret_within_quota(
+        &self,
+        row: &SecretRow,
+        max: u64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        // The account's row lock serialises creates into one account (on
+        // every node) from here to the commit, so the count cannot change
+        // between the check and the insert; the trigger counts the insert.
+        let held: Option<i64> = sqlx::query_scalar(LOCK_SECRET_COUNT)
+            .bind(row.account_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(classify)?;
+        if held.is_some_and(|n| u64::try_from(n).unwrap_or(0) >= max) {
+            tx.rollback().await.map_err(classify)?;
+            return Err(StoreError::QuotaExceeded { limit: max });
+        }
+        insert_secret_query(row)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        commit_unless_abandoned(tx).await
+    }
+
+    async fn list_secrets_page(
+        &self,
+        account_id: Uuid,
+        after: Option<ListCursor>,
+        limit: u32,
+    ) -> Result<Vec<SecretRow>, StoreError> {
+        let query = match after {
+            None => sqlx::query_as::<_, SecretTuple>(q::LIST_SECRETS_FIRST).bind(account_id),
+            Some(after) => sqlx::query_as::<_, SecretTuple>(q::LIST_SECRETS_AFTER)
+                .bind(account_id)
+                .bind(after.created_at)
+                .bind(after.id),
+        };
+        query
+            .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await
             .map(|rows| rows.into_iter().map(secret_row).collect())
@@ -323,12 +369,17 @@ impl Store for PgStore {
     }
 
     async fn delete_secret(&self, account_id: Uuid, id: Uuid) -> Result<bool, StoreError> {
+        // In a transaction of its own, so that a delete still waiting (on a
+        // lock, say) when its request times out is rolled back, not
+        // committed behind the 503.
+        let mut tx = self.pool.begin().await.map_err(classify)?;
         let done = sqlx::query(q::DELETE_SECRET)
             .bind(id)
             .bind(account_id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(classify)?;
+        commit_unless_abandoned(tx).await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -427,6 +478,14 @@ impl Store for PgStore {
                 .map_err(classify)?;
             report.api_keys += 1;
         }
+        // One insert per row: the counting trigger would update an account
+        // row once per secret within this one transaction (each update
+        // slower than the last). Off for the copy, one count at the end;
+        // ALTER TABLE locks the (empty) target table until the commit.
+        sqlx::raw_sql(COPY_WITHOUT_COUNTING)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
         let mut after = None;
         loop {
             let page = source.dump_secrets(after, q::COPY_PAGE).await?;
@@ -440,12 +499,36 @@ impl Store for PgStore {
                 report.secrets += 1;
             }
         }
+        sqlx::raw_sql(COUNT_AFTER_COPY)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
         tx.commit().await.map_err(classify)?;
         Ok(report)
     }
 }
 
-/// The account's secrets, oldest first (the `secrets_by_account` index).
-const LIST_SECRETS: &str = "SELECT id, account_id, label, issuer, algorithm, digits, period, \
-     created_at, key_id, nonce, ciphertext FROM secrets WHERE account_id = $1 \
-     ORDER BY created_at, id";
+/// See `copy_from`.
+const COPY_WITHOUT_COUNTING: &str = "ALTER TABLE secrets DISABLE TRIGGER secrets_count_insert";
+
+/// See `copy_from`.
+const COUNT_AFTER_COPY: &str = "UPDATE accounts a SET secret_count = \
+     (SELECT COUNT(*) FROM secrets s WHERE s.account_id = a.id); \
+     ALTER TABLE secrets ENABLE TRIGGER secrets_count_insert";
+
+/// The account's secret count, locking its row until the transaction ends.
+const LOCK_SECRET_COUNT: &str = "SELECT secret_count FROM accounts WHERE id = $1 FOR UPDATE";
+
+/// Commits `tx` if its request (if any) may still commit, else rolls it
+/// back: see `totpd_vault::deadline`. Until the claim, dropping the request
+/// (its timeout) drops `tx`, and an uncommitted transaction never commits.
+async fn commit_unless_abandoned(tx: sqlx::Transaction<'_, Postgres>) -> Result<(), StoreError> {
+    if deadline::claim_commit() {
+        tx.commit().await.map_err(classify)
+    } else {
+        tx.rollback().await.map_err(classify)?;
+        Err(StoreError::Unavailable(
+            "the request timed out before its write was committed; nothing was stored".to_owned(),
+        ))
+    }
+}

@@ -65,6 +65,23 @@ pub(crate) const SECRET: &str = "SELECT id, account_id, label, issuer, algorithm
      period, created_at, key_id, nonce, ciphertext FROM secrets \
      WHERE id = $1 AND account_id = $2";
 
+/// How many secrets an account holds (kept by triggers), for the quota.
+pub(crate) const SECRET_COUNT: &str = "SELECT secret_count FROM accounts WHERE id = $1";
+
+/// The first page of an account's secrets in list order: `created_at`,
+/// then `id`. Two statements rather than one with `$2 IS NULL OR ...`, for
+/// the reason given at `DUMP_SECRETS_FIRST`.
+pub(crate) const LIST_SECRETS_FIRST: &str = "SELECT id, account_id, label, issuer, algorithm, \
+     digits, period, created_at, key_id, nonce, ciphertext FROM secrets \
+     WHERE account_id = $1 ORDER BY created_at, id LIMIT $2";
+
+/// The next page of an account's secrets: those after (`$2`, `$3`) in list
+/// order, a range of the list-order index on both databases.
+pub(crate) const LIST_SECRETS_AFTER: &str = "SELECT id, account_id, label, issuer, algorithm, \
+     digits, period, created_at, key_id, nonce, ciphertext FROM secrets \
+     WHERE account_id = $1 AND (created_at, id) > ($2, $3) \
+     ORDER BY created_at, id LIMIT $4";
+
 /// Deletes one of an account's secrets (one row changed if it existed).
 pub(crate) const DELETE_SECRET: &str = "DELETE FROM secrets WHERE id = $1 AND account_id = $2";
 
@@ -115,6 +132,9 @@ pub(crate) const WITH_PARAMETERS: &[&str] = &[
     INSERT_SECRET,
     SECRET,
     DELETE_SECRET,
+    SECRET_COUNT,
+    LIST_SECRETS_FIRST,
+    LIST_SECRETS_AFTER,
     DUMP_SECRETS_FIRST,
     DUMP_SECRETS_AFTER,
 ];

@@ -3,7 +3,7 @@
 //! - Hot-path reads (`secret`, `api_key`, `get_meta`, ...) run inline on the
 //!   calling task with a pooled read connection and a cached statement; no
 //!   thread hop (see `pool`).
-//! - Larger reads (lists, dumps) run on tokio's blocking pool.
+//! - Larger reads (pages of a list, dumps) run on tokio's blocking pool.
 //! - Writes go to one writer thread that group-commits them (see `writer`):
 //!   each write is acknowledged only after the fsync of the transaction that
 //!   holds it.
@@ -29,7 +29,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
-use totpd_vault::{AccountRow, ApiKeyRow, CopyReport, PoolStatus, SecretRow, Store, StoreError};
+use totpd_vault::{
+    AccountRow, ApiKeyRow, CopyReport, ListCursor, PoolStatus, SecretRow, Store, StoreError,
+};
 use uuid::Uuid;
 
 use self::conn::Opener;
@@ -238,19 +240,68 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn list_secrets(&self, account_id: Uuid) -> Result<Vec<SecretRow>, StoreError> {
-        let mut secrets = self
-            .reads()
-            .run_blocking(move |conn| {
-                let mut statement = conn.prepare_cached(LIST_SECRETS)?;
-                let secrets =
-                    statement.query_map([account_id.as_bytes().as_slice()], rows::secret)?;
-                secrets.collect::<rusqlite::Result<Vec<_>>>()
+    async fn insert_secret_within_quota(
+        &self,
+        row: &SecretRow,
+        max: u64,
+    ) -> Result<(), StoreError> {
+        let row = row.clone();
+        // One writer thread runs every write of this process, and other
+        // processes wait for the file's write lock: between the count and
+        // the insert nothing else can add a secret.
+        let stored = self
+            .writer()
+            .run(move |conn| {
+                let held: Option<i64> = conn
+                    .prepare_cached(q::SECRET_COUNT)?
+                    .query_row([row.account_id.as_bytes().as_slice()], |r| r.get(0))
+                    .optional()?;
+                if held.is_some_and(|n| u64::try_from(n).unwrap_or(0) >= max) {
+                    return Ok(false);
+                }
+                rows::insert_secret(conn, &row)?;
+                Ok(true)
             })
             .await?;
-        // Oldest first; ties by id, compared bytewise as both databases do.
-        secrets.sort_unstable_by_key(|row| (row.created_at, row.id));
-        Ok(secrets)
+        if stored {
+            Ok(())
+        } else {
+            Err(StoreError::QuotaExceeded { limit: max })
+        }
+    }
+
+    async fn list_secrets_page(
+        &self,
+        account_id: Uuid,
+        after: Option<ListCursor>,
+        limit: u32,
+    ) -> Result<Vec<SecretRow>, StoreError> {
+        self.reads()
+            .run_blocking(move |conn| {
+                let account = account_id.as_bytes().as_slice();
+                let limit = i64::from(limit);
+                match after {
+                    None => {
+                        let mut statement = conn.prepare_cached(q::LIST_SECRETS_FIRST)?;
+                        let secrets = statement.query_map(params![account, limit], rows::secret)?;
+                        secrets.collect()
+                    }
+                    Some(after) => {
+                        let mut statement = conn.prepare_cached(q::LIST_SECRETS_AFTER)?;
+                        let secrets = statement.query_map(
+                            params![
+                                account,
+                                after.created_at,
+                                after.id.as_bytes().as_slice(),
+                                limit
+                            ],
+                            rows::secret,
+                        )?;
+                        secrets.collect()
+                    }
+                }
+            })
+            .await
     }
 
     async fn delete_secret(&self, account_id: Uuid, id: Uuid) -> Result<bool, StoreError> {
@@ -340,12 +391,6 @@ impl Store for SqliteStore {
     }
 }
 
-/// The account's secrets in primary-key order, a range scan of rows stored
-/// side by side; `list_secrets` sorts them by creation time afterwards, which
-/// costs far less than visiting rows in index order one descent each.
-const LIST_SECRETS: &str = "SELECT id, account_id, label, issuer, algorithm, digits, period, \
-     created_at, key_id, nonce, ciphertext FROM secrets WHERE account_id = ?1";
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,7 +400,7 @@ mod tests {
     #[test]
     fn shared_statements_number_their_parameters_in_order() {
         let conn = conn::scratch();
-        for sql in q::WITH_PARAMETERS.iter().chain([&LIST_SECRETS]) {
+        for sql in q::WITH_PARAMETERS {
             let statement = conn.prepare(sql).unwrap();
             let count = statement.parameter_count();
             assert!(count > 0, "{sql}");
@@ -399,8 +444,12 @@ mod tests {
     fn listing_and_paging_read_ranges_in_key_order() {
         for (sql, expected) in [
             (
-                LIST_SECRETS,
-                "SEARCH secrets USING PRIMARY KEY (account_id=?)",
+                q::LIST_SECRETS_FIRST,
+                "SEARCH secrets USING INDEX secrets_in_list_order (account_id=?)",
+            ),
+            (
+                q::LIST_SECRETS_AFTER,
+                "SEARCH secrets USING INDEX secrets_in_list_order (account_id=? AND (created_at,id)>(?,?))",
             ),
             (
                 q::DUMP_SECRETS_FIRST,

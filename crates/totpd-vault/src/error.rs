@@ -19,6 +19,12 @@ pub enum VaultError {
     /// The database cannot be reached.
     #[error("database unavailable")]
     Unavailable(#[source] StoreError),
+    /// The account already holds the most secrets allowed.
+    #[error("the account already holds {limit} secrets, the most allowed")]
+    QuotaExceeded {
+        /// The per-account quota.
+        limit: u64,
+    },
     /// Anything else: a bug, corrupt data, a failing random generator.
     #[error("internal error: {0}")]
     Internal(String),
@@ -28,6 +34,7 @@ impl From<StoreError> for VaultError {
     fn from(error: StoreError) -> VaultError {
         match error {
             StoreError::Unavailable(_) => VaultError::Unavailable(error),
+            StoreError::QuotaExceeded { limit } => VaultError::QuotaExceeded { limit },
             other => VaultError::Internal(other.to_string()),
         }
     }

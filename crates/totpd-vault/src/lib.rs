@@ -6,6 +6,7 @@
 //! depends on time takes the current time as a parameter.
 
 mod crypto;
+pub mod deadline;
 mod error;
 mod keys;
 mod model;
@@ -19,5 +20,8 @@ pub use model::{
     Account, ApiKeyInfo, CodeAt, CreatedSecret, Issuer, Label, NewSecret, Principal, SecretInfo,
     SecretSource, UnixTime, validate_account_name,
 };
-pub use store::{AccountRow, ApiKeyRow, CopyReport, PoolStatus, SecretRow, Store, StoreError};
-pub use vault::{KEY_CACHE_TTL_MS, OpenError, Vault};
+pub use store::{
+    AccountRow, ApiKeyRow, CopyReport, LIST_PAGE, ListCursor, PoolStatus, SecretRow, Store,
+    StoreError,
+};
+pub use vault::{DEFAULT_MAX_SECRETS_PER_ACCOUNT, KEY_CACHE_TTL_MS, OpenError, Vault};

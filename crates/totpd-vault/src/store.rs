@@ -106,7 +106,36 @@ pub enum StoreError {
     /// Any other database error.
     #[error("database error: {0}")]
     Other(String),
+    /// The account already holds the most secrets allowed; nothing was stored.
+    #[error("the account already holds {limit} secrets, the most allowed")]
+    QuotaExceeded {
+        /// The quota that was reached.
+        limit: u64,
+    },
 }
+
+/// A position in an account's list of secrets, which is ordered by
+/// `created_at`, then by `id` (compared bytewise, as both databases do).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ListCursor {
+    /// `created_at` of the last secret already listed.
+    pub created_at: i64,
+    /// `id` of the last secret already listed.
+    pub id: Uuid,
+}
+
+impl ListCursor {
+    /// The position just after `row`.
+    pub fn after(row: &SecretRow) -> ListCursor {
+        ListCursor {
+            created_at: row.created_at,
+            id: row.id,
+        }
+    }
+}
+
+/// Rows per page when [`Store::list_secrets`] reads a whole account.
+pub const LIST_PAGE: u32 = 500;
 
 /// Connection pool occupancy, for metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -162,12 +191,43 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Marks a key revoked; returns false if no such unrevoked key exists.
     async fn revoke_api_key(&self, key_id: &str, revoked_at: i64) -> Result<bool, StoreError>;
 
-    /// Inserts a secret.
+    /// Inserts a secret (no quota: for copies and tools).
     async fn insert_secret(&self, row: &SecretRow) -> Result<(), StoreError>;
+    /// Inserts a secret unless its account already holds `max` secrets, in
+    /// which case nothing is stored and the answer is
+    /// [`StoreError::QuotaExceeded`]. The check and the insert are one
+    /// atomic step: concurrent inserts into one account, from any number of
+    /// nodes, never take it past `max`.
+    async fn insert_secret_within_quota(&self, row: &SecretRow, max: u64)
+    -> Result<(), StoreError>;
     /// Finds one of the account's secrets.
     async fn secret(&self, account_id: Uuid, id: Uuid) -> Result<Option<SecretRow>, StoreError>;
-    /// The account's secrets, oldest first.
-    async fn list_secrets(&self, account_id: Uuid) -> Result<Vec<SecretRow>, StoreError>;
+    /// Up to `limit` of the account's secrets that come after `after` (from
+    /// the first with `None`), ordered by `created_at`, then `id`. Each page
+    /// is one short read: a list read page by page is not one snapshot, but
+    /// it never shows a secret twice and never skips one that existed from
+    /// its start to its end.
+    async fn list_secrets_page(
+        &self,
+        account_id: Uuid,
+        after: Option<ListCursor>,
+        limit: u32,
+    ) -> Result<Vec<SecretRow>, StoreError>;
+    /// All of the account's secrets, oldest first, read page by page. Memory
+    /// grows with the account: for tools and tests; the API streams pages.
+    async fn list_secrets(&self, account_id: Uuid) -> Result<Vec<SecretRow>, StoreError> {
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.list_secrets_page(account_id, after, LIST_PAGE).await?;
+            let full = u32::try_from(page.len()).is_ok_and(|n| n == LIST_PAGE);
+            after = page.last().map(ListCursor::after);
+            all.extend(page);
+            if !full {
+                return Ok(all);
+            }
+        }
+    }
     /// Deletes one of the account's secrets for good; returns whether it existed.
     async fn delete_secret(&self, account_id: Uuid, id: Uuid) -> Result<bool, StoreError>;
 

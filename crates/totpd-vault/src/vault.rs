@@ -14,7 +14,7 @@ use crate::model::{
     Account, ApiKeyInfo, CodeAt, CreatedSecret, NewSecret, Principal, SecretInfo, SecretSource,
     UnixTime, validate_account_name,
 };
-use crate::store::{AccountRow, ApiKeyRow, SecretRow, Store, StoreError};
+use crate::store::{AccountRow, ApiKeyRow, ListCursor, SecretRow, Store, StoreError};
 
 /// `meta` row holding the API-key pepper, sealed by the master key. Its
 /// presence marks an initialised database; opening it proves the master key.
@@ -28,6 +28,11 @@ pub const DEFAULT_ACCOUNT: &str = "default";
 const ROLE_OWNER: &str = "owner";
 /// Bytes drawn for a vault-generated secret (RFC 4226 §4 R6: 160 bits).
 const GENERATED_SECRET_LEN: usize = 20;
+
+/// Default of [`Vault::with_max_secrets_per_account`]: far more than any
+/// person or fleet enrolls (a million secrets take about 300 MB of
+/// database), yet a leaked key that may create secrets cannot fill the disk.
+pub const DEFAULT_MAX_SECRETS_PER_ACCOUNT: u64 = 1_000_000;
 
 /// Why the vault could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +65,7 @@ pub struct Vault {
     master: MasterKey,
     pepper: Zeroizing<Vec<u8>>,
     key_cache: KeyCache,
+    max_secrets_per_account: u64,
 }
 
 impl std::fmt::Debug for Vault {
@@ -111,7 +117,22 @@ impl Vault {
             master,
             pepper,
             key_cache: KeyCache::default(),
+            max_secrets_per_account: DEFAULT_MAX_SECRETS_PER_ACCOUNT,
         })
+    }
+
+    /// Sets the most secrets one account may hold (at least 1); a create
+    /// beyond is refused with [`VaultError::QuotaExceeded`] and stores
+    /// nothing, also under concurrent creates from many nodes.
+    #[must_use]
+    pub fn with_max_secrets_per_account(mut self, max: u64) -> Vault {
+        self.max_secrets_per_account = max.max(1);
+        self
+    }
+
+    /// The most secrets one account may hold.
+    pub fn max_secrets_per_account(&self) -> u64 {
+        self.max_secrets_per_account
     }
 
     /// Public id of the master key in use (safe to log).
@@ -283,24 +304,28 @@ impl Vault {
             created_at: now,
         };
         self.store
-            .insert_secret(&SecretRow {
-                id,
-                account_id: principal.account_id,
-                label: info.label.clone(),
-                issuer: info.issuer.clone(),
-                algorithm: info.algorithm.as_str().to_owned(),
-                digits: i64::from(info.digits.get()),
-                period: i64::from(info.period.get()),
-                created_at: now.0,
-                key_id: sealed.key_id.clone(),
-                nonce: sealed.nonce.clone(),
-                ciphertext: sealed.ciphertext.clone(),
-            })
+            .insert_secret_within_quota(
+                &SecretRow {
+                    id,
+                    account_id: principal.account_id,
+                    label: info.label.clone(),
+                    issuer: info.issuer.clone(),
+                    algorithm: info.algorithm.as_str().to_owned(),
+                    digits: i64::from(info.digits.get()),
+                    period: i64::from(info.period.get()),
+                    created_at: now.0,
+                    key_id: sealed.key_id.clone(),
+                    nonce: sealed.nonce.clone(),
+                    ciphertext: sealed.ciphertext.clone(),
+                },
+                self.max_secrets_per_account,
+            )
             .await?;
         Ok(CreatedSecret { info, secret })
     }
 
-    /// The caller's secrets, oldest first, without secret material.
+    /// The caller's secrets, oldest first, without secret material. Memory
+    /// grows with the account; the API reads [`Vault::list_secrets_page`].
     pub async fn list_secrets(&self, principal: &Principal) -> Result<Vec<SecretInfo>, VaultError> {
         self.store
             .list_secrets(principal.account_id)
@@ -308,6 +333,29 @@ impl Vault {
             .iter()
             .map(secret_info)
             .collect()
+    }
+
+    /// Up to `limit` of the caller's secrets after `after` (oldest first,
+    /// ties by id), and the cursor of the page after this one (`None` once a
+    /// page comes back short, so the list is complete).
+    pub async fn list_secrets_page(
+        &self,
+        principal: &Principal,
+        after: Option<ListCursor>,
+        limit: u32,
+    ) -> Result<(Vec<SecretInfo>, Option<ListCursor>), VaultError> {
+        let rows = self
+            .store
+            .list_secrets_page(principal.account_id, after, limit)
+            .await?;
+        let full = u32::try_from(rows.len()).is_ok_and(|n| n >= limit);
+        let next = if full {
+            rows.last().map(ListCursor::after)
+        } else {
+            None
+        };
+        let infos = rows.iter().map(secret_info).collect::<Result<_, _>>()?;
+        Ok((infos, next))
     }
 
     /// Deletes one of the caller's secrets for good.

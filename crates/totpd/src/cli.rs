@@ -15,7 +15,8 @@ Environment:
   TOTPD_MASTER_KEY       base64 of the 32-byte master key; wins over the key file
   TOTPD_MASTER_KEY_FILE  path of the master key file
   TOTPD_LOG              log filter, e.g. info, debug, totpd_api=debug (default info)
-  TOTPD_LOG_FORMAT       text (default) or json";
+  TOTPD_LOG_FORMAT       text (default) or json
+  TOTPD_MAX_SECRETS_PER_ACCOUNT  most secrets per account (serve; default 1000000)";
 
 /// A self-hosted TOTP vault for AI agents and automation.
 ///
@@ -175,9 +176,23 @@ pub(crate) struct ServeArgs {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub auth_failure_window: u64,
+    /// Most secrets one account may hold; a create beyond is answered 403
+    /// `quota_exceeded` and stores nothing. Exact under concurrent creates,
+    /// on every node.
+    #[arg(
+        long,
+        env = "TOTPD_MAX_SECRETS_PER_ACCOUNT",
+        value_name = "N",
+        default_value_t = totpd_vault::DEFAULT_MAX_SECRETS_PER_ACCOUNT,
+        value_parser = clap::value_parser!(u64).range(1..=MAX_SECRETS_PER_ACCOUNT_CEILING)
+    )]
+    pub max_secrets_per_account: u64,
     #[command(flatten)]
     pub store: StoreArgs,
 }
+
+/// Highest accepted `--max-secrets-per-account`.
+const MAX_SECRETS_PER_ACCOUNT_CEILING: u64 = 1_000_000_000;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum KeysCommand {

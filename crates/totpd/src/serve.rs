@@ -18,6 +18,7 @@ use crate::server::{self, ServerConfig, load_tls};
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     init_logging();
     let (vault, locations) = open_vault(&args.store).await?;
+    let vault = vault.with_max_secrets_per_account(args.max_secrets_per_account);
     tracing::info!(database = %locations.database_for_display(), master_key = vault.master_key_id(), "vault opened");
 
     if !args.no_bootstrap

@@ -13,19 +13,31 @@
 //! file lock; `BEGIN IMMEDIATE` waits for them up to the busy timeout and
 //! then fails the batch as unavailable.
 //!
+//! Request deadlines: a write submitted from a request carries the request's
+//! [`Deadline`]. Once the batch holds the write lock, each write claims its
+//! deadline before it runs; a write whose request has already timed out
+//! (and been answered 503) is skipped, and a claimed write makes the server
+//! wait for its answer past the deadline. So a write commits if and only if
+//! its request is answered with its outcome.
+//!
 //! Deleting scrubs: `secure_delete` zeroes a deleted row in the database
 //! file, but the WAL still holds earlier images of its page until they are
 //! overwritten. After a batch that deleted a secret (and after answering
 //! it), the thread checkpoints the WAL into the database file and
-//! truncates it, so the ciphertext leaves the files promptly.
+//! truncates it, so the ciphertext leaves the files promptly. A reader
+//! (another process's, say a backup) can hold the WAL busy; then the thread
+//! retries, with a backoff capped at [`SCRUB_RETRY_MAX`], whenever it is
+//! idle, until a checkpoint succeeds. `journal_size_limit` also caps what a
+//! checkpoint that cannot truncate leaves behind.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 use totpd_vault::StoreError;
+use totpd_vault::deadline::{self, Deadline};
 
 use crate::error::{classify_sqlite, duplicate};
 
@@ -38,9 +50,24 @@ pub(crate) const MAX_BATCH: usize = 256;
 const QUEUE: usize = 4 * MAX_BATCH;
 
 /// How long a scrubbing checkpoint waits for readers (this process's are
-/// done in microseconds). If they take longer it gives up; the next scrub,
-/// or SQLite's own checkpoints, finish the job.
+/// done in microseconds). If they take longer it gives up and retries later.
 const SCRUB_WAIT: Duration = Duration::from_millis(100);
+
+/// How long a retried checkpoint waits for readers: short, as the writer
+/// thread serves no write meanwhile.
+const SCRUB_RETRY_WAIT: Duration = Duration::from_millis(10);
+
+/// First pause before a failed scrub is retried; it doubles up to
+/// [`SCRUB_RETRY_MAX`] and stays there until a checkpoint succeeds.
+const SCRUB_RETRY_FIRST: Duration = Duration::from_millis(20);
+
+/// Longest pause between two scrub attempts.
+const SCRUB_RETRY_MAX: Duration = Duration::from_millis(500);
+
+/// Bytes of WAL kept on disk after a checkpoint resets it
+/// (`journal_size_limit`): a burst of writes does not leave a large WAL
+/// behind, with old page images in it, when a checkpoint cannot truncate.
+pub(crate) const JOURNAL_SIZE_LIMIT: i64 = 4 * 1024 * 1024;
 
 /// The handle that queues writes for the writer thread. Dropping every
 /// handle lets the thread finish what is queued and exit.
@@ -60,12 +87,29 @@ pub(crate) struct Stats {
     pub writes: AtomicU64,
     /// Scrubbing checkpoints that emptied the WAL.
     pub scrubs: AtomicU64,
+    /// Scrubbing checkpoints that readers kept from emptying the WAL (each
+    /// is retried).
+    pub scrub_failures: AtomicU64,
+    /// Writes skipped because their request had timed out.
+    pub abandoned: AtomicU64,
 }
 
 impl Writer {
     /// Starts the thread that owns `conn`, whose busy timeout is
     /// `busy_timeout`.
     pub(crate) fn start(conn: Connection, busy_timeout: Duration) -> Result<Writer, StoreError> {
+        // Persistent for the connection; read back so a build that ignores
+        // it is noticed.
+        let limit: i64 = conn
+            .query_row(
+                &format!("PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}"),
+                [],
+                |row| row.get(0),
+            )
+            .map_err(classify_sqlite)?;
+        if limit != JOURNAL_SIZE_LIMIT {
+            tracing::warn!(limit, "SQLite did not take journal_size_limit");
+        }
         let (jobs, queue) = mpsc::channel(QUEUE);
         let stats = Arc::new(Stats::default());
         let thread_stats = Arc::clone(&stats);
@@ -111,6 +155,7 @@ impl Writer {
             write: Some(write),
             result: None,
             scrub,
+            deadline: deadline::current(),
             reply,
         });
         self.jobs.send(job).await.map_err(|_| stopped())?;
@@ -126,8 +171,18 @@ fn stopped() -> StoreError {
     StoreError::Unavailable("the SQLite writer has stopped".to_owned())
 }
 
+fn abandoned() -> StoreError {
+    StoreError::Unavailable(
+        "the request timed out before its write was committed; nothing was stored".to_owned(),
+    )
+}
+
 /// One queued write, type-erased so one channel carries them all.
 trait Job: Send {
+    /// Claims the write's request deadline (see the module doc): false if
+    /// the request has timed out, and the write is then answered as
+    /// abandoned without running.
+    fn claim(&mut self) -> bool;
     /// Runs the write inside the open transaction; returns whether it
     /// succeeded (so its savepoint is kept).
     fn run(&mut self, conn: &Connection) -> bool;
@@ -141,6 +196,7 @@ struct Write<T, F> {
     write: Option<F>,
     result: Option<Result<T, StoreError>>,
     scrub: fn(&T) -> bool,
+    deadline: Option<Arc<Deadline>>,
     reply: oneshot::Sender<Result<T, StoreError>>,
 }
 
@@ -149,6 +205,15 @@ where
     T: Send,
     F: FnOnce(&Connection) -> rusqlite::Result<T> + Send,
 {
+    fn claim(&mut self) -> bool {
+        if self.deadline.as_ref().is_none_or(|d| d.claim()) {
+            return true;
+        }
+        self.write = None;
+        self.result = Some(Err(abandoned()));
+        false
+    }
+
     fn run(&mut self, conn: &Connection) -> bool {
         let Some(write) = self.write.take() else {
             return false;
@@ -169,7 +234,8 @@ where
             (Ok(()), Some(result)) => result,
             (Ok(()), None) => Err(StoreError::Other("the write never ran".to_owned())),
         };
-        // The caller may have given up waiting; the write stands regardless.
+        // A caller that has gone away had its deadline claimed (so the
+        // server still waits for it) or the write never ran.
         let _ = self.reply.send(answer);
     }
 }
@@ -180,39 +246,124 @@ fn run(
     mut queue: mpsc::Receiver<Box<dyn Job>>,
     stats: &Stats,
 ) {
+    // Only to wait for the next write with a timeout while a scrub is due.
+    let waiter = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build();
+    let waiter = match waiter {
+        Ok(waiter) => waiter,
+        Err(error) => {
+            tracing::error!(%error, "the SQLite writer cannot wait with a timeout; scrubs are not retried");
+            return run_without_retries(conn, busy_timeout, queue, stats);
+        }
+    };
+    let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
+    // While a scrub is due: when to try next, and the pause that led there.
+    let mut due: Option<(Instant, Duration)> = None;
+    loop {
+        if let Some((at, pause)) = due
+            && Instant::now() >= at
+        {
+            due = scrub_or_retry(conn, busy_timeout, SCRUB_RETRY_WAIT, stats, pause);
+            continue;
+        }
+        let first = match due {
+            None => queue.blocking_recv(),
+            Some((at, _)) => {
+                let at = tokio::time::Instant::from_std(at);
+                // The timer is made inside the runtime, which it needs.
+                let next =
+                    waiter.block_on(async { tokio::time::timeout_at(at, queue.recv()).await });
+                match next {
+                    Ok(job) => job,
+                    // Idle until the attempt is due.
+                    Err(_) => continue,
+                }
+            }
+        };
+        let Some(first) = first else { break };
+        if run_batch(conn, &mut queue, &mut batch, first, stats) {
+            due = scrub_or_retry(conn, busy_timeout, SCRUB_WAIT, stats, SCRUB_RETRY_FIRST / 2);
+        }
+    }
+    if due.is_some() {
+        // Shutting down: one last, patient attempt.
+        let _ = scrub_wal(conn, busy_timeout, busy_timeout);
+    }
+}
+
+/// The loop of [`run`] for when no timer can be had: scrubs are tried once.
+fn run_without_retries(
+    conn: &Connection,
+    busy_timeout: Duration,
+    mut queue: mpsc::Receiver<Box<dyn Job>>,
+    stats: &Stats,
+) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = queue.blocking_recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        let committed = commit(conn, &mut batch);
-        if committed.is_ok() {
-            stats.commits.fetch_add(1, Ordering::Relaxed);
-            stats
-                .writes
-                .fetch_add(u64::try_from(batch.len()).unwrap_or(0), Ordering::Relaxed);
-        } else if !conn.is_autocommit() {
-            // Whatever failed, leave no transaction open for the next batch.
-            let _ = conn.execute_batch("ROLLBACK");
-        }
-        let scrub = committed.is_ok() && batch.iter().any(|job| job.scrubs());
-        for job in batch.drain(..) {
-            job.finish(committed.as_ref().map(|_| ()).map_err(duplicate));
-        }
-        if scrub && scrub_wal(conn, busy_timeout) {
-            stats.scrubs.fetch_add(1, Ordering::Relaxed);
+        if run_batch(conn, &mut queue, &mut batch, first, stats) {
+            let _ = scrub_or_retry(conn, busy_timeout, SCRUB_WAIT, stats, SCRUB_RETRY_FIRST);
         }
     }
 }
 
-/// Copies the WAL into the database file and truncates it to zero bytes;
-/// returns whether it got that far.
-fn scrub_wal(conn: &Connection, busy_timeout: Duration) -> bool {
-    let waited = conn.busy_timeout(SCRUB_WAIT);
+/// Takes what is queued after `first`, commits it and answers every write;
+/// returns whether a write asks for the WAL to be scrubbed.
+fn run_batch(
+    conn: &Connection,
+    queue: &mut mpsc::Receiver<Box<dyn Job>>,
+    batch: &mut Vec<Box<dyn Job>>,
+    first: Box<dyn Job>,
+    stats: &Stats,
+) -> bool {
+    batch.push(first);
+    while batch.len() < MAX_BATCH {
+        match queue.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
+    let committed = commit(conn, batch, stats);
+    if committed.is_ok() {
+        stats.commits.fetch_add(1, Ordering::Relaxed);
+        stats
+            .writes
+            .fetch_add(u64::try_from(batch.len()).unwrap_or(0), Ordering::Relaxed);
+    } else if !conn.is_autocommit() {
+        // Whatever failed, leave no transaction open for the next batch.
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    let scrub = committed.is_ok() && batch.iter().any(|job| job.scrubs());
+    for job in batch.drain(..) {
+        job.finish(committed.as_ref().map(|_| ()).map_err(duplicate));
+    }
+    scrub
+}
+
+/// Tries to scrub the WAL, waiting up to `wait` for readers. Returns `None`
+/// once done, else when to try again and the pause until then: double
+/// `previous`, at most [`SCRUB_RETRY_MAX`].
+fn scrub_or_retry(
+    conn: &Connection,
+    busy_timeout: Duration,
+    wait: Duration,
+    stats: &Stats,
+    previous: Duration,
+) -> Option<(Instant, Duration)> {
+    if scrub_wal(conn, busy_timeout, wait) {
+        stats.scrubs.fetch_add(1, Ordering::Relaxed);
+        None
+    } else {
+        stats.scrub_failures.fetch_add(1, Ordering::Relaxed);
+        let pause = (previous * 2).min(SCRUB_RETRY_MAX);
+        Some((Instant::now() + pause, pause))
+    }
+}
+
+/// Copies the WAL into the database file and truncates it to zero bytes,
+/// waiting up to `wait` for readers; returns whether it got that far.
+fn scrub_wal(conn: &Connection, busy_timeout: Duration, wait: Duration) -> bool {
+    let waited = conn.busy_timeout(wait);
     let checkpoint = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
         row.get::<_, i64>(0)
     });
@@ -220,20 +371,26 @@ fn scrub_wal(conn: &Connection, busy_timeout: Duration) -> bool {
     match (waited.and(restored), checkpoint) {
         (Ok(()), Ok(0)) => true,
         (Ok(()), Ok(_)) => {
-            tracing::debug!("readers kept the WAL busy; it will be emptied later");
+            tracing::debug!("readers kept the WAL busy; the scrub will be retried");
             false
         }
         (Err(error), _) | (_, Err(error)) => {
-            tracing::warn!(%error, "checkpointing the SQLite WAL failed");
+            tracing::warn!(%error, "checkpointing the SQLite WAL failed; it will be retried");
             false
         }
     }
 }
 
 /// Runs `batch` in one transaction. An error here fails the whole batch.
-fn commit(conn: &Connection, batch: &mut [Box<dyn Job>]) -> Result<(), StoreError> {
+/// Writes are claimed only once the write lock is held, so a write that
+/// waited for the lock past its request's deadline is skipped.
+fn commit(conn: &Connection, batch: &mut [Box<dyn Job>], stats: &Stats) -> Result<(), StoreError> {
     exec(conn, "BEGIN IMMEDIATE")?;
     for job in batch.iter_mut() {
+        if !job.claim() {
+            stats.abandoned.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
         exec(conn, "SAVEPOINT write")?;
         if job.run(conn) {
             exec(conn, "RELEASE write")?;

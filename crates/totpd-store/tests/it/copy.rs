@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use totpd_vault::{AccountRow, ApiKeyRow, CopyReport, PoolStatus, SecretRow, Store, StoreError};
+use totpd_vault::{
+    AccountRow, ApiKeyRow, CopyReport, ListCursor, PoolStatus, SecretRow, Store, StoreError,
+};
 use uuid::Uuid;
 
 use crate::db::{TestDb, for_each_backend};
@@ -198,8 +200,20 @@ impl Store for Faulty {
     async fn secret(&self, account_id: Uuid, id: Uuid) -> Result<Option<SecretRow>, StoreError> {
         self.inner.secret(account_id, id).await
     }
-    async fn list_secrets(&self, account_id: Uuid) -> Result<Vec<SecretRow>, StoreError> {
-        self.inner.list_secrets(account_id).await
+    async fn insert_secret_within_quota(
+        &self,
+        row: &SecretRow,
+        max: u64,
+    ) -> Result<(), StoreError> {
+        self.inner.insert_secret_within_quota(row, max).await
+    }
+    async fn list_secrets_page(
+        &self,
+        account_id: Uuid,
+        after: Option<ListCursor>,
+        limit: u32,
+    ) -> Result<Vec<SecretRow>, StoreError> {
+        self.inner.list_secrets_page(account_id, after, limit).await
     }
     async fn delete_secret(&self, account_id: Uuid, id: Uuid) -> Result<bool, StoreError> {
         self.inner.delete_secret(account_id, id).await

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use totpd_vault::{AccountRow, ApiKeyRow, CopyReport, PoolStatus, SecretRow, Store, StoreError};
+use totpd_vault::{
+    AccountRow, ApiKeyRow, CopyReport, ListCursor, PoolStatus, SecretRow, Store, StoreError,
+};
 use uuid::Uuid;
 
 #[derive(Debug, Default)]
@@ -99,6 +101,43 @@ impl Store for MemoryStore {
     async fn insert_secret(&self, row: &SecretRow) -> Result<(), StoreError> {
         self.secrets.lock().unwrap().push(row.clone());
         Ok(())
+    }
+
+    async fn insert_secret_within_quota(
+        &self,
+        row: &SecretRow,
+        max: u64,
+    ) -> Result<(), StoreError> {
+        let mut secrets = self.secrets.lock().unwrap();
+        let held = secrets
+            .iter()
+            .filter(|s| s.account_id == row.account_id)
+            .count();
+        if u64::try_from(held).unwrap() >= max {
+            return Err(StoreError::QuotaExceeded { limit: max });
+        }
+        secrets.push(row.clone());
+        Ok(())
+    }
+
+    async fn list_secrets_page(
+        &self,
+        account_id: Uuid,
+        after: Option<ListCursor>,
+        limit: u32,
+    ) -> Result<Vec<SecretRow>, StoreError> {
+        let mut rows: Vec<SecretRow> = self
+            .secrets
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.account_id == account_id)
+            .filter(|s| after.is_none_or(|a| ListCursor::after(s) > a))
+            .cloned()
+            .collect();
+        rows.sort_by_key(ListCursor::after);
+        rows.truncate(usize::try_from(limit).unwrap());
+        Ok(rows)
     }
 
     async fn secret(&self, account_id: Uuid, id: Uuid) -> Result<Option<SecretRow>, StoreError> {
