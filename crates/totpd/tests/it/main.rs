@@ -19,13 +19,16 @@
 mod harness;
 mod otp;
 
+mod answers_and_state;
 mod auth;
 mod bad_input;
 mod cli;
 mod cluster;
 mod codes;
 mod hardening;
+mod lists_and_quota;
 mod scale_out;
 mod secrets;
 mod service;
 mod storage;
+mod wal_scrub;
