@@ -93,7 +93,9 @@ pub(crate) struct ServeArgs {
     /// Do not create the `default` account and its owner key on an empty database.
     #[arg(long)]
     pub no_bootstrap: bool,
-    /// Seconds a request may take before it is answered 503.
+    /// Seconds a request may take before it is answered 503. A request that
+    /// times out stores nothing; one whose write is already committing gets
+    /// its real answer, late.
     #[arg(
         long,
         env = "TOTPD_REQUEST_TIMEOUT",
