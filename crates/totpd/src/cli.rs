@@ -148,7 +148,9 @@ pub(crate) struct ServeArgs {
     )]
     pub header_read_timeout: u64,
     /// Requests per second of one API key, with bursts of as many; beyond,
-    /// 429 with Retry-After. Counted per node. 0: no limit.
+    /// 429 with Retry-After. Counted per node. Default 0: no limit, one key
+    /// may use the whole node. To cap keys handed to agents you do not fully
+    /// trust, set a few times the busiest key's peak rate (e.g. 1000).
     #[arg(
         long,
         env = "TOTPD_RATE_LIMIT_PER_KEY",
@@ -156,9 +158,13 @@ pub(crate) struct ServeArgs {
         default_value_t = totpd_api::RATE_LIMIT_PER_KEY
     )]
     pub rate_limit_per_key: u32,
-    /// Failed authentications from one client address within
-    /// --auth-failure-window after which that address gets 429 on every
-    /// /api/ request for the window. Counted per node. 0: no lockout.
+    /// Failed authentications (credentials sent but wrong, unknown or
+    /// revoked) of one key id from one client address (IPv6: its /64) within
+    /// --auth-failure-window, after which that key id from that address gets
+    /// 429 for the window, before its secret is checked. Other keys from the
+    /// address keep working until the address as a whole has failed 10 times
+    /// this limit; then only keys that authenticated from it during those
+    /// failures are still served. Counted per node. 0: no lockout.
     #[arg(
         long,
         env = "TOTPD_AUTH_FAILURE_LIMIT",
