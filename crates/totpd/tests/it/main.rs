@@ -19,6 +19,7 @@
 mod harness;
 mod otp;
 
+mod abuse_limits;
 mod auth;
 mod bad_input;
 mod cli;
