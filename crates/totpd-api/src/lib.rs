@@ -32,6 +32,7 @@ use crate::limits::AbuseLimits;
 pub use clock::{Clock, SystemClock};
 pub use error::ApiError;
 pub use metrics::Metrics;
+pub use metrics::{MetricsAccess, MetricsToken, MetricsTokenError, metrics_app};
 pub use openapi::openapi_json;
 pub use secrets::parse_create_secret_body;
 

@@ -73,7 +73,8 @@ pub(crate) struct StoreArgs {
         long,
         env = "TOTPD_DB_POOL_SIZE",
         value_name = "N",
-        default_value_t = 8
+        default_value_t = 8,
+        value_parser = clap::value_parser!(u32).range(1..=1024)
     )]
     pub db_pool_size: u32,
 }
@@ -92,12 +93,13 @@ pub(crate) struct ServeArgs {
     /// Do not create the `default` account and its owner key on an empty database.
     #[arg(long)]
     pub no_bootstrap: bool,
-    /// Seconds a request may take before it is answered 503.
+    /// Seconds a request may take before it is answered 503 (1 to 3600).
     #[arg(
         long,
         env = "TOTPD_REQUEST_TIMEOUT",
         value_name = "SECONDS",
-        default_value_t = 10
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..=3600)
     )]
     pub request_timeout: u64,
     /// PEM file with the TLS certificate chain (leaf first). With --tls-key,
@@ -117,36 +119,76 @@ pub(crate) struct ServeArgs {
         value_parser = clap::value_parser!(u32).range(1024..=1024 * 1024)
     )]
     pub max_header_bytes: u32,
-    /// Largest request body, in bytes; beyond, the answer is 413.
+    /// Largest request body, in bytes (1024 to 16 MiB); beyond, the answer
+    /// is 413.
     #[arg(
         long,
         env = "TOTPD_MAX_BODY_BYTES",
         value_name = "BYTES",
         default_value_t = 64 * 1024,
-        value_parser = clap::value_parser!(u32).range(1024..)
+        value_parser = clap::value_parser!(u32).range(1024..=16 * 1024 * 1024)
     )]
     pub max_body_bytes: u32,
-    /// Most connections served at once. Beyond, new connections wait in the
-    /// kernel's listen queue until one closes.
+    /// Most connections served at once (1 to 1048576). Beyond, new
+    /// connections wait in the kernel's listen queue until one closes.
     #[arg(
         long,
         env = "TOTPD_MAX_CONNECTIONS",
         value_name = "N",
         default_value_t = 1024,
-        value_parser = clap::value_parser!(u32).range(1..)
+        value_parser = clap::value_parser!(u32).range(1..=1_048_576)
     )]
     pub max_connections: u32,
+    /// Most connections served at once from one client address (1 to
+    /// 1048576; at most --max-connections applies). IPv6 addresses count
+    /// per /64. Beyond, a new connection from that address is closed at
+    /// once without an answer. Behind a proxy every client shares the
+    /// proxy's address: raise it there.
+    #[arg(
+        long,
+        env = "TOTPD_MAX_CONNECTIONS_PER_ADDRESS",
+        value_name = "N",
+        default_value_t = 256,
+        value_parser = clap::value_parser!(u32).range(1..=1_048_576)
+    )]
+    pub max_connections_per_address: u32,
     /// Seconds a client has to complete the TLS handshake and to send a
-    /// request's headers (also how long an idle keep-alive connection stays
-    /// open); slower connections are closed.
+    /// request's headers (1 to 3600); slower connections are closed.
     #[arg(
         long,
         env = "TOTPD_HEADER_READ_TIMEOUT",
         value_name = "SECONDS",
         default_value_t = 10,
-        value_parser = clap::value_parser!(u64).range(1..)
+        value_parser = clap::value_parser!(u64).range(1..=3600)
     )]
     pub header_read_timeout: u64,
+    /// Seconds a kept-alive connection may stay idle (no request in
+    /// progress, nothing received) before it is closed (0 to 3600; the
+    /// shorter of this and --header-read-timeout applies). 0: no keep-alive,
+    /// every answer closes its connection.
+    #[arg(
+        long,
+        env = "TOTPD_KEEP_ALIVE_TIMEOUT",
+        value_name = "SECONDS",
+        default_value_t = 5,
+        value_parser = clap::value_parser!(u64).range(0..=3600)
+    )]
+    pub keep_alive_timeout: u64,
+    /// Serve GET /metrics on this address only (e.g. 127.0.0.1:9100), and
+    /// no longer on --listen. Default: /metrics is served on --listen.
+    #[arg(long, env = "TOTPD_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+    /// Require `Authorization: Bearer TOKEN` on GET /metrics (16 to 256
+    /// visible ASCII characters); others get 401. Prefer the environment
+    /// variable: arguments show in the process list.
+    #[arg(
+        long,
+        env = "TOTPD_METRICS_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true,
+        value_parser = parse_secret_arg
+    )]
+    pub metrics_token: Option<SecretArg>,
     /// Requests per second of one API key, with bursts of as many; beyond,
     /// 429 with Retry-After. Counted per node. Default 0: no limit, one key
     /// may use the whole node. To cap keys handed to agents you do not fully
@@ -183,6 +225,28 @@ pub(crate) struct ServeArgs {
     pub auth_failure_window: u64,
     #[command(flatten)]
     pub store: StoreArgs,
+}
+
+/// An argument that is a secret: `Debug` never shows it, it is wiped from
+/// memory when dropped, and it is checked after parsing (clap's own errors
+/// would repeat the value).
+#[derive(Clone)]
+pub(crate) struct SecretArg(zeroize::Zeroizing<String>);
+
+impl SecretArg {
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+fn parse_secret_arg(text: &str) -> Result<SecretArg, std::convert::Infallible> {
+    Ok(SecretArg(zeroize::Zeroizing::new(text.to_owned())))
 }
 
 #[derive(Debug, Subcommand)]
@@ -245,7 +309,7 @@ pub(crate) struct BenchSeedArgs {
     #[arg(long, value_name = "NAME")]
     pub account: String,
     /// Number of secrets to create.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     pub count: u64,
     #[command(flatten)]
     pub store: StoreArgs,
