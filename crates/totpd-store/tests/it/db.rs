@@ -117,14 +117,15 @@ fn in_ci() -> bool {
 }
 
 /// A database created for one test and dropped after it, even if it fails.
-struct PgDatabase {
+pub struct PgDatabase {
     server: String,
     name: String,
-    url: String,
+    pub url: String,
 }
 
 impl PgDatabase {
-    async fn create(server: &str) -> PgDatabase {
+    /// An empty database (no schema) on `server`.
+    pub async fn create(server: &str) -> PgDatabase {
         let name = format!("totpd_store_{}", uuid::Uuid::new_v4().simple());
         let mut admin = admin_connection(server).await;
         sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
