@@ -21,6 +21,7 @@ mod otp;
 
 mod auth;
 mod bad_input;
+mod binding;
 mod cli;
 mod cluster;
 mod codes;
