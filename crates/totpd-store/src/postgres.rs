@@ -5,7 +5,9 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use sqlx::Postgres;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions};
-use totpd_vault::{AccountRow, ApiKeyRow, CopyReport, PoolStatus, SecretRow, Store, StoreError};
+use totpd_vault::{
+    AccountRow, ApiKeyHashUpgrade, ApiKeyRow, CopyReport, PoolStatus, SecretRow, Store, StoreError,
+};
 use uuid::Uuid;
 
 use crate::ConnectOptions;
@@ -13,10 +15,16 @@ use crate::error::classify;
 use crate::migrate::{Migration, pending};
 use crate::queries as q;
 
-static MIGRATIONS: [Migration; 1] = [Migration {
-    version: 1,
-    sql: include_str!("../migrations/postgres/0001_init.sql"),
-}];
+static MIGRATIONS: [Migration; 2] = [
+    Migration {
+        version: 1,
+        sql: include_str!("../migrations/postgres/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        sql: include_str!("../migrations/postgres/0002_binding_versions.sql"),
+    },
+];
 
 /// Advisory lock key that serialises migrations of nodes starting together
 /// (the ASCII bytes of "totpdmig").
@@ -97,10 +105,11 @@ type SecretTuple = (
     String,
     Vec<u8>,
     Vec<u8>,
+    i64,
 );
 
 /// The columns of an `api_keys` row, in query order.
-type ApiKeyTuple = (String, Uuid, Vec<u8>, String, i64, Option<i64>);
+type ApiKeyTuple = (String, Uuid, Vec<u8>, String, i64, Option<i64>, i64);
 
 fn secret_row(t: SecretTuple) -> SecretRow {
     let (
@@ -115,6 +124,7 @@ fn secret_row(t: SecretTuple) -> SecretRow {
         key_id,
         nonce,
         ciphertext,
+        aad_version,
     ) = t;
     SecretRow {
         id,
@@ -128,15 +138,17 @@ fn secret_row(t: SecretTuple) -> SecretRow {
         key_id,
         nonce,
         ciphertext,
+        aad_version,
     }
 }
 
 fn api_key_row(t: ApiKeyTuple) -> ApiKeyRow {
-    let (key_id, account_id, secret_hash, role, created_at, revoked_at) = t;
+    let (key_id, account_id, secret_hash, role, created_at, revoked_at, hash_version) = t;
     ApiKeyRow {
         key_id,
         account_id,
         secret_hash,
+        hash_version,
         role,
         created_at,
         revoked_at,
@@ -158,6 +170,7 @@ fn insert_api_key_query(row: &ApiKeyRow) -> PgQuery<'_> {
         .bind(row.role.as_str())
         .bind(row.created_at)
         .bind(row.revoked_at)
+        .bind(row.hash_version)
 }
 
 fn insert_secret_query(row: &SecretRow) -> PgQuery<'_> {
@@ -173,6 +186,7 @@ fn insert_secret_query(row: &SecretRow) -> PgQuery<'_> {
         .bind(row.key_id.as_str())
         .bind(row.nonce.as_slice())
         .bind(row.ciphertext.as_slice())
+        .bind(row.aad_version)
 }
 
 type PgQuery<'q> = sqlx::query::Query<'q, Postgres, PgArguments>;
@@ -268,17 +282,18 @@ impl Store for PgStore {
     }
 
     async fn list_api_keys(&self) -> Result<Vec<(ApiKeyRow, String)>, StoreError> {
-        let rows = sqlx::query_as::<_, (String, Uuid, Vec<u8>, String, i64, Option<i64>, String)>(
-            q::LIST_API_KEYS,
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)?;
+        type Listed = (String, Uuid, Vec<u8>, String, i64, Option<i64>, i64, String);
+        let rows = sqlx::query_as::<_, Listed>(q::LIST_API_KEYS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
         Ok(rows
             .into_iter()
             .map(
-                |(key_id, account_id, hash, role, created_at, revoked_at, name)| {
-                    let key = (key_id, account_id, hash, role, created_at, revoked_at);
+                |(key_id, account_id, hash, role, created_at, revoked_at, version, name)| {
+                    let key = (
+                        key_id, account_id, hash, role, created_at, revoked_at, version,
+                    );
                     (api_key_row(key), name)
                 },
             )
@@ -289,6 +304,21 @@ impl Store for PgStore {
         let done = sqlx::query(q::REVOKE_API_KEY)
             .bind(revoked_at)
             .bind(key_id)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn upgrade_api_key_hash(&self, upgrade: &ApiKeyHashUpgrade) -> Result<bool, StoreError> {
+        let done = sqlx::query(q::UPGRADE_API_KEY_HASH)
+            .bind(upgrade.new_hash.as_slice())
+            .bind(upgrade.new_version)
+            .bind(upgrade.key_id.as_str())
+            .bind(upgrade.old_hash.as_slice())
+            .bind(upgrade.old_version)
+            .bind(upgrade.account_id)
+            .bind(upgrade.role.as_str())
             .execute(&self.pool)
             .await
             .map_err(classify)?;
@@ -447,5 +477,5 @@ impl Store for PgStore {
 
 /// The account's secrets, oldest first (the `secrets_by_account` index).
 const LIST_SECRETS: &str = "SELECT id, account_id, label, issuer, algorithm, digits, period, \
-     created_at, key_id, nonce, ciphertext FROM secrets WHERE account_id = $1 \
+     created_at, key_id, nonce, ciphertext, aad_version FROM secrets WHERE account_id = $1 \
      ORDER BY created_at, id";

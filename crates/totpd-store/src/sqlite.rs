@@ -29,7 +29,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
-use totpd_vault::{AccountRow, ApiKeyRow, CopyReport, PoolStatus, SecretRow, Store, StoreError};
+use totpd_vault::{
+    AccountRow, ApiKeyHashUpgrade, ApiKeyRow, CopyReport, PoolStatus, SecretRow, Store, StoreError,
+};
 use uuid::Uuid;
 
 use self::conn::Opener;
@@ -200,7 +202,7 @@ impl Store for SqliteStore {
         self.reads()
             .run_blocking(|conn| {
                 let mut statement = conn.prepare_cached(q::LIST_API_KEYS)?;
-                let keys = statement.query_map([], |row| Ok((rows::api_key(row)?, row.get(6)?)))?;
+                let keys = statement.query_map([], |row| Ok((rows::api_key(row)?, row.get(7)?)))?;
                 keys.collect()
             })
             .await
@@ -214,6 +216,26 @@ impl Store for SqliteStore {
                     .prepare_cached(q::REVOKE_API_KEY)?
                     .execute(params![revoked_at, key_id])?;
                 Ok(revoked == 1)
+            })
+            .await
+    }
+
+    async fn upgrade_api_key_hash(&self, upgrade: &ApiKeyHashUpgrade) -> Result<bool, StoreError> {
+        let u = upgrade.clone();
+        self.writer()
+            .run(move |conn| {
+                let changed = conn
+                    .prepare_cached(q::UPGRADE_API_KEY_HASH)?
+                    .execute(params![
+                        u.new_hash,
+                        u.new_version,
+                        u.key_id,
+                        u.old_hash,
+                        u.old_version,
+                        u.account_id.as_bytes().as_slice(),
+                        u.role
+                    ])?;
+                Ok(changed == 1)
             })
             .await
     }
@@ -344,7 +366,7 @@ impl Store for SqliteStore {
 /// side by side; `list_secrets` sorts them by creation time afterwards, which
 /// costs far less than visiting rows in index order one descent each.
 const LIST_SECRETS: &str = "SELECT id, account_id, label, issuer, algorithm, digits, period, \
-     created_at, key_id, nonce, ciphertext FROM secrets WHERE account_id = ?1";
+     created_at, key_id, nonce, ciphertext, aad_version FROM secrets WHERE account_id = ?1";
 
 #[cfg(test)]
 mod tests {

@@ -10,10 +10,16 @@ use super::url::{Location, Mode};
 use crate::error::classify_sqlite;
 use crate::migrate::{Migration, pending};
 
-static MIGRATIONS: [Migration; 1] = [Migration {
-    version: 1,
-    sql: include_str!("../../migrations/sqlite/0001_init.sql"),
-}];
+static MIGRATIONS: [Migration; 2] = [
+    Migration {
+        version: 1,
+        sql: include_str!("../../migrations/sqlite/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        sql: include_str!("../../migrations/sqlite/0002_binding_versions.sql"),
+    },
+];
 
 /// Page cache of each read connection, in KiB. Connections do not share
 /// caches, so the total is this times the connections in use (a handful: hot

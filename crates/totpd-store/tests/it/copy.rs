@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use totpd_vault::{AccountRow, ApiKeyRow, CopyReport, PoolStatus, SecretRow, Store, StoreError};
+use totpd_vault::{
+    AccountRow, ApiKeyHashUpgrade, ApiKeyRow, CopyReport, PoolStatus, SecretRow, Store, StoreError,
+};
 use uuid::Uuid;
 
 use crate::db::{TestDb, for_each_backend};
@@ -191,6 +193,9 @@ impl Store for Faulty {
     }
     async fn revoke_api_key(&self, key_id: &str, revoked_at: i64) -> Result<bool, StoreError> {
         self.inner.revoke_api_key(key_id, revoked_at).await
+    }
+    async fn upgrade_api_key_hash(&self, upgrade: &ApiKeyHashUpgrade) -> Result<bool, StoreError> {
+        self.inner.upgrade_api_key_hash(upgrade).await
     }
     async fn insert_secret(&self, row: &SecretRow) -> Result<(), StoreError> {
         self.inner.insert_secret(row).await

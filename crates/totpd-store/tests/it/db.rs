@@ -109,14 +109,15 @@ pub fn postgres_server(test: &str) -> Option<String> {
 }
 
 /// A database created for one test and dropped after it, even if it fails.
-struct PgDatabase {
+pub struct PgDatabase {
     server: String,
     name: String,
-    url: String,
+    pub url: String,
 }
 
 impl PgDatabase {
-    async fn create(server: &str) -> PgDatabase {
+    /// An empty database (no schema) on `server`.
+    pub async fn create(server: &str) -> PgDatabase {
         let name = format!("totpd_store_{}", uuid::Uuid::new_v4().simple());
         let mut admin = admin_connection(server).await;
         sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))

@@ -10,5 +10,6 @@
     clippy::indexing_slicing
 )]
 
+mod binding;
 mod memory_store;
 mod redaction;

@@ -22,6 +22,7 @@ mod otp;
 mod abuse_limits;
 mod auth;
 mod bad_input;
+mod binding;
 mod cli;
 mod cluster;
 mod codes;
