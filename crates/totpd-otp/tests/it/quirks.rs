@@ -384,7 +384,7 @@ fn pasted_secret_inputs() -> Vec<String> {
         format!("otpauth://totp/x?secret={p}&secret={p}"),
         format!("otpauth://totp/x?secret=%FF{p}"),
         format!("{p}:alice"),
-        format!("{p}"),
+        p.to_owned(),
         format!("otpauth:{p}"),
         format!("otpauth-migration://{p}?data=CgA"),
         format!("otpauth-migration://offline?{p}&{p}"),
