@@ -11,6 +11,7 @@
 //! policy. It stores and returns rows, scoped by account, durably.
 
 mod error;
+mod inspect;
 mod migrate;
 mod postgres;
 mod queries;
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 use totpd_vault::{Store, StoreError};
 
+pub use inspect::{SqliteFile, TlsWeakness, postgres_tls_weakness, sqlite_file};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 

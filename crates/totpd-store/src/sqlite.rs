@@ -21,7 +21,7 @@ mod conn;
 mod copy;
 mod pool;
 mod rows;
-mod url;
+pub(crate) mod url;
 mod writer;
 
 use std::fmt;

@@ -47,15 +47,19 @@ pub(crate) enum Command {
 }
 
 /// Where the vault's state lives. Every command that touches the vault takes
-/// these, with the same defaults and environment variables.
-#[derive(Debug, Clone, Args)]
+/// these, with the same defaults and environment variables. (`Debug`, in
+/// config.rs, hides the database password.)
+#[derive(Clone, Args)]
 pub(crate) struct StoreArgs {
     /// Data directory: holds the SQLite database and the master key file.
     /// Default: $XDG_DATA_HOME/totpd, else ~/.local/share/totpd.
     #[arg(long, env = "TOTPD_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Database URL: sqlite://PATH or postgres://USER@HOST/DB (TLS via
-    /// ?sslmode=require). Default: sqlite://<data-dir>/totpd.db.
+    /// Database URL: sqlite://PATH or postgres://USER@HOST/DB. For
+    /// PostgreSQL over a network add ?sslmode=verify-full (verify-ca at
+    /// least; require does not check the certificate): a host other than
+    /// this machine without either gets a warning at start.
+    /// Default: sqlite://<data-dir>/totpd.db.
     #[arg(
         long,
         env = "TOTPD_DATABASE_URL",
@@ -292,7 +296,8 @@ pub(crate) struct KeysRevokeArgs {
     pub store: StoreArgs,
 }
 
-#[derive(Debug, Args)]
+/// (`Debug`, in config.rs, hides the database passwords.)
+#[derive(Args)]
 pub(crate) struct MigrateArgs {
     /// Source database URL, e.g. sqlite:///var/lib/totpd/totpd.db.
     #[arg(long, value_name = "URL")]
