@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::HeaderMap;
@@ -48,7 +47,7 @@ impl FromRequestParts<AppState> for Auth {
             return Err(ApiError::Unauthorized);
         };
         if let (Some(guard), Some(client)) = (&guard, client)
-            && let Err(wait) = guard.check_client(client, key_id, Instant::now())
+            && let Err(wait) = guard.check_client(client, key_id, state.clock.monotonic())
         {
             state.metrics.rate_limited(LimitKind::AuthFailures);
             return Err(rate_limited(wait));
@@ -63,7 +62,8 @@ impl FromRequestParts<AppState> for Auth {
                 if matches!(e, totpd_vault::VaultError::Unauthorized) {
                     state.metrics.auth_failed();
                     if let (Some(guard), Some(client)) = (&guard, client) {
-                        let locked = guard.record_auth_failure(client, key_id, Instant::now());
+                        let locked =
+                            guard.record_auth_failure(client, key_id, state.clock.monotonic());
                         // The key id is not logged: it is client text, and a
                         // client that swapped its headers sends its secret there.
                         if locked.key {
@@ -84,10 +84,10 @@ impl FromRequestParts<AppState> for Auth {
             }
         };
         if let (Some(guard), Some(client)) = (&guard, client) {
-            guard.record_auth_success(client, key_id, Instant::now());
+            guard.record_auth_success(client, key_id, state.clock.monotonic());
         }
         if let Some(guard) = &guard
-            && let Err(wait) = guard.check_key(&principal.key_id, Instant::now())
+            && let Err(wait) = guard.check_key(&principal.key_id, state.clock.monotonic())
         {
             state.metrics.rate_limited(LimitKind::PerKey);
             return Err(rate_limited(wait));

@@ -52,7 +52,11 @@ pub(crate) async fn get_readyz(
 ) -> Result<axum::Json<StatusOnly>, ApiError> {
     let mut last = readiness.last.lock().await;
     let ready = match *last {
-        Some((at, ready)) if at.elapsed() < READINESS_CACHE => ready,
+        Some((at, ready))
+            if state.clock.monotonic().saturating_duration_since(at) < READINESS_CACHE =>
+        {
+            ready
+        }
         _ => {
             state.metrics.readiness_probed();
             let ready = match state.vault.store().ping().await {
@@ -63,7 +67,7 @@ pub(crate) async fn get_readyz(
                     false
                 }
             };
-            *last = Some((Instant::now(), ready));
+            *last = Some((state.clock.monotonic(), ready));
             ready
         }
     };

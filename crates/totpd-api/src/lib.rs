@@ -9,7 +9,6 @@
 mod auth;
 #[cfg(feature = "bench-bare")]
 mod bench;
-mod clock;
 mod error;
 mod health;
 mod json;
@@ -29,12 +28,12 @@ use totpd_vault::Vault;
 
 use crate::limits::AbuseLimits;
 
-pub use clock::{Clock, SystemClock};
 pub use error::ApiError;
 pub use metrics::Metrics;
 pub use metrics::{MetricsAccess, MetricsToken, MetricsTokenError, metrics_app};
 pub use openapi::openapi_json;
 pub use secrets::parse_create_secret_body;
+pub use totpd_vault::{Clock, SystemClock};
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

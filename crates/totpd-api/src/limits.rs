@@ -618,6 +618,7 @@ impl FailedAuth {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // Tests may read the clocks.
 mod tests {
     use super::*;
     use std::net::{Ipv4Addr, Ipv6Addr};

@@ -6,7 +6,7 @@
 //! headers, bodies or query strings, which may carry credentials or secrets.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::HeaderValue;
@@ -63,7 +63,7 @@ pub(crate) async fn track(
         .to_owned();
     let method = request.method().clone();
     let span = tracing::info_span!("request", id = %request_id, method = %method, route = %route);
-    let started = Instant::now();
+    let started = totpd_vault::clock::monotonic_now();
     let mut response = match tokio::time::timeout(telemetry.timeout, next.run(request))
         .instrument(span.clone())
         .await
@@ -73,7 +73,7 @@ pub(crate) async fn track(
             ApiError::Unavailable("the request took too long and was abandoned").into_response()
         }
     };
-    let latency = started.elapsed();
+    let latency = totpd_vault::clock::monotonic_now().saturating_duration_since(started);
     let status = response.status().as_u16();
     telemetry
         .metrics

@@ -2,9 +2,11 @@
 //! secrets, and the [`Store`] trait that the storage backends implement.
 //!
 //! This crate never speaks HTTP and never writes SQL: it sees storage only
-//! through [`Store`], and it never reads the clock — every operation that
-//! depends on time takes the current time as a parameter.
+//! through [`Store`]. Its operations never read the clock: every one that
+//! depends on time takes the current time as a parameter, read by the front
+//! end from a [`Clock`] ([`clock`] is the one module that reads the clocks).
 
+pub mod clock;
 mod crypto;
 mod error;
 mod keys;
@@ -12,6 +14,7 @@ mod model;
 mod store;
 mod vault;
 
+pub use clock::{Clock, SystemClock};
 pub use crypto::{CryptoError, MasterKey, MasterKeyError, Sealed};
 pub use error::VaultError;
 pub use keys::{ApiKeySecret, NewApiKey};

@@ -366,10 +366,7 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 /// The clock's nanoseconds: with the process id, a temporary name no other
 /// process (on this or another host sharing the directory) picks.
 fn unique_suffix() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default()
+    totpd_vault::clock::unix_nanos()
 }
 
 fn create_private_dir(dir: &Path) -> anyhow::Result<()> {

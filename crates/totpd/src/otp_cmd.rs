@@ -5,7 +5,7 @@
 
 use std::io::{self, BufWriter, Read, Write};
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
+use totpd_vault::{Clock as _, SystemClock, UnixTime};
 
 use anyhow::{Context as _, bail};
 use clap::Args;
@@ -204,10 +204,8 @@ fn read_if_dash(arg: &str, stdin: &mut dyn Read, what: &str) -> anyhow::Result<Z
 
 /// The clock, read only when --at is absent.
 fn system_now() -> anyhow::Result<u64> {
-    Ok(SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .context("the system clock is before 1970")?
-        .as_secs())
+    let UnixTime(millis) = SystemClock.now();
+    u64::try_from(millis / 1000).context("the system clock is before 1970")
 }
 
 /// Writes the codes one per line, formatting each into a stack buffer (no

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use tokio::net::TcpListener;
-use totpd_api::{AppState, Clock as _, Limits, Metrics, MetricsAccess, MetricsToken, SystemClock};
+use totpd_api::{AppState, Limits, Metrics, MetricsAccess, MetricsToken};
+use totpd_vault::{Clock as _, SystemClock};
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::ServeArgs;

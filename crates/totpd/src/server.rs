@@ -640,6 +640,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for IdleIo<S> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // Tests may read the clocks.
 mod tests {
     use super::*;
 
