@@ -19,5 +19,6 @@ pub use model::{
     Account, ApiKeyInfo, CodeAt, CreatedSecret, Issuer, Label, NewSecret, Principal, SecretInfo,
     SecretSource, UnixTime, validate_account_name,
 };
+pub use store::Snapshot;
 pub use store::{AccountRow, ApiKeyRow, CopyReport, PoolStatus, SecretRow, Store, StoreError};
 pub use vault::{KEY_CACHE_TTL_MS, OpenError, Vault};

@@ -16,4 +16,5 @@ mod contract;
 mod copy;
 mod db;
 mod rows;
+mod snapshot;
 mod sqlite;

@@ -25,6 +25,7 @@ mod cli;
 mod cluster;
 mod codes;
 mod hardening;
+mod migrate;
 mod scale_out;
 mod secrets;
 mod service;
