@@ -16,6 +16,7 @@ mod migrate;
 mod postgres;
 mod queries;
 mod sqlite;
+mod verify;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,12 +1,15 @@
 //! The scale-out backend: PostgreSQL shared by any number of stateless nodes.
 
+mod copy;
+
 use std::str::FromStr;
 
 use async_trait::async_trait;
 use sqlx::Postgres;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions};
 use totpd_vault::{
-    AccountRow, ApiKeyHashUpgrade, ApiKeyRow, CopyReport, PoolStatus, SecretRow, Store, StoreError,
+    AccountRow, ApiKeyHashUpgrade, ApiKeyRow, CopyReport, PoolStatus, SecretRow, Snapshot, Store,
+    StoreError,
 };
 use uuid::Uuid;
 
@@ -370,108 +373,17 @@ impl Store for PgStore {
         Ok(!any)
     }
 
-    async fn dump_meta(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        sqlx::query_as(q::DUMP_META)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify)
+    /// See `copy::PgSnapshot`: one `REPEATABLE READ READ ONLY`
+    /// transaction on a pooled connection.
+    async fn snapshot(&self) -> Result<Box<dyn Snapshot>, StoreError> {
+        Ok(Box::new(copy::PgSnapshot::open(&self.pool).await?))
     }
 
-    async fn dump_accounts(&self) -> Result<Vec<AccountRow>, StoreError> {
-        sqlx::query_as::<_, (Uuid, String, i64)>(q::DUMP_ACCOUNTS)
-            .fetch_all(&self.pool)
-            .await
-            .map(|rows| {
-                rows.into_iter()
-                    .map(|(id, name, created_at)| AccountRow {
-                        id,
-                        name,
-                        created_at,
-                    })
-                    .collect()
-            })
-            .map_err(classify)
-    }
-
-    async fn dump_api_keys(&self) -> Result<Vec<ApiKeyRow>, StoreError> {
-        sqlx::query_as::<_, ApiKeyTuple>(q::DUMP_API_KEYS)
-            .fetch_all(&self.pool)
-            .await
-            .map(|rows| rows.into_iter().map(api_key_row).collect())
-            .map_err(classify)
-    }
-
-    async fn dump_secrets(
-        &self,
-        after: Option<Uuid>,
-        limit: u32,
-    ) -> Result<Vec<SecretRow>, StoreError> {
-        let query = match after {
-            None => sqlx::query_as::<_, SecretTuple>(q::DUMP_SECRETS_FIRST),
-            Some(after) => sqlx::query_as::<_, SecretTuple>(q::DUMP_SECRETS_AFTER).bind(after),
-        };
-        query
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map(|rows| rows.into_iter().map(secret_row).collect())
-            .map_err(classify)
-    }
-
-    /// Streams the source page by page into one transaction, so memory stays
-    /// at one page of secrets whatever the source's size.
-    async fn copy_from(&self, source: &dyn Store) -> Result<CopyReport, StoreError> {
-        let mut report = CopyReport::default();
-        let mut tx = self.pool.begin().await.map_err(classify)?;
-        // Checked inside the transaction, so a concurrent writer cannot slip
-        // rows in between the check and the copy unnoticed.
-        let any: bool = sqlx::query_scalar(q::HAS_ANY_ROW)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(classify)?;
-        if any {
-            return Err(StoreError::Conflict(
-                "the target database is not empty".to_owned(),
-            ));
-        }
-        for (name, value) in source.dump_meta().await? {
-            sqlx::query(q::INSERT_META)
-                .bind(&name)
-                .bind(&value)
-                .execute(&mut *tx)
-                .await
-                .map_err(classify)?;
-            report.meta += 1;
-        }
-        for account in source.dump_accounts().await? {
-            insert_account_query(&account)
-                .execute(&mut *tx)
-                .await
-                .map_err(classify)?;
-            report.accounts += 1;
-        }
-        for key in source.dump_api_keys().await? {
-            insert_api_key_query(&key)
-                .execute(&mut *tx)
-                .await
-                .map_err(classify)?;
-            report.api_keys += 1;
-        }
-        let mut after = None;
-        loop {
-            let page = source.dump_secrets(after, q::COPY_PAGE).await?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.id);
-            for secret in &page {
-                insert_secret_query(secret)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(classify)?;
-                report.secrets += 1;
-            }
-        }
-        tx.commit().await.map_err(classify)?;
-        Ok(report)
+    /// See `copy::copy`: streamed page by page into one transaction and
+    /// verified before it commits, so memory stays at one page of secrets
+    /// whatever the source's size.
+    async fn copy_from(&self, source: &mut dyn Snapshot) -> Result<CopyReport, StoreError> {
+        copy::copy(&self.pool, source).await
     }
 }
 

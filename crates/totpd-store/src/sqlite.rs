@@ -21,6 +21,7 @@ mod conn;
 mod copy;
 mod pool;
 mod rows;
+mod snapshot;
 pub(crate) mod url;
 mod writer;
 
@@ -30,7 +31,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 use totpd_vault::{
-    AccountRow, ApiKeyHashUpgrade, ApiKeyRow, CopyReport, PoolStatus, SecretRow, Store, StoreError,
+    AccountRow, ApiKeyHashUpgrade, ApiKeyRow, CopyReport, PoolStatus, SecretRow, Snapshot, Store,
+    StoreError,
 };
 use uuid::Uuid;
 
@@ -300,64 +302,18 @@ impl Store for SqliteStore {
         Ok(!any)
     }
 
-    async fn dump_meta(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        self.reads()
-            .run_blocking(|conn| {
-                let mut statement = conn.prepare_cached(q::DUMP_META)?;
-                let meta = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
-                meta.collect()
-            })
-            .await
+    /// See `snapshot::SqliteSnapshot`: one read transaction on a
+    /// connection of its own (not one of the read pool's).
+    async fn snapshot(&self) -> Result<Box<dyn Snapshot>, StoreError> {
+        Ok(Box::new(
+            snapshot::SqliteSnapshot::open(&self.inner.opener).await?,
+        ))
     }
 
-    async fn dump_accounts(&self) -> Result<Vec<AccountRow>, StoreError> {
-        self.reads()
-            .run_blocking(|conn| {
-                let mut statement = conn.prepare_cached(q::DUMP_ACCOUNTS)?;
-                let accounts = statement.query_map([], rows::account)?;
-                accounts.collect()
-            })
-            .await
-    }
-
-    async fn dump_api_keys(&self) -> Result<Vec<ApiKeyRow>, StoreError> {
-        self.reads()
-            .run_blocking(|conn| {
-                let mut statement = conn.prepare_cached(q::DUMP_API_KEYS)?;
-                let keys = statement.query_map([], rows::api_key)?;
-                keys.collect()
-            })
-            .await
-    }
-
-    async fn dump_secrets(
-        &self,
-        after: Option<Uuid>,
-        limit: u32,
-    ) -> Result<Vec<SecretRow>, StoreError> {
-        self.reads()
-            .run_blocking(move |conn| {
-                let limit = i64::from(limit);
-                match after {
-                    None => {
-                        let mut statement = conn.prepare_cached(q::DUMP_SECRETS_FIRST)?;
-                        let secrets = statement.query_map([limit], rows::secret)?;
-                        secrets.collect()
-                    }
-                    Some(after) => {
-                        let mut statement = conn.prepare_cached(q::DUMP_SECRETS_AFTER)?;
-                        let secrets = statement
-                            .query_map(params![after.as_bytes().as_slice(), limit], rows::secret)?;
-                        secrets.collect()
-                    }
-                }
-            })
-            .await
-    }
-
-    /// See `copy::copy`: streamed page by page into one transaction, so
-    /// memory stays at a few pages of rows whatever the source's size.
-    async fn copy_from(&self, source: &dyn Store) -> Result<CopyReport, StoreError> {
+    /// See `copy::copy`: streamed page by page into one transaction and
+    /// verified before it commits, so memory stays at a few pages of rows
+    /// whatever the source's size.
+    async fn copy_from(&self, source: &mut dyn Snapshot) -> Result<CopyReport, StoreError> {
         copy::copy(&self.inner.opener, source).await
     }
 }

@@ -23,6 +23,7 @@ pub use model::{
     SecretSource, UnixTime, validate_account_name,
 };
 pub use store::{
-    AccountRow, ApiKeyHashUpgrade, ApiKeyRow, CopyReport, PoolStatus, SecretRow, Store, StoreError,
+    AccountRow, ApiKeyHashUpgrade, ApiKeyRow, CopyReport, PoolStatus, SecretRow, Snapshot, Store,
+    StoreError,
 };
 pub use vault::{KEY_CACHE_TTL_MS, OpenError, Vault};

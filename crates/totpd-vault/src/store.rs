@@ -174,6 +174,30 @@ pub struct CopyReport {
     pub secrets: u64,
 }
 
+/// A consistent, read-only view of a whole database, as one committed state:
+/// every read of one snapshot sees the same rows in every table, whatever is
+/// written meanwhile (SQLite: one read transaction on one connection;
+/// PostgreSQL: one `REPEATABLE READ READ ONLY` transaction). Reading it twice
+/// gives the same rows. Dropping it ends the transaction.
+///
+/// While a snapshot is open it holds one connection, and a SQLite WAL cannot
+/// be checkpointed past it: keep it for the length of one copy or backup.
+#[async_trait]
+pub trait Snapshot: Send + fmt::Debug {
+    /// Every `meta` row, by name.
+    async fn meta(&mut self) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+    /// Every account, by id.
+    async fn accounts(&mut self) -> Result<Vec<AccountRow>, StoreError>;
+    /// Every API key, by key id.
+    async fn api_keys(&mut self) -> Result<Vec<ApiKeyRow>, StoreError>;
+    /// Up to `limit` secrets of every account with ids above `after`, by id.
+    async fn secrets(
+        &mut self,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<SecretRow>, StoreError>;
+}
+
 /// Persistent state of the vault. Implementations must make every write that
 /// returns `Ok` durable before returning.
 #[async_trait]
@@ -220,19 +244,13 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Whether the database holds no data at all (schema aside).
     async fn is_empty(&self) -> Result<bool, StoreError>;
-    /// Every `meta` row, by name.
-    async fn dump_meta(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
-    /// Every account, by id.
-    async fn dump_accounts(&self) -> Result<Vec<AccountRow>, StoreError>;
-    /// Every API key, by key id.
-    async fn dump_api_keys(&self) -> Result<Vec<ApiKeyRow>, StoreError>;
-    /// Up to `limit` secrets of every account with ids above `after`, by id.
-    async fn dump_secrets(
-        &self,
-        after: Option<Uuid>,
-        limit: u32,
-    ) -> Result<Vec<SecretRow>, StoreError>;
+    /// Opens a [`Snapshot`]: one consistent, read-only view of every table,
+    /// taken now. Writes committed afterwards (by this process or any other)
+    /// are invisible to it, however long it is read.
+    async fn snapshot(&self) -> Result<Box<dyn Snapshot>, StoreError>;
     /// Copies every row of `source` into this store, which must be empty, in
-    /// one transaction: on any failure nothing is left behind.
-    async fn copy_from(&self, source: &dyn Store) -> Result<CopyReport, StoreError>;
+    /// one transaction, and before committing reads every row back inside
+    /// that transaction and compares it with `source` read a second time. On
+    /// any failure, a mismatch included, nothing is left behind.
+    async fn copy_from(&self, source: &mut dyn Snapshot) -> Result<CopyReport, StoreError>;
 }

@@ -34,6 +34,13 @@ pub(crate) enum Command {
     #[command(after_help = ENV_HELP)]
     Serve(ServeArgs),
     /// Copy an installation into an empty database (e.g. SQLite to PostgreSQL) and verify it.
+    ///
+    /// The source is read as one consistent snapshot, so a copy taken while
+    /// serve runs is consistent, but writes made after the snapshot are not
+    /// in it: stop serve first to lose none. The copy is one transaction on
+    /// the target; every row is compared with the source before it commits,
+    /// and on any failure the target is left empty, ready for another try.
+    /// No message contains a password of either URL.
     Migrate(MigrateArgs),
     /// Manage API keys.
     #[command(subcommand)]
@@ -299,11 +306,26 @@ pub(crate) struct KeysRevokeArgs {
 /// (`Debug`, in config.rs, hides the database passwords.)
 #[derive(Args)]
 pub(crate) struct MigrateArgs {
-    /// Source database URL, e.g. sqlite:///var/lib/totpd/totpd.db.
-    #[arg(long, value_name = "URL")]
+    /// Source database URL, e.g. sqlite:///var/lib/totpd/totpd.db. Only read
+    /// (a SQLite file is opened read-only), as one consistent snapshot.
+    /// A URL with a password belongs in TOTPD_MIGRATE_FROM: command lines
+    /// are visible to every local user (ps).
+    #[arg(
+        long,
+        env = "TOTPD_MIGRATE_FROM",
+        value_name = "URL",
+        hide_env_values = true
+    )]
     pub from: String,
-    /// Target database URL, e.g. postgres://totpd@db/totpd; must be empty.
-    #[arg(long, value_name = "URL")]
+    /// Target database URL, e.g. postgres://totpd@db/totpd; must be empty,
+    /// and is left empty if the copy fails. A URL with a password belongs
+    /// in TOTPD_MIGRATE_TO.
+    #[arg(
+        long,
+        env = "TOTPD_MIGRATE_TO",
+        value_name = "URL",
+        hide_env_values = true
+    )]
     pub to: String,
 }
 

@@ -320,16 +320,17 @@ async fn dumps_return_everything_in_key_order_and_page_by_id(db: &TestDb) {
         secrets.push(row);
     }
 
-    let meta = store.dump_meta().await.unwrap();
+    let mut snapshot = store.snapshot().await.unwrap();
+    let meta = snapshot.meta().await.unwrap();
     let names: Vec<&str> = meta.iter().map(|(name, _)| name.as_str()).collect();
     assert_eq!(names, ["a", "b", "c"]);
     assert_eq!(meta[0].1, b"a");
 
     let mut accounts = vec![alice, bob];
     accounts.sort_by_key(|row| row.id);
-    assert_eq!(store.dump_accounts().await.unwrap(), accounts);
-    let keys: Vec<String> = store
-        .dump_api_keys()
+    assert_eq!(snapshot.accounts().await.unwrap(), accounts);
+    let keys: Vec<String> = snapshot
+        .api_keys()
         .await
         .unwrap()
         .into_iter()
@@ -340,7 +341,7 @@ async fn dumps_return_everything_in_key_order_and_page_by_id(db: &TestDb) {
     let mut paged = Vec::new();
     let mut after = None;
     loop {
-        let page = store.dump_secrets(after, 7).await.unwrap();
+        let page = snapshot.secrets(after, 7).await.unwrap();
         assert!(page.len() <= 7);
         let Some(last) = page.last() else { break };
         after = Some(last.id);
@@ -348,7 +349,7 @@ async fn dumps_return_everything_in_key_order_and_page_by_id(db: &TestDb) {
     }
     secrets.sort_by_key(|row| row.id);
     assert_eq!(paged, secrets);
-    assert!(store.dump_secrets(None, 0).await.unwrap().is_empty());
+    assert!(snapshot.secrets(None, 0).await.unwrap().is_empty());
 }
 
 async fn is_empty_sees_any_row(db: &TestDb) {

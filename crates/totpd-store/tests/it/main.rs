@@ -18,4 +18,5 @@ mod copy;
 mod db;
 mod rows;
 mod schema;
+mod snapshot;
 mod sqlite;

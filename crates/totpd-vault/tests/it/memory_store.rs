@@ -6,7 +6,8 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use totpd_vault::{
-    AccountRow, ApiKeyHashUpgrade, ApiKeyRow, CopyReport, PoolStatus, SecretRow, Store, StoreError,
+    AccountRow, ApiKeyHashUpgrade, ApiKeyRow, CopyReport, PoolStatus, SecretRow, Snapshot, Store,
+    StoreError,
 };
 use uuid::Uuid;
 
@@ -182,27 +183,11 @@ impl Store for MemoryStore {
         Ok(self.meta.lock().unwrap().is_empty())
     }
 
-    async fn dump_meta(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        Err(unsupported("dump"))
+    async fn snapshot(&self) -> Result<Box<dyn Snapshot>, StoreError> {
+        Err(unsupported("take snapshots"))
     }
 
-    async fn dump_accounts(&self) -> Result<Vec<AccountRow>, StoreError> {
-        Err(unsupported("dump"))
-    }
-
-    async fn dump_api_keys(&self) -> Result<Vec<ApiKeyRow>, StoreError> {
-        Err(unsupported("dump"))
-    }
-
-    async fn dump_secrets(
-        &self,
-        _after: Option<Uuid>,
-        _limit: u32,
-    ) -> Result<Vec<SecretRow>, StoreError> {
-        Err(unsupported("dump"))
-    }
-
-    async fn copy_from(&self, _source: &dyn Store) -> Result<CopyReport, StoreError> {
+    async fn copy_from(&self, _source: &mut dyn Snapshot) -> Result<CopyReport, StoreError> {
         Err(unsupported("copy"))
     }
 }

@@ -510,6 +510,16 @@ pub fn run_totpd(args: &[&str]) -> CliOutput {
     run_to_completion(command, &format!("totpd {}", args.join(" ")))
 }
 
+/// `run_totpd` with `vars` set in the child's environment (after the
+/// developer's `TOTPD_` variables were cleared).
+pub fn run_totpd_with_env(args: &[&str], vars: &[(&str, &str)]) -> CliOutput {
+    let mut command = Command::new(BIN);
+    command.args(args).stdin(Stdio::null());
+    clear_totpd_env(&mut command);
+    command.envs(vars.iter().copied());
+    run_to_completion(command, &format!("totpd {}", args.join(" ")))
+}
+
 /// Drops every `TOTPD_` variable of the developer's shell from a child's
 /// environment, so a test's process sees only what the test gives it.
 fn clear_totpd_env(command: &mut Command) {

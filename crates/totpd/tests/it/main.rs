@@ -32,6 +32,7 @@ mod endpoints;
 mod first_start;
 mod hardening;
 mod input_echo;
+mod migrate;
 mod postgres_tls;
 mod scale_out;
 mod secrets;
