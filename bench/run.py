@@ -9,7 +9,9 @@ backend (SQLite always; PostgreSQL when TOTPD_BENCH_POSTGRES_URL or
 postgres://postgres@127.0.0.1:5432/postgres answers) starts `totpd serve` on
 a fresh data dir / database, seeds secrets through the store (`totpd
 bench-seed`, not HTTP), and measures with wrk over loopback, in one run with
-the same settings:
+the same settings. The server runs its default configuration (per-key rate
+limit, logging at info with a line per request, pool size, every limit as
+shipped); a row that changes a setting says so in its note:
 
   bare        GET /bench/bare: the same HTTP stack answering a fixed JSON
               body of a code response's size (the reference point)
@@ -143,16 +145,17 @@ class Server:
         self.binary = binary
         self.backend = backend
         self.dir = Path(tempfile.mkdtemp(prefix=f"totpd-bench-{backend}-"))
-        # Benchmarks measure the vault, not the abuse limits: the per-key rate
-        # limit is off (it would answer most requests 429).
-        self.env = dict(os.environ, TOTPD_LOG="warn", TOTPD_RATE_LIMIT_PER_KEY="0")
+        # The shipped configuration, as a user gets it: no TOTPD_ setting of
+        # the caller's shell leaks in, and none is changed here. A row that
+        # measures a changed setting says so in its note.
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("TOTPD_")}
         self.pg_admin = pg_admin
         self.pg_db = None
         self.store_args = ["--data-dir", str(self.dir)]
         if backend == "postgres":
             self.pg_db = f"totpd_bench_{uuid.uuid4().hex[:12]}"
             psql(pg_admin, f"CREATE DATABASE {self.pg_db}")
-            self.store_args += ["--database", replace_db(pg_admin, self.pg_db), "--db-pool-size", "16"]
+            self.store_args += ["--database", replace_db(pg_admin, self.pg_db)]
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
 

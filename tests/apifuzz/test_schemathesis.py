@@ -31,8 +31,8 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from support import Api, TotpdError, TotpdServer, create_key, totpd_bin  # noqa: E402
+from totpd_testing.api import Api
+from totpd_testing.server import TotpdError, TotpdServer, create_key, totpd_bin
 
 MAX_EXAMPLES = int(os.environ.get("TOTPD_SCHEMATHESIS_MAX_EXAMPLES", "100"))
 RUN_TIMEOUT_S = 600

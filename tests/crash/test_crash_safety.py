@@ -28,23 +28,15 @@ import os
 import traceback
 import random
 import sqlite3
-import sys
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from support import (  # noqa: E402
-    Api,
-    TotpdError,
-    TotpdServer,
-    code_matches,
-    create_key,
-    totpd_bin,
-)
+from totpd_testing.api import Api
+from totpd_testing.otp import code_matches
+from totpd_testing.server import TotpdError, TotpdServer, create_key, totpd_bin
 
 KILLS = 20
 THREADS = 4

@@ -31,21 +31,14 @@ import json
 import re
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from support import (  # noqa: E402
-    Api,
-    TotpdError,
-    TotpdServer,
-    b32_bytes,
-    server_env,
-    totpd_bin,
-)
+from totpd_testing.api import Api
+from totpd_testing.otp import b32decode
+from totpd_testing.server import TotpdError, TotpdServer, server_env, totpd_bin
 
 TRACE_ENV = {"TOTPD_LOG": "trace"}
 # Limits set explicitly, so the test can drive a key and an address past
@@ -124,14 +117,14 @@ def exercise(server: TotpdServer, cli: Cli, owner: dict) -> tuple[set[str], set[
         if status == 200:
             secret = answer["totp_secret"]["secret"]
             needles.add(secret)
-            needles.update(forms(b32_bytes(secret)))
+            needles.update(forms(b32decode(secret)))
             return answer["totp_secret"]
         return None
 
     # Valid creates: every source and spelling.
     for sent in (URI_SECRET, SPACED_SECRET, HYPHEN_SECRET, SHORT_SECRET):
         needles.add(sent)
-        needles.update(forms(b32_bytes(sent)))
+        needles.update(forms(b32decode(sent)))
     created = [
         create({"uri": f"otpauth://totp/ACME%20Co:alice@example.com?secret={URI_SECRET}"
                        "&issuer=ACME%20Co&digits=8&algorithm=SHA256"}),
@@ -164,7 +157,7 @@ def exercise(server: TotpdServer, cli: Cli, owner: dict) -> tuple[set[str], set[
     bad_uri_secret = "ONSWG4TFOQQHI2DBOQQHG5DBPFZSA2DJMRSGK3QK"
     for sent in (bad_secret, bad_uri_secret):
         needles.add(sent)
-    needles.update(forms(b32_bytes(bad_uri_secret)))
+    needles.update(forms(b32decode(bad_uri_secret)))
     needles.add(bad_secret.split("=")[0])
     bad_bodies = [
         {"label": "bad", "secret": bad_secret},
@@ -348,7 +341,7 @@ def test_no_secret_key_or_code_in_trace_level_output(tmp_path, log_format):
 def test_the_scan_finds_planted_secrets_and_codes_and_skips_clock_numbers():
     """The detector itself: a check that never fires would prove nothing."""
     secret = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"
-    needles = forms(b32_bytes(secret))
+    needles = forms(b32decode(secret))
     assert find_leaks("INFO created secret=gezdgnbvgy3tqojqgezdgnbvgy3tqojq\n", needles, set())
     assert find_leaks("key 3132333435363738393031323334353637383930\n", needles, set())
     assert find_leaks("INFO code handed out code=482031 id=x\n", set(), {"482031"})

@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::HeaderMap;
@@ -20,11 +19,15 @@ pub(crate) const SECRET_HEADER: &str = "sb-api-secret-key";
 
 /// The authenticated caller. Every failure is the same 401.
 ///
-/// Abuse limits apply here, in this order: a client address locked out for
-/// failing authentication too often gets 429 before its credentials are
-/// looked at; a wrong credential counts against its address; an accepted key
-/// takes a token from its bucket (after authentication, so nobody can spend
-/// another key's budget by sending its public key id).
+/// Abuse limits apply here, in this order: a request without credentials is
+/// 401 and counts for nothing; a key id locked out for the client's address
+/// (too many failures of that key id from it, or of the address as a whole
+/// for a key id that has not authenticated from it) gets 429 before its
+/// secret is checked; a wrong credential counts against the key id from that
+/// address and against the address; an accepted key is remembered as in use
+/// from the address (while the address's failures are counted) and takes a
+/// token from its bucket (after authentication, so nobody can spend another
+/// key's budget by sending its public key id).
 #[derive(Debug)]
 pub(crate) struct Auth(pub Principal);
 
@@ -37,18 +40,18 @@ impl FromRequestParts<AppState> for Auth {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(peer)| peer.ip());
-        if let (Some(guard), Some(client)) = (&guard, client)
-            && let Err(wait) = guard.check_client(client, Instant::now())
-        {
-            state.metrics.rate_limited(LimitKind::AuthFailures);
-            return Err(rate_limited(wait));
-        }
         let Some((key_id, secret)) = credentials(&parts.headers) else {
             // No credentials at all is a misconfigured client, not a guess:
             // it does not count towards the lockout.
             state.metrics.auth_failed();
             return Err(ApiError::Unauthorized);
         };
+        if let (Some(guard), Some(client)) = (&guard, client)
+            && let Err(wait) = guard.check_client(client, key_id, state.clock.monotonic())
+        {
+            state.metrics.rate_limited(LimitKind::AuthFailures);
+            return Err(rate_limited(wait));
+        }
         let principal = match state
             .vault
             .authenticate(key_id, secret, state.clock.now())
@@ -58,20 +61,33 @@ impl FromRequestParts<AppState> for Auth {
             Err(e) => {
                 if matches!(e, totpd_vault::VaultError::Unauthorized) {
                     state.metrics.auth_failed();
-                    if let (Some(guard), Some(client)) = (&guard, client)
-                        && guard.record_auth_failure(client, Instant::now())
-                    {
-                        tracing::warn!(
-                            %client,
-                            "client address locked out after repeated failed authentications"
-                        );
+                    if let (Some(guard), Some(client)) = (&guard, client) {
+                        let locked =
+                            guard.record_auth_failure(client, key_id, state.clock.monotonic());
+                        // The key id is not logged: it is client text, and a
+                        // client that swapped its headers sends its secret there.
+                        if locked.key {
+                            tracing::warn!(
+                                %client,
+                                "a key id locked out for this client address after repeated failed authentications"
+                            );
+                        }
+                        if locked.client {
+                            tracing::warn!(
+                                %client,
+                                "client address locked out, except for keys in use from it, after repeated failed authentications"
+                            );
+                        }
                     }
                 }
                 return Err(e.into());
             }
         };
+        if let (Some(guard), Some(client)) = (&guard, client) {
+            guard.record_auth_success(client, key_id, state.clock.monotonic());
+        }
         if let Some(guard) = &guard
-            && let Err(wait) = guard.check_key(&principal.key_id, Instant::now())
+            && let Err(wait) = guard.check_key(&principal.key_id, state.clock.monotonic())
         {
             state.metrics.rate_limited(LimitKind::PerKey);
             return Err(rate_limited(wait));

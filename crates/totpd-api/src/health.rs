@@ -1,17 +1,35 @@
 //! Unauthenticated health checks for load balancers.
+//!
+//! `/readyz` asks the database at most once per [`READINESS_CACHE`]: the
+//! answer in between is the last probe's, so a flood of `/readyz` (it needs
+//! no credentials) costs no database round trip per request. Concurrent
+//! requests that find the cached answer stale wait for one probe together.
 
-use axum::Router;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
 use axum::extract::State;
 use axum::routing::get;
+use axum::{Extension, Router};
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::wire::StatusOnly;
 
+/// How long one database probe answers `/readyz`.
+pub(crate) const READINESS_CACHE: Duration = Duration::from_secs(1);
+
+/// The last probe: when it ran and whether the database answered.
+#[derive(Debug, Default)]
+pub(crate) struct Readiness {
+    last: tokio::sync::Mutex<Option<(Instant, bool)>>,
+}
+
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(get_healthz))
         .route("/readyz", get(get_readyz))
+        .layer(Extension(Arc::new(Readiness::default())))
 }
 
 /// Alive: the process answers HTTP.
@@ -21,7 +39,8 @@ pub(crate) async fn get_healthz() -> axum::Json<StatusOnly> {
     axum::Json(StatusOnly::ok())
 }
 
-/// Ready: the database answers.
+/// Ready: the database answers (probed at most once a second; answers in
+/// between repeat the last probe's).
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses(
         (status = 200, description = "The database is reachable", body = StatusOnly),
@@ -29,12 +48,35 @@ pub(crate) async fn get_healthz() -> axum::Json<StatusOnly> {
     ))]
 pub(crate) async fn get_readyz(
     State(state): State<AppState>,
+    Extension(readiness): Extension<Arc<Readiness>>,
 ) -> Result<axum::Json<StatusOnly>, ApiError> {
-    state
-        .vault
-        .store()
-        .ping()
-        .await
-        .map_err(totpd_vault::VaultError::from)?;
-    Ok(axum::Json(StatusOnly::ok()))
+    let mut last = readiness.last.lock().await;
+    let ready = match *last {
+        Some((at, ready))
+            if state.clock.monotonic().saturating_duration_since(at) < READINESS_CACHE =>
+        {
+            ready
+        }
+        _ => {
+            state.metrics.readiness_probed();
+            let ready = match state.vault.store().ping().await {
+                Ok(()) => true,
+                Err(error) => {
+                    // Logged once per probe, not once per request.
+                    tracing::warn!(%error, "readiness probe: the database is unavailable");
+                    false
+                }
+            };
+            *last = Some((state.clock.monotonic(), ready));
+            ready
+        }
+    };
+    drop(last);
+    if ready {
+        Ok(axum::Json(StatusOnly::ok()))
+    } else {
+        Err(ApiError::Unavailable(
+            "the database is unavailable; retry shortly",
+        ))
+    }
 }

@@ -8,9 +8,18 @@ use serde_json::{Map, Value};
 
 use crate::error::ApiError;
 
-/// A request body that parsed as a JSON object.
-#[derive(Debug)]
+/// A request body that parsed as a JSON object. `Debug` shows how many
+/// fields it has, not their names or values (any of which may be a secret).
 pub(crate) struct JsonObject(pub Map<String, Value>);
+
+impl std::fmt::Debug for JsonObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsonObject")
+            .field("fields", &self.0.len())
+            .field("content", &crate::wire::Redacted)
+            .finish()
+    }
+}
 
 impl<S: Send + Sync> FromRequest<S> for JsonObject {
     type Rejection = ApiError;
@@ -83,5 +92,28 @@ pub(crate) fn opt_u64(
         Some(_) => Err(ApiError::invalid(format!(
             "\"{field}\" must be {expectation}"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_object_debug_shows_no_field_name_or_value() {
+        let secret = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+        let body = format!(
+            r#"{{"secret":"{secret}","uri":"otpauth://totp/x?secret={secret}","{secret}":1}}"#
+        );
+        let object = JsonObject(parse_object(body.as_bytes()).unwrap());
+        crate::wire::tests::assert_redacted(
+            "JsonObject",
+            &object,
+            &[secret, &secret[..16], "otpauth", "\"secret\""],
+        );
+        assert!(
+            format!("{object:?}").contains('3'),
+            "the field count is shown"
+        );
     }
 }

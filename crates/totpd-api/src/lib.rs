@@ -9,7 +9,6 @@
 mod auth;
 #[cfg(feature = "bench-bare")]
 mod bench;
-mod clock;
 mod error;
 mod health;
 mod json;
@@ -29,18 +28,25 @@ use totpd_vault::Vault;
 
 use crate::limits::AbuseLimits;
 
-pub use clock::{Clock, SystemClock};
 pub use error::ApiError;
 pub use metrics::Metrics;
+pub use metrics::{MetricsAccess, MetricsToken, MetricsTokenError, metrics_app};
 pub use openapi::openapi_json;
 pub use secrets::parse_create_secret_body;
+pub use totpd_vault::{Clock, SystemClock};
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// Default requests per second (and burst) of one API key on one node.
-pub const RATE_LIMIT_PER_KEY: u32 = 100;
-/// Default failed authentications from one client address before it is locked out.
+/// Default requests per second (and burst) of one API key on one node: 0, no
+/// limit, so one key can use a whole node (a batch job, a fleet of agents
+/// behind one key). Operators who hand keys to agents they do not fully trust
+/// set a few times the busiest key's peak rate (the documentation suggests
+/// 1000 as a start).
+pub const RATE_LIMIT_PER_KEY: u32 = 0;
+/// Default failed authentications of one key id from one client address
+/// before that key id is locked out for that address. The address as a whole
+/// may fail ten times as often.
 pub const AUTH_FAILURE_LIMIT: u32 = 100;
 /// Default window of [`AUTH_FAILURE_LIMIT`], and how long the lockout lasts.
 pub const AUTH_FAILURE_WINDOW: Duration = Duration::from_secs(60);
@@ -56,10 +62,14 @@ pub struct Limits {
     /// 429 `rate_limited`. Counted per node. 0 turns the limit off.
     pub rate_limit_per_key: u32,
     /// Failed authentications (credentials sent but wrong, unknown or
-    /// revoked) from one client address within `auth_failure_window` after
-    /// which every `/api/` request from that address is answered 429 for
-    /// `auth_failure_window`, before its credentials are looked at. Counted
-    /// per node. 0 turns the lockout off.
+    /// revoked) of one key id from one client address (IPv6: its /64) within
+    /// `auth_failure_window` after which that key id from that address is
+    /// answered 429 for `auth_failure_window`, before its secret is checked.
+    /// Other key ids from the address are unaffected until the address as a
+    /// whole has failed ten times this limit; then only the key ids that
+    /// authenticated from it since its failures started being counted are
+    /// still checked, the others get 429 for the window. Counted per node.
+    /// 0 turns the lockout off.
     pub auth_failure_limit: u32,
     /// See `auth_failure_limit`.
     pub auth_failure_window: Duration,

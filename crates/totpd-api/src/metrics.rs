@@ -10,14 +10,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::{Extension, Router};
+use subtle::ConstantTimeEq as _;
 use totpd_vault::PoolStatus;
+use zeroize::Zeroizing;
 
 use crate::AppState;
+use crate::error::ApiError;
 
 /// Upper bounds of the latency histogram buckets, in seconds.
 const BUCKETS: [f64; 14] = [
@@ -48,6 +51,7 @@ pub struct Metrics {
     auth_failures: AtomicU64,
     rate_limited_per_key: AtomicU64,
     rate_limited_auth_failures: AtomicU64,
+    readiness_probes: AtomicU64,
 }
 
 /// Which abuse limit refused a request.
@@ -55,7 +59,7 @@ pub struct Metrics {
 pub(crate) enum LimitKind {
     /// The key's requests-per-second budget.
     PerKey,
-    /// The client address is locked out after failed authentications.
+    /// A key id, or the client address, is locked out after failed authentications.
     AuthFailures,
 }
 
@@ -122,6 +126,11 @@ impl Metrics {
             LimitKind::AuthFailures => &self.rate_limited_auth_failures,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a database round trip made to answer `/readyz`.
+    pub(crate) fn readiness_probed(&self) {
+        self.readiness_probes.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The text exposition.
@@ -212,9 +221,14 @@ impl Metrics {
         );
         let _ = writeln!(
             out,
-            "# HELP totpd_rate_limited_total Requests answered 429, by the limit that refused them (per_key: the key's rate; auth_failures: the client address is locked out).\n# TYPE totpd_rate_limited_total counter\ntotpd_rate_limited_total{{limit=\"per_key\"}} {}\ntotpd_rate_limited_total{{limit=\"auth_failures\"}} {}",
+            "# HELP totpd_rate_limited_total Requests answered 429, by the limit that refused them (per_key: the key's rate; auth_failures: a key id or the client address is locked out after failed authentications).\n# TYPE totpd_rate_limited_total counter\ntotpd_rate_limited_total{{limit=\"per_key\"}} {}\ntotpd_rate_limited_total{{limit=\"auth_failures\"}} {}",
             self.rate_limited_per_key.load(Ordering::Relaxed),
             self.rate_limited_auth_failures.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP totpd_readiness_probes_total Database round trips made to answer /readyz (one per second at most; answers in between are cached).\n# TYPE totpd_readiness_probes_total counter\ntotpd_readiness_probes_total {}",
+            self.readiness_probes.load(Ordering::Relaxed)
         );
         let in_use = pool.size.saturating_sub(pool.idle);
         let _ = writeln!(
@@ -259,9 +273,103 @@ pub(crate) fn router() -> Router<AppState> {
     Router::new().route("/metrics", get(get_metrics))
 }
 
-/// Prometheus scrape endpoint (unauthenticated, like the health checks: it
-/// carries counts only).
-async fn get_metrics(State(state): State<AppState>) -> impl IntoResponse {
+/// An app that serves only `GET /metrics` (anything else is 404 with the
+/// JSON error body): for a listener of its own (`--metrics-listen`). The
+/// server puts a [`MetricsAccess`] in each request's extensions, as for
+/// [`crate::router`].
+pub fn metrics_app(state: AppState) -> Router {
+    router()
+        .fallback(crate::error::not_found_fallback)
+        .method_not_allowed_fallback(crate::error::method_not_allowed_fallback)
+        .with_state(state)
+}
+
+/// The bearer token `/metrics` requires: 16 to 256 visible ASCII
+/// characters. Wiped from memory when dropped; `Debug` never shows it.
+#[derive(Clone)]
+pub struct MetricsToken(Zeroizing<String>);
+
+/// Why a metrics token was refused (never repeats the token).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MetricsTokenError {
+    /// Shorter than 16 or longer than 256 characters.
+    #[error("the metrics token must be 16 to 256 characters long, got {0}")]
+    Length(usize),
+    /// A space, control or non-ASCII character.
+    #[error("the metrics token may hold only visible ASCII characters (no spaces)")]
+    Character,
+}
+
+impl MetricsToken {
+    /// Shortest accepted token.
+    pub const MIN_LEN: usize = 16;
+    /// Longest accepted token.
+    pub const MAX_LEN: usize = 256;
+
+    /// Checks and wraps `token`.
+    pub fn new(token: &str) -> Result<MetricsToken, MetricsTokenError> {
+        let len = token.len();
+        if !(Self::MIN_LEN..=Self::MAX_LEN).contains(&len) {
+            return Err(MetricsTokenError::Length(token.chars().count()));
+        }
+        if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(MetricsTokenError::Character);
+        }
+        Ok(MetricsToken(Zeroizing::new(token.to_owned())))
+    }
+
+    /// Whether `headers` carry `Authorization: Bearer <this token>`
+    /// (compared in constant time).
+    fn admits(&self, headers: &HeaderMap) -> bool {
+        let Some(presented) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, rest) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+            })
+        else {
+            return false;
+        };
+        bool::from(presented.as_bytes().ct_eq(self.0.as_bytes()))
+    }
+}
+
+impl std::fmt::Debug for MetricsToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsToken([redacted])")
+    }
+}
+
+/// How one listener serves `/metrics`, put by the server in each request's
+/// extensions. Without one, `/metrics` is served to anyone.
+#[derive(Clone, Debug)]
+pub struct MetricsAccess {
+    /// Whether this listener serves `/metrics` at all (404 when not: the
+    /// metrics have a listener of their own).
+    pub served: bool,
+    /// The bearer token required, if any (401 without it).
+    pub token: Option<MetricsToken>,
+}
+
+/// Prometheus scrape endpoint. Unauthenticated unless a token is set, like
+/// the health checks: it carries counts only.
+async fn get_metrics(
+    State(state): State<AppState>,
+    access: Option<Extension<MetricsAccess>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(Extension(access)) = access {
+        if !access.served {
+            return ApiError::NotFound("no such route").into_response();
+        }
+        if let Some(token) = &access.token
+            && !token.admits(&headers)
+        {
+            return ApiError::Unauthorized.into_response();
+        }
+    }
     let body = state.metrics.render(state.vault.store().pool_status());
     (
         [(
@@ -270,6 +378,7 @@ async fn get_metrics(State(state): State<AppState>) -> impl IntoResponse {
         )],
         body,
     )
+        .into_response()
 }
 
 #[cfg(test)]
@@ -327,6 +436,27 @@ mod tests {
         assert!(text.contains("method=\"other\",status=\"405\"} 3"));
         assert!(text.contains("method=\"GET\",status=\"405\"} 1"));
         assert!(!text.contains("FOO") && !text.contains("BAR"));
+    }
+
+    #[test]
+    fn a_metrics_token_is_checked_and_never_shown() {
+        assert!(MetricsToken::new("short").is_err());
+        assert!(MetricsToken::new(&"a".repeat(257)).is_err());
+        assert!(MetricsToken::new("sixteen chars ok").is_err(), "a space");
+        let token = MetricsToken::new("0123456789abcdef").unwrap();
+        assert!(!format!("{token:?}").contains("0123"));
+        let mut headers = HeaderMap::new();
+        assert!(!token.admits(&headers));
+        headers.insert(
+            header::AUTHORIZATION,
+            "Bearer 0123456789abcdeF".parse().unwrap(),
+        );
+        assert!(!token.admits(&headers));
+        headers.insert(
+            header::AUTHORIZATION,
+            "bearer 0123456789abcdef".parse().unwrap(),
+        );
+        assert!(token.admits(&headers));
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! headers, bodies or query strings, which may carry credentials or secrets.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::HeaderValue;
@@ -70,7 +70,7 @@ pub(crate) async fn track(
         .to_owned();
     let method = request.method().clone();
     let span = tracing::info_span!("request", id = %request_id, method = %method, route = %route);
-    let started = Instant::now();
+    let started = totpd_vault::clock::monotonic_now();
     let fate = Arc::new(Deadline::new());
     let handled = deadline::scope(Arc::clone(&fate), next.run(request)).instrument(span.clone());
     tokio::pin!(handled);
@@ -88,7 +88,7 @@ pub(crate) async fn track(
             }
         }
     };
-    let latency = started.elapsed();
+    let latency = totpd_vault::clock::monotonic_now().saturating_duration_since(started);
     let status = response.status().as_u16();
     telemetry
         .metrics

@@ -2,6 +2,8 @@
 //! the domain types and converted explicitly. Their `ToSchema` derives are
 //! the OpenAPI document, so the document cannot drift from the code.
 
+use std::fmt;
+
 use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -65,8 +67,9 @@ impl From<Algorithm> for AlgorithmName {
 }
 
 /// Request body of `POST /api/v2/totp/secrets`: either `uri`, or `label`
-/// with optional parameters. Unknown fields are ignored.
-#[derive(Debug, Default, ToSchema)]
+/// with optional parameters. Unknown fields are ignored. `Debug` shows
+/// whether `uri` and `secret` were given, never their text.
+#[derive(Default, ToSchema)]
 pub struct CreateSecretRequest {
     /// An `otpauth://totp/...` URI (from a QR code). Overrides the other
     /// fields; `label` and `issuer` are used only when the URI has none.
@@ -90,6 +93,29 @@ pub struct CreateSecretRequest {
     /// Seconds per code, 1 to 86400; default 30.
     #[schema(minimum = 1, maximum = 86400, example = 30)]
     pub period: Option<u32>,
+}
+
+impl fmt::Debug for CreateSecretRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CreateSecretRequest")
+            .field("uri", &self.uri.as_ref().map(|_| Redacted))
+            .field("label", &self.label)
+            .field("secret", &self.secret.as_ref().map(|_| Redacted))
+            .field("issuer", &self.issuer)
+            .field("algorithm", &self.algorithm)
+            .field("digits", &self.digits)
+            .field("period", &self.period)
+            .finish()
+    }
+}
+
+/// Stands for a value `Debug` must not show.
+pub(crate) struct Redacted;
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
 }
 
 /// `digits` of a create request: 6 or 8, or null for the default. An enum,
@@ -146,7 +172,8 @@ impl From<&SecretInfo> for TotpSecret {
 }
 
 /// A secret just created: the listed fields plus the secret, shown this once.
-#[derive(Debug, Serialize, ToSchema)]
+/// `Debug` does not show the secret.
+#[derive(Serialize, ToSchema)]
 pub struct CreatedTotpSecret {
     /// Secret id (UUID).
     pub id: Uuid,
@@ -164,6 +191,21 @@ pub struct CreatedTotpSecret {
     pub created_at: String,
     /// The base32 secret (upper case, no padding). Returned only here.
     pub secret: String,
+}
+
+impl fmt::Debug for CreatedTotpSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CreatedTotpSecret")
+            .field("id", &self.id)
+            .field("label", &self.label)
+            .field("issuer", &self.issuer)
+            .field("algorithm", &self.algorithm)
+            .field("digits", &self.digits)
+            .field("period", &self.period)
+            .field("created_at", &self.created_at)
+            .field("secret", &Redacted)
+            .finish()
+    }
 }
 
 impl From<&CreatedSecret> for CreatedTotpSecret {
@@ -222,8 +264,8 @@ impl ListSecretsResponse {
     }
 }
 
-/// Answer of a code request.
-#[derive(Debug, Serialize, ToSchema)]
+/// Answer of a code request. `Debug` does not show the code.
+#[derive(Serialize, ToSchema)]
 pub struct CodeResponse {
     /// Always `"OK"`.
     #[schema(value_type = String, example = "OK")]
@@ -240,6 +282,19 @@ pub struct CodeResponse {
     pub period: u32,
     /// The secret's code length.
     pub digits: u8,
+}
+
+impl fmt::Debug for CodeResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CodeResponse")
+            .field("status", &self.status)
+            .field("code", &Redacted)
+            .field("expires_in", &self.expires_in)
+            .field("expires_at", &self.expires_at)
+            .field("period", &self.period)
+            .field("digits", &self.digits)
+            .finish()
+    }
 }
 
 impl From<&CodeAt> for CodeResponse {
@@ -288,8 +343,75 @@ pub(crate) fn rfc3339_seconds(t: UnixTime) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// Asserts that `value`'s Debug, compact and pretty, says `[redacted]`
+    /// and contains none of `hidden` (in any case); failures name the
+    /// value, not the hidden text.
+    pub(crate) fn assert_redacted(what: &str, value: &impl fmt::Debug, hidden: &[&str]) {
+        for debug in [format!("{value:?}"), format!("{value:#?}")] {
+            assert!(debug.contains("[redacted]"), "{what}: no [redacted] marker");
+            for (i, text) in hidden.iter().enumerate() {
+                assert!(
+                    !debug.to_lowercase().contains(&text.to_lowercase()),
+                    "{what}: Debug shows hidden text #{i}"
+                );
+            }
+        }
+    }
+
+    const SECRET: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+
+    #[test]
+    fn create_secret_request_debug_shows_neither_uri_nor_secret() {
+        let uri = format!("otpauth://totp/Acme:bob?secret={SECRET}");
+        let request = CreateSecretRequest {
+            uri: Some(uri.clone()),
+            label: Some("bob".to_owned()),
+            secret: Some(SECRET.to_lowercase()),
+            issuer: Some("Acme".to_owned()),
+            algorithm: Some("SHA1".to_owned()),
+            digits: Some(6),
+            period: Some(30),
+        };
+        assert_redacted(
+            "CreateSecretRequest",
+            &request,
+            &[&uri, SECRET, &SECRET[..16], "otpauth"],
+        );
+        assert!(format!("{request:?}").contains("bob"), "the label is shown");
+    }
+
+    #[test]
+    fn created_totp_secret_and_its_response_debug_hide_the_secret() {
+        let created = CreatedTotpSecret {
+            id: Uuid::nil(),
+            label: "bob".to_owned(),
+            issuer: None,
+            algorithm: AlgorithmName::Sha1,
+            digits: 6,
+            period: 30,
+            created_at: "2026-01-01T00:00:00.000Z".to_owned(),
+            secret: SECRET.to_owned(),
+        };
+        assert_redacted("CreatedTotpSecret", &created, &[SECRET, &SECRET[..16]]);
+        let response = CreateSecretResponse::new(created);
+        assert_redacted("CreateSecretResponse", &response, &[SECRET, &SECRET[..16]]);
+    }
+
+    #[test]
+    fn code_response_debug_hides_the_code() {
+        let response = CodeResponse {
+            status: OK,
+            code: "094287".to_owned(),
+            expires_in: 14,
+            expires_at: "2026-01-01T00:00:30Z".to_owned(),
+            period: 30,
+            digits: 6,
+        };
+        assert_redacted("CodeResponse", &response, &["094287", "94287"]);
+    }
 
     #[test]
     fn timestamps_are_rfc3339_utc() {

@@ -76,13 +76,19 @@ pub fn decode_batch(uri: &str) -> Result<Batch, MigrationError> {
     }
     let (host, _path, query) = text::split_hierarchy(rest).ok_or(MigrationError::MissingSlashes)?;
     if !host.eq_ignore_ascii_case("offline") {
-        return Err(MigrationError::UnsupportedHost {
-            host: text::snippet(host),
-        });
+        return Err(MigrationError::UnsupportedHost);
     }
     let params = text::parse_query(query).map_err(|error| match error {
-        QueryError::BadName(_) => MigrationError::InvalidPercentEncoding,
-        QueryError::Repeated(name) => MigrationError::RepeatedParameter { name },
+        QueryError::BadName { .. } => MigrationError::InvalidPercentEncoding,
+        QueryError::Repeated {
+            name,
+            first,
+            second,
+        } => MigrationError::RepeatedParameter {
+            name,
+            first,
+            second,
+        },
     })?;
     let data = params
         .iter()
@@ -508,21 +514,27 @@ pub enum MigrationError {
     /// `otpauth-migration:` is not followed by `//`.
     #[error("expected \"//\" after \"otpauth-migration:\"")]
     MissingSlashes,
-    /// The host is not `offline`.
-    #[error("unsupported host {host:?} (expected \"offline\")")]
-    UnsupportedHost {
-        /// The host that was given.
-        host: String,
-    },
+    /// The host is not `offline`. It is not repeated: it may be pasted text.
+    #[error("unsupported host (expected \"offline\")")]
+    UnsupportedHost,
     /// A `%` not followed by two hex digits, or a parameter name that is not
     /// UTF-8.
     #[error("invalid percent-encoding in the query")]
     InvalidPercentEncoding,
     /// A parameter appears more than once.
-    #[error("parameter {name:?} appears twice")]
+    #[error(
+        "{} appears twice (query parameters {first} and {second})",
+        crate::uri::repeated_name(*.name)
+    )]
     RepeatedParameter {
-        /// The parameter's name, lower case.
-        name: String,
+        /// The parameter's name when it is a well-known one (`data`, ...);
+        /// `None` otherwise, since it may be pasted text.
+        name: Option<&'static str>,
+        /// Position of the first occurrence (from 1, empty segments not
+        /// counted).
+        first: usize,
+        /// Position of the second occurrence.
+        second: usize,
     },
     /// No `data` parameter.
     #[error("parameter \"data\" is missing")]

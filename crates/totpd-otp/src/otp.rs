@@ -9,11 +9,22 @@ use sha2::{Sha256, Sha512};
 use crate::params::{Algorithm, Digits, Period};
 use crate::secret::Secret;
 
-/// A one-time code: a number below `10^digits`, shown zero-padded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A one-time code: a number below `10^digits`, shown zero-padded by
+/// `Display`. `Debug` does not show it: a code is a credential while it is
+/// valid.
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Code {
     value: u32,
     digits: Digits,
+}
+
+impl fmt::Debug for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Code")
+            .field("digits", &self.digits)
+            .field("value", &format_args!("[redacted]"))
+            .finish()
+    }
 }
 
 impl Code {

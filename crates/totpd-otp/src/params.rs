@@ -45,7 +45,7 @@ impl FromStr for Algorithm {
             Some("256") => Ok(Algorithm::Sha256),
             Some("512") => Ok(Algorithm::Sha512),
             _ => Err(ParamError::UnknownAlgorithm {
-                name: crate::text::snippet(s),
+                name: crate::text::nameable(s, &NAMED_ALGORITHMS),
             }),
         }
     }
@@ -151,15 +151,36 @@ impl fmt::Display for Period {
     }
 }
 
+/// Hash functions an error may name when they are asked for. Anything else
+/// given as an algorithm is not repeated: it could be pasted secret material.
+const NAMED_ALGORITHMS: [&str; 12] = [
+    "MD5",
+    "SHA224",
+    "SHA-224",
+    "SHA384",
+    "SHA-384",
+    "SHA3-224",
+    "SHA3-256",
+    "SHA3-384",
+    "SHA3-512",
+    "SHA512/256",
+    "SHA512-256",
+    "SM3",
+];
+
 /// Why an OTP parameter was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ParamError {
     /// The hash function is not SHA1, SHA256 or SHA512 (for example MD5).
-    #[error("unsupported algorithm {name:?} (expected SHA1, SHA256 or SHA512)")]
+    #[error(
+        "unsupported algorithm {}(expected SHA1, SHA256 or SHA512)",
+        crate::text::quoted(*.name)
+    )]
     UnknownAlgorithm {
-        /// The name that was given (shortened if very long).
-        name: String,
+        /// The name that was given when it is a well-known hash function
+        /// (`MD5`, `SHA384`, ...); `None` otherwise.
+        name: Option<&'static str>,
     },
     /// The digit count is not 6, 7 or 8.
     #[error("digits must be 6, 7 or 8, not {digits}")]

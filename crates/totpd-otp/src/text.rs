@@ -1,6 +1,6 @@
 //! Small URI text helpers shared by the otpauth and migration parsers.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use zeroize::Zeroizing;
 
@@ -31,24 +31,59 @@ const NAMED_SCHEMES: [&str; 10] = [
     "content",
 ];
 
-/// The scheme as an error may carry it: shortened if it is a well-known
-/// one, empty otherwise (see [`NAMED_SCHEMES`]).
+/// OTP types other than `totp` and `hotp` that an error may name.
+pub(crate) const NAMED_TYPES: [&str; 5] = ["steam", "motp", "yaotp", "ocra", "push"];
+
+/// Query parameter names an error may name: those the parsers read and
+/// those enrollment URIs commonly carry. Any other name may be pasted
+/// secret material (`?JBSWY3DP...&JBSWY3DP...`), so it is never repeated.
+pub(crate) const NAMED_PARAMETERS: [&str; 13] = [
+    "secret",
+    "issuer",
+    "algorithm",
+    "digits",
+    "period",
+    "counter",
+    "image",
+    "icon",
+    "logo",
+    "color",
+    "lock",
+    "data",
+    "version",
+];
+
+/// The entry of `known` that `value` is (without regard to case), if any.
+/// Errors quote user input only through this: a word from a fixed list
+/// cannot be anybody's secret.
+pub(crate) fn nameable(value: &str, known: &[&'static str]) -> Option<&'static str> {
+    known
+        .iter()
+        .copied()
+        .find(|word| word.eq_ignore_ascii_case(value))
+}
+
+/// The scheme as an error may carry it: the well-known one it is, empty
+/// otherwise (see [`NAMED_SCHEMES`]).
 pub(crate) fn nameable_scheme(scheme: &str) -> String {
-    if NAMED_SCHEMES.iter().any(|s| s.eq_ignore_ascii_case(scheme)) {
-        snippet(scheme)
-    } else {
+    nameable(scheme, &NAMED_SCHEMES)
+        .map(str::to_owned)
+        .unwrap_or_default()
+}
+
+/// `"word" ` (quoted, with a trailing space) for an error message, or
+/// nothing when the word was withheld (empty).
+pub(crate) fn quoted_scheme(word: &str) -> String {
+    if word.is_empty() {
         String::new()
+    } else {
+        format!("{word:?} ")
     }
 }
 
-/// `"scheme" ` (quoted, with a trailing space) for an error message, or
-/// nothing when the scheme was withheld.
-pub(crate) fn quoted_scheme(scheme: &str) -> String {
-    if scheme.is_empty() {
-        String::new()
-    } else {
-        format!("{scheme:?} ")
-    }
+/// Like [`quoted_scheme`], for a word that may be absent.
+pub(crate) fn quoted(word: Option<&str>) -> String {
+    quoted_scheme(word.unwrap_or_default())
 }
 
 /// Splits `uri` into its scheme and the rest after the `:`.
@@ -129,12 +164,25 @@ pub(crate) struct Param<'a> {
     pub(crate) raw_value: &'a str,
 }
 
-/// What is wrong with a query string as a whole.
+/// What is wrong with a query string as a whole. Parameters are numbered
+/// from 1 in the order written, empty segments not counted; no variant holds
+/// the text of a name, which could be pasted secret material.
 pub(crate) enum QueryError {
-    /// A parameter name has a bad `%` escape or is not UTF-8; holds the raw name.
-    BadName(String),
-    /// A parameter appears more than once; holds its decoded name.
-    Repeated(String),
+    /// The name of the parameter at this position has a bad `%` escape or is
+    /// not UTF-8.
+    BadName {
+        /// Its position.
+        position: usize,
+    },
+    /// Two parameters have the same name.
+    Repeated {
+        /// The name, when it is one of [`NAMED_PARAMETERS`].
+        name: Option<&'static str>,
+        /// The position of the first one.
+        first: usize,
+        /// The position of the second one.
+        second: usize,
+    },
 }
 
 /// Splits a query string into parameters.
@@ -145,16 +193,22 @@ pub(crate) enum QueryError {
 /// could disagree, and guessing which one the issuer meant could silently
 /// produce wrong codes.
 pub(crate) fn parse_query(query: &str) -> Result<Vec<Param<'_>>, QueryError> {
-    let mut params = Vec::new();
-    let mut seen = HashSet::new();
-    for segment in query.split('&').filter(|s| !s.is_empty()) {
+    let mut params: Vec<Param<'_>> = Vec::new();
+    let mut seen = HashMap::new();
+    for (index, segment) in query.split('&').filter(|s| !s.is_empty()).enumerate() {
+        let position = index + 1;
         let (raw_name, raw_value) = segment.split_once('=').unwrap_or((segment, ""));
         let name = percent_decode(raw_name, true)
             .and_then(|bytes| std::str::from_utf8(&bytes).ok().map(str::to_lowercase))
-            .ok_or_else(|| QueryError::BadName(snippet(raw_name)))?;
-        if !seen.insert(name.clone()) {
-            return Err(QueryError::Repeated(snippet(&name)));
+            .ok_or(QueryError::BadName { position })?;
+        if let Some(&first) = seen.get(&name) {
+            return Err(QueryError::Repeated {
+                name: nameable(&name, &NAMED_PARAMETERS),
+                first,
+                second: position,
+            });
         }
+        seen.insert(name.clone(), position);
         params.push(Param { name, raw_value });
     }
     Ok(params)
@@ -203,7 +257,7 @@ mod tests {
 
     #[test]
     fn only_well_known_schemes_are_named_in_errors() {
-        assert_eq!(nameable_scheme("HTTPS"), "HTTPS");
+        assert_eq!(nameable_scheme("HTTPS"), "https");
         assert_eq!(nameable_scheme("otpauth-migration"), "otpauth-migration");
         assert_eq!(nameable_scheme("JBSWY3DPEHPK3PXP"), "");
         assert_eq!(quoted_scheme("https"), "\"https\" ");

@@ -165,7 +165,7 @@ pub fn parse_otpauth_uri(uri: &str) -> Result<OtpParams, UriError> {
         return Err(UriError::MissingType);
     } else {
         return Err(UriError::UnsupportedType {
-            kind: text::snippet(kind),
+            kind: text::nameable(kind, &text::NAMED_TYPES),
         });
     };
 
@@ -179,10 +179,18 @@ pub fn parse_otpauth_uri(uri: &str) -> Result<OtpParams, UriError> {
     let (label_issuer, account) = text::split_label(label);
 
     let params = text::parse_query(query).map_err(|error| match error {
-        QueryError::BadName(name) => UriError::InvalidPercentEncoding {
-            part: UriPart::ParameterName(name),
+        QueryError::BadName { position } => UriError::InvalidPercentEncoding {
+            part: UriPart::ParameterName { position },
         },
-        QueryError::Repeated(name) => UriError::RepeatedParameter { name },
+        QueryError::Repeated {
+            name,
+            first,
+            second,
+        } => UriError::RepeatedParameter {
+            name,
+            first,
+            second,
+        },
     })?;
     let find = |name: &str| params.iter().find(|p| p.name == name);
 
@@ -277,15 +285,9 @@ fn integer_value(param: &Param<'_>, name: &'static str) -> Result<u64, UriError>
     let value = trimmed_value(param, name)?;
     // Only plain decimal digits: `u64::from_str` would also take a `+` sign.
     if !value.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(UriError::NotAnInteger {
-            name,
-            value: text::snippet(&value),
-        });
+        return Err(UriError::NotAnInteger { name });
     }
-    value.parse().map_err(|_| UriError::NotAnInteger {
-        name,
-        value: text::snippet(&value),
-    })
+    value.parse().map_err(|_| UriError::NotAnInteger { name })
 }
 
 /// The part of a URI an error is about.
@@ -296,8 +298,13 @@ pub enum UriPart {
     Label,
     /// The value of the named parameter.
     Parameter(&'static str),
-    /// The name of a parameter (as written, shortened if very long).
-    ParameterName(String),
+    /// The name of the query parameter at this position (from 1, empty
+    /// segments not counted). The name itself is never repeated: it could
+    /// be pasted secret material.
+    ParameterName {
+        /// The parameter's position.
+        position: usize,
+    },
 }
 
 impl fmt::Display for UriPart {
@@ -305,15 +312,21 @@ impl fmt::Display for UriPart {
         match self {
             UriPart::Label => f.write_str("the label"),
             UriPart::Parameter(name) => write!(f, "parameter {name:?}"),
-            UriPart::ParameterName(name) => write!(f, "the parameter name {name:?}"),
+            UriPart::ParameterName { position } => {
+                write!(f, "the name of query parameter {position}")
+            }
         }
     }
 }
 
 /// Why a text is not an acceptable `otpauth://` URI.
 ///
-/// No variant holds secret material: a bad secret is reported by the
-/// offending character and its position only.
+/// No variant holds secret material, nor any other text of the input that
+/// could be some: a bad secret is reported by the offending character (one
+/// that is not base32) and its position only, and other parts by the
+/// parameter's name or position. Input is quoted back only when it is a
+/// word from a fixed list (a well-known scheme, type, parameter name or
+/// algorithm).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum UriError {
@@ -335,10 +348,11 @@ pub enum UriError {
     #[error("missing type after \"otpauth://\" (expected \"totp\" or \"hotp\")")]
     MissingType,
     /// The type is neither `totp` nor `hotp`.
-    #[error("unsupported type {kind:?} (expected \"totp\" or \"hotp\")")]
+    #[error("unsupported type {}(expected \"totp\" or \"hotp\")", text::quoted(*.kind))]
     UnsupportedType {
-        /// The type that was given.
-        kind: String,
+        /// The type that was given when it is a known one (`steam`, `motp`,
+        /// ...); `None` otherwise, since it may be pasted text.
+        kind: Option<&'static str>,
     },
     /// A `%` not followed by two hex digits.
     #[error("invalid percent-encoding in {part}")]
@@ -365,22 +379,30 @@ pub enum UriError {
         name: &'static str,
     },
     /// A parameter appears more than once.
-    #[error("parameter {name:?} appears twice")]
+    #[error(
+        "{} appears twice (query parameters {first} and {second})",
+        repeated_name(*.name)
+    )]
     RepeatedParameter {
-        /// The parameter's name, lower case.
-        name: String,
+        /// The parameter's name when it is a well-known one (`secret`,
+        /// `period`, `image`, ...); `None` otherwise, since it may be a
+        /// pasted secret.
+        name: Option<&'static str>,
+        /// Position of the first occurrence (from 1, empty segments not
+        /// counted).
+        first: usize,
+        /// Position of the second occurrence.
+        second: usize,
     },
     /// The secret is not base32, or is too long.
     #[error("parameter \"secret\" is invalid: {0}")]
     InvalidSecret(Base32Error),
     /// `digits`, `period` or `counter` is not a non-negative decimal integer
     /// (this is also how a negative period is reported).
-    #[error("parameter {name:?} must be a non-negative whole number, not {value:?}")]
+    #[error("parameter {name:?} must be a non-negative whole number")]
     NotAnInteger {
         /// The parameter's name.
         name: &'static str,
-        /// The value that was given.
-        value: String,
     },
     /// `algorithm`, `digits` or `period` has a value out of range.
     #[error("parameter {name:?} is invalid: {reason}")]
@@ -390,4 +412,13 @@ pub enum UriError {
         /// What is wrong with it.
         reason: ParamError,
     },
+}
+
+/// How a repeated parameter is named: `parameter "secret"`, or `a parameter
+/// name` when the name is not a well-known one.
+pub(crate) fn repeated_name(name: Option<&str>) -> String {
+    match name {
+        Some(name) => format!("parameter {name:?}"),
+        None => "a parameter name".to_owned(),
+    }
 }

@@ -11,16 +11,19 @@
 //! policy. It stores and returns rows, scoped by account, durably.
 
 mod error;
+mod inspect;
 mod migrate;
 mod postgres;
 mod queries;
 mod sqlite;
+mod verify;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use totpd_vault::{Store, StoreError};
 
+pub use inspect::{SqliteFile, TlsWeakness, postgres_tls_weakness, sqlite_file};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 

@@ -1,5 +1,7 @@
 //! The scale-out backend: PostgreSQL shared by any number of stateless nodes.
 
+mod copy;
+
 use std::str::FromStr;
 
 use async_trait::async_trait;
@@ -7,7 +9,8 @@ use sqlx::Postgres;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions};
 use totpd_vault::deadline;
 use totpd_vault::{
-    AccountRow, ApiKeyRow, CopyReport, ListCursor, PoolStatus, SecretRow, Store, StoreError,
+    AccountRow, ApiKeyHashUpgrade, ApiKeyRow, CopyReport, ListCursor, PoolStatus, SecretRow,
+    Snapshot, Store, StoreError,
 };
 use uuid::Uuid;
 
@@ -16,14 +19,18 @@ use crate::error::classify;
 use crate::migrate::{Migration, pending};
 use crate::queries as q;
 
-static MIGRATIONS: [Migration; 2] = [
+static MIGRATIONS: [Migration; 3] = [
     Migration {
         version: 1,
         sql: include_str!("../migrations/postgres/0001_init.sql"),
     },
     Migration {
         version: 2,
-        sql: include_str!("../migrations/postgres/0002_secret_count.sql"),
+        sql: include_str!("../migrations/postgres/0002_binding_versions.sql"),
+    },
+    Migration {
+        version: 3,
+        sql: include_str!("../migrations/postgres/0003_secret_count.sql"),
     },
 ];
 
@@ -106,10 +113,11 @@ type SecretTuple = (
     String,
     Vec<u8>,
     Vec<u8>,
+    i64,
 );
 
 /// The columns of an `api_keys` row, in query order.
-type ApiKeyTuple = (String, Uuid, Vec<u8>, String, i64, Option<i64>);
+type ApiKeyTuple = (String, Uuid, Vec<u8>, String, i64, Option<i64>, i64);
 
 fn secret_row(t: SecretTuple) -> SecretRow {
     let (
@@ -124,6 +132,7 @@ fn secret_row(t: SecretTuple) -> SecretRow {
         key_id,
         nonce,
         ciphertext,
+        aad_version,
     ) = t;
     SecretRow {
         id,
@@ -137,15 +146,17 @@ fn secret_row(t: SecretTuple) -> SecretRow {
         key_id,
         nonce,
         ciphertext,
+        aad_version,
     }
 }
 
 fn api_key_row(t: ApiKeyTuple) -> ApiKeyRow {
-    let (key_id, account_id, secret_hash, role, created_at, revoked_at) = t;
+    let (key_id, account_id, secret_hash, role, created_at, revoked_at, hash_version) = t;
     ApiKeyRow {
         key_id,
         account_id,
         secret_hash,
+        hash_version,
         role,
         created_at,
         revoked_at,
@@ -167,6 +178,7 @@ fn insert_api_key_query(row: &ApiKeyRow) -> PgQuery<'_> {
         .bind(row.role.as_str())
         .bind(row.created_at)
         .bind(row.revoked_at)
+        .bind(row.hash_version)
 }
 
 fn insert_secret_query(row: &SecretRow) -> PgQuery<'_> {
@@ -182,6 +194,7 @@ fn insert_secret_query(row: &SecretRow) -> PgQuery<'_> {
         .bind(row.key_id.as_str())
         .bind(row.nonce.as_slice())
         .bind(row.ciphertext.as_slice())
+        .bind(row.aad_version)
 }
 
 type PgQuery<'q> = sqlx::query::Query<'q, Postgres, PgArguments>;
@@ -277,17 +290,18 @@ impl Store for PgStore {
     }
 
     async fn list_api_keys(&self) -> Result<Vec<(ApiKeyRow, String)>, StoreError> {
-        let rows = sqlx::query_as::<_, (String, Uuid, Vec<u8>, String, i64, Option<i64>, String)>(
-            q::LIST_API_KEYS,
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)?;
+        type Listed = (String, Uuid, Vec<u8>, String, i64, Option<i64>, i64, String);
+        let rows = sqlx::query_as::<_, Listed>(q::LIST_API_KEYS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
         Ok(rows
             .into_iter()
             .map(
-                |(key_id, account_id, hash, role, created_at, revoked_at, name)| {
-                    let key = (key_id, account_id, hash, role, created_at, revoked_at);
+                |(key_id, account_id, hash, role, created_at, revoked_at, version, name)| {
+                    let key = (
+                        key_id, account_id, hash, role, created_at, revoked_at, version,
+                    );
                     (api_key_row(key), name)
                 },
             )
@@ -298,6 +312,21 @@ impl Store for PgStore {
         let done = sqlx::query(q::REVOKE_API_KEY)
             .bind(revoked_at)
             .bind(key_id)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn upgrade_api_key_hash(&self, upgrade: &ApiKeyHashUpgrade) -> Result<bool, StoreError> {
+        let done = sqlx::query(q::UPGRADE_API_KEY_HASH)
+            .bind(upgrade.new_hash.as_slice())
+            .bind(upgrade.new_version)
+            .bind(upgrade.key_id.as_str())
+            .bind(upgrade.old_hash.as_slice())
+            .bind(upgrade.old_version)
+            .bind(upgrade.account_id)
+            .bind(upgrade.role.as_str())
             .execute(&self.pool)
             .await
             .map_err(classify)?;
@@ -391,130 +420,19 @@ impl Store for PgStore {
         Ok(!any)
     }
 
-    async fn dump_meta(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        sqlx::query_as(q::DUMP_META)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify)
+    /// See `copy::PgSnapshot`: one `REPEATABLE READ READ ONLY`
+    /// transaction on a pooled connection.
+    async fn snapshot(&self) -> Result<Box<dyn Snapshot>, StoreError> {
+        Ok(Box::new(copy::PgSnapshot::open(&self.pool).await?))
     }
 
-    async fn dump_accounts(&self) -> Result<Vec<AccountRow>, StoreError> {
-        sqlx::query_as::<_, (Uuid, String, i64)>(q::DUMP_ACCOUNTS)
-            .fetch_all(&self.pool)
-            .await
-            .map(|rows| {
-                rows.into_iter()
-                    .map(|(id, name, created_at)| AccountRow {
-                        id,
-                        name,
-                        created_at,
-                    })
-                    .collect()
-            })
-            .map_err(classify)
-    }
-
-    async fn dump_api_keys(&self) -> Result<Vec<ApiKeyRow>, StoreError> {
-        sqlx::query_as::<_, ApiKeyTuple>(q::DUMP_API_KEYS)
-            .fetch_all(&self.pool)
-            .await
-            .map(|rows| rows.into_iter().map(api_key_row).collect())
-            .map_err(classify)
-    }
-
-    async fn dump_secrets(
-        &self,
-        after: Option<Uuid>,
-        limit: u32,
-    ) -> Result<Vec<SecretRow>, StoreError> {
-        let query = match after {
-            None => sqlx::query_as::<_, SecretTuple>(q::DUMP_SECRETS_FIRST),
-            Some(after) => sqlx::query_as::<_, SecretTuple>(q::DUMP_SECRETS_AFTER).bind(after),
-        };
-        query
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map(|rows| rows.into_iter().map(secret_row).collect())
-            .map_err(classify)
-    }
-
-    /// Streams the source page by page into one transaction, so memory stays
-    /// at one page of secrets whatever the source's size.
-    async fn copy_from(&self, source: &dyn Store) -> Result<CopyReport, StoreError> {
-        let mut report = CopyReport::default();
-        let mut tx = self.pool.begin().await.map_err(classify)?;
-        // Checked inside the transaction, so a concurrent writer cannot slip
-        // rows in between the check and the copy unnoticed.
-        let any: bool = sqlx::query_scalar(q::HAS_ANY_ROW)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(classify)?;
-        if any {
-            return Err(StoreError::Conflict(
-                "the target database is not empty".to_owned(),
-            ));
-        }
-        for (name, value) in source.dump_meta().await? {
-            sqlx::query(q::INSERT_META)
-                .bind(&name)
-                .bind(&value)
-                .execute(&mut *tx)
-                .await
-                .map_err(classify)?;
-            report.meta += 1;
-        }
-        for account in source.dump_accounts().await? {
-            insert_account_query(&account)
-                .execute(&mut *tx)
-                .await
-                .map_err(classify)?;
-            report.accounts += 1;
-        }
-        for key in source.dump_api_keys().await? {
-            insert_api_key_query(&key)
-                .execute(&mut *tx)
-                .await
-                .map_err(classify)?;
-            report.api_keys += 1;
-        }
-        // One insert per row: the counting trigger would update an account
-        // row once per secret within this one transaction (each update
-        // slower than the last). Off for the copy, one count at the end;
-        // ALTER TABLE locks the (empty) target table until the commit.
-        sqlx::raw_sql(COPY_WITHOUT_COUNTING)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
-        let mut after = None;
-        loop {
-            let page = source.dump_secrets(after, q::COPY_PAGE).await?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.id);
-            for secret in &page {
-                insert_secret_query(secret)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(classify)?;
-                report.secrets += 1;
-            }
-        }
-        sqlx::raw_sql(COUNT_AFTER_COPY)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
-        tx.commit().await.map_err(classify)?;
-        Ok(report)
+    /// See `copy::copy`: streamed page by page into one transaction and
+    /// verified before it commits, so memory stays at one page of secrets
+    /// whatever the source's size.
+    async fn copy_from(&self, source: &mut dyn Snapshot) -> Result<CopyReport, StoreError> {
+        copy::copy(&self.pool, source).await
     }
 }
-
-/// See `copy_from`.
-const COPY_WITHOUT_COUNTING: &str = "ALTER TABLE secrets DISABLE TRIGGER secrets_count_insert";
-
-/// See `copy_from`.
-const COUNT_AFTER_COPY: &str = "UPDATE accounts a SET secret_count = \
-     (SELECT COUNT(*) FROM secrets s WHERE s.account_id = a.id); \
-     ALTER TABLE secrets ENABLE TRIGGER secrets_count_insert";
 
 /// The account's secret count, locking its row until the transaction ends.
 const LOCK_SECRET_COUNT: &str = "SELECT secret_count FROM accounts WHERE id = $1 FOR UPDATE";

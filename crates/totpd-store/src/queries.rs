@@ -37,16 +37,16 @@ pub(crate) const COUNT_ACCOUNTS: &str = "SELECT COUNT(*) FROM accounts";
 
 /// Inserts an API key.
 pub(crate) const INSERT_API_KEY: &str = "INSERT INTO api_keys \
-     (key_id, account_id, secret_hash, role, created_at, revoked_at) \
-     VALUES ($1, $2, $3, $4, $5, $6)";
+     (key_id, account_id, secret_hash, role, created_at, revoked_at, hash_version) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
 /// An API key by id, revoked or not.
 pub(crate) const API_KEY: &str = "SELECT key_id, account_id, secret_hash, role, created_at, \
-     revoked_at FROM api_keys WHERE key_id = $1";
+     revoked_at, hash_version FROM api_keys WHERE key_id = $1";
 
 /// Every API key with its account's name, oldest first.
 pub(crate) const LIST_API_KEYS: &str = "SELECT k.key_id, k.account_id, k.secret_hash, k.role, \
-     k.created_at, k.revoked_at, a.name \
+     k.created_at, k.revoked_at, k.hash_version, a.name \
      FROM api_keys k JOIN accounts a ON a.id = k.account_id \
      ORDER BY k.created_at, k.key_id";
 
@@ -54,15 +54,22 @@ pub(crate) const LIST_API_KEYS: &str = "SELECT k.key_id, k.account_id, k.secret_
 pub(crate) const REVOKE_API_KEY: &str =
     "UPDATE api_keys SET revoked_at = $1 WHERE key_id = $2 AND revoked_at IS NULL";
 
+/// Rewrites an unrevoked key's hash under a newer version, only while the
+/// row still holds the hash, version, account and role it was verified
+/// against (one row changed if it did).
+pub(crate) const UPGRADE_API_KEY_HASH: &str = "UPDATE api_keys SET secret_hash = $1, hash_version = $2 \
+     WHERE key_id = $3 AND secret_hash = $4 AND hash_version = $5 AND account_id = $6 \
+     AND role = $7 AND revoked_at IS NULL";
+
 /// Inserts a secret.
 pub(crate) const INSERT_SECRET: &str = "INSERT INTO secrets \
      (id, account_id, label, issuer, algorithm, digits, period, created_at, key_id, nonce, \
-     ciphertext) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+     ciphertext, aad_version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 
 /// One of an account's secrets. Scoping by account is part of the key: another
 /// account's id finds nothing.
 pub(crate) const SECRET: &str = "SELECT id, account_id, label, issuer, algorithm, digits, \
-     period, created_at, key_id, nonce, ciphertext FROM secrets \
+     period, created_at, key_id, nonce, ciphertext, aad_version FROM secrets \
      WHERE id = $1 AND account_id = $2";
 
 /// How many secrets an account holds (kept by triggers), for the quota.
@@ -72,13 +79,13 @@ pub(crate) const SECRET_COUNT: &str = "SELECT secret_count FROM accounts WHERE i
 /// then `id`. Two statements rather than one with `$2 IS NULL OR ...`, for
 /// the reason given at `DUMP_SECRETS_FIRST`.
 pub(crate) const LIST_SECRETS_FIRST: &str = "SELECT id, account_id, label, issuer, algorithm, \
-     digits, period, created_at, key_id, nonce, ciphertext FROM secrets \
+     digits, period, created_at, key_id, nonce, ciphertext, aad_version FROM secrets \
      WHERE account_id = $1 ORDER BY created_at, id LIMIT $2";
 
 /// The next page of an account's secrets: those after (`$2`, `$3`) in list
 /// order, a range of the list-order index on both databases.
 pub(crate) const LIST_SECRETS_AFTER: &str = "SELECT id, account_id, label, issuer, algorithm, \
-     digits, period, created_at, key_id, nonce, ciphertext FROM secrets \
+     digits, period, created_at, key_id, nonce, ciphertext, aad_version FROM secrets \
      WHERE account_id = $1 AND (created_at, id) > ($2, $3) \
      ORDER BY created_at, id LIMIT $4";
 
@@ -99,18 +106,18 @@ pub(crate) const DUMP_ACCOUNTS: &str = "SELECT id, name, created_at FROM account
 
 /// Every API key, by key id.
 pub(crate) const DUMP_API_KEYS: &str = "SELECT key_id, account_id, secret_hash, role, \
-     created_at, revoked_at FROM api_keys ORDER BY key_id";
+     created_at, revoked_at, hash_version FROM api_keys ORDER BY key_id";
 
 /// The first page of all secrets, by id. Two statements rather than one with
 /// `$1 IS NULL OR id > $1`, which neither planner turns into an index range:
 /// every page would rescan the rows before it.
 pub(crate) const DUMP_SECRETS_FIRST: &str = "SELECT id, account_id, label, issuer, algorithm, \
-     digits, period, created_at, key_id, nonce, ciphertext FROM secrets \
+     digits, period, created_at, key_id, nonce, ciphertext, aad_version FROM secrets \
      ORDER BY id LIMIT $1";
 
 /// The next page of all secrets: ids above `$1`, by id.
 pub(crate) const DUMP_SECRETS_AFTER: &str = "SELECT id, account_id, label, issuer, algorithm, \
-     digits, period, created_at, key_id, nonce, ciphertext FROM secrets \
+     digits, period, created_at, key_id, nonce, ciphertext, aad_version FROM secrets \
      WHERE id > $1 ORDER BY id LIMIT $2";
 
 /// Rows per page when copying secrets between databases.
@@ -129,6 +136,7 @@ pub(crate) const WITH_PARAMETERS: &[&str] = &[
     INSERT_API_KEY,
     API_KEY,
     REVOKE_API_KEY,
+    UPGRADE_API_KEY_HASH,
     INSERT_SECRET,
     SECRET,
     DELETE_SECRET,

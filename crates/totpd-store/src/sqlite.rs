@@ -21,7 +21,8 @@ mod conn;
 mod copy;
 mod pool;
 mod rows;
-mod url;
+mod snapshot;
+pub(crate) mod url;
 mod writer;
 
 use std::fmt;
@@ -30,7 +31,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 use totpd_vault::{
-    AccountRow, ApiKeyRow, CopyReport, ListCursor, PoolStatus, SecretRow, Store, StoreError,
+    AccountRow, ApiKeyHashUpgrade, ApiKeyRow, CopyReport, ListCursor, PoolStatus, SecretRow,
+    Snapshot, Store, StoreError,
 };
 use uuid::Uuid;
 
@@ -202,7 +204,7 @@ impl Store for SqliteStore {
         self.reads()
             .run_blocking(|conn| {
                 let mut statement = conn.prepare_cached(q::LIST_API_KEYS)?;
-                let keys = statement.query_map([], |row| Ok((rows::api_key(row)?, row.get(6)?)))?;
+                let keys = statement.query_map([], |row| Ok((rows::api_key(row)?, row.get(7)?)))?;
                 keys.collect()
             })
             .await
@@ -216,6 +218,26 @@ impl Store for SqliteStore {
                     .prepare_cached(q::REVOKE_API_KEY)?
                     .execute(params![revoked_at, key_id])?;
                 Ok(revoked == 1)
+            })
+            .await
+    }
+
+    async fn upgrade_api_key_hash(&self, upgrade: &ApiKeyHashUpgrade) -> Result<bool, StoreError> {
+        let u = upgrade.clone();
+        self.writer()
+            .run(move |conn| {
+                let changed = conn
+                    .prepare_cached(q::UPGRADE_API_KEY_HASH)?
+                    .execute(params![
+                        u.new_hash,
+                        u.new_version,
+                        u.key_id,
+                        u.old_hash,
+                        u.old_version,
+                        u.account_id.as_bytes().as_slice(),
+                        u.role
+                    ])?;
+                Ok(changed == 1)
             })
             .await
     }
@@ -329,64 +351,18 @@ impl Store for SqliteStore {
         Ok(!any)
     }
 
-    async fn dump_meta(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        self.reads()
-            .run_blocking(|conn| {
-                let mut statement = conn.prepare_cached(q::DUMP_META)?;
-                let meta = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
-                meta.collect()
-            })
-            .await
+    /// See `snapshot::SqliteSnapshot`: one read transaction on a
+    /// connection of its own (not one of the read pool's).
+    async fn snapshot(&self) -> Result<Box<dyn Snapshot>, StoreError> {
+        Ok(Box::new(
+            snapshot::SqliteSnapshot::open(&self.inner.opener).await?,
+        ))
     }
 
-    async fn dump_accounts(&self) -> Result<Vec<AccountRow>, StoreError> {
-        self.reads()
-            .run_blocking(|conn| {
-                let mut statement = conn.prepare_cached(q::DUMP_ACCOUNTS)?;
-                let accounts = statement.query_map([], rows::account)?;
-                accounts.collect()
-            })
-            .await
-    }
-
-    async fn dump_api_keys(&self) -> Result<Vec<ApiKeyRow>, StoreError> {
-        self.reads()
-            .run_blocking(|conn| {
-                let mut statement = conn.prepare_cached(q::DUMP_API_KEYS)?;
-                let keys = statement.query_map([], rows::api_key)?;
-                keys.collect()
-            })
-            .await
-    }
-
-    async fn dump_secrets(
-        &self,
-        after: Option<Uuid>,
-        limit: u32,
-    ) -> Result<Vec<SecretRow>, StoreError> {
-        self.reads()
-            .run_blocking(move |conn| {
-                let limit = i64::from(limit);
-                match after {
-                    None => {
-                        let mut statement = conn.prepare_cached(q::DUMP_SECRETS_FIRST)?;
-                        let secrets = statement.query_map([limit], rows::secret)?;
-                        secrets.collect()
-                    }
-                    Some(after) => {
-                        let mut statement = conn.prepare_cached(q::DUMP_SECRETS_AFTER)?;
-                        let secrets = statement
-                            .query_map(params![after.as_bytes().as_slice(), limit], rows::secret)?;
-                        secrets.collect()
-                    }
-                }
-            })
-            .await
-    }
-
-    /// See `copy::copy`: streamed page by page into one transaction, so
-    /// memory stays at a few pages of rows whatever the source's size.
-    async fn copy_from(&self, source: &dyn Store) -> Result<CopyReport, StoreError> {
+    /// See `copy::copy`: streamed page by page into one transaction and
+    /// verified before it commits, so memory stays at a few pages of rows
+    /// whatever the source's size.
+    async fn copy_from(&self, source: &mut dyn Snapshot) -> Result<CopyReport, StoreError> {
         copy::copy(&self.inner.opener, source).await
     }
 }

@@ -12,7 +12,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::crypto::{hex, hmac_sha256};
+use crate::crypto::{Canonical, hex, hmac_sha256};
 
 /// Length of the random part of a key id, in bytes.
 const KEY_ID_RANDOM_LEN: usize = 12;
@@ -68,9 +68,60 @@ pub(crate) fn generate_secret() -> Result<ApiKeySecret, getrandom::Error> {
     )))
 }
 
-/// Hashes an API key secret under the pepper, binding it to its key id so a
-/// hash row cannot be moved to another key.
-pub(crate) fn hash_secret(pepper: &[u8], key_id: &str, secret: &str) -> [u8; 32] {
+/// The first stored hash: HMAC over the key id and the secret only, so the
+/// row's account and role were not covered. Rows of this version still
+/// authenticate and are rewritten as [`HASH_V2`] on their first successful
+/// use.
+pub(crate) const HASH_V1: i64 = 1;
+/// The hash covers every field authorisation rests on: key id, account and
+/// role (see [`KeyBinding`]).
+pub(crate) const HASH_V2: i64 = 2;
+/// The version every new or upgraded key is stored with.
+pub(crate) const HASH_CURRENT: i64 = HASH_V2;
+
+/// What an API key's authority rests on, as stored beside its hash. The
+/// keyed hash covers all of it, so a database writer who changes any field
+/// of the row makes the key authenticate as nothing.
+///
+/// The hash is HMAC-SHA-256 under the pepper of a [`Canonical`] encoding:
+/// domain `totpd/api-key/v2`, then the fields `key_id`, `account_id` (16
+/// bytes), `role` and `secret`. Fields added later (a scope, an expiry)
+/// get a new hash version with a new domain; rows of older versions keep
+/// verifying under the encoding they were made with and are rewritten on
+/// use.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct KeyBinding<'a> {
+    pub key_id: &'a str,
+    pub account_id: uuid::Uuid,
+    pub role: &'a str,
+}
+
+/// The hash of `secret` bound to `binding` under hash `version`; `None`
+/// for a version this build does not know (such a row authenticates as
+/// nothing).
+pub(crate) fn hash_secret(
+    pepper: &[u8],
+    version: i64,
+    binding: &KeyBinding<'_>,
+    secret: &str,
+) -> Option<[u8; 32]> {
+    match version {
+        HASH_V1 => Some(hash_v1(pepper, binding.key_id, secret)),
+        HASH_V2 => {
+            let message = Canonical::new("totpd/api-key/v2")
+                .field("key_id", binding.key_id.as_bytes())
+                .field("account_id", binding.account_id.as_bytes())
+                .field("role", binding.role.as_bytes())
+                .field("secret", secret.as_bytes())
+                .finish();
+            Some(hmac_sha256(pepper, &message))
+        }
+        _ => None,
+    }
+}
+
+/// Hash version 1: `key_id NUL secret`, binding the hash to its key id only.
+fn hash_v1(pepper: &[u8], key_id: &str, secret: &str) -> [u8; 32] {
     let mut message = Zeroizing::new(Vec::with_capacity(key_id.len() + 1 + secret.len()));
     message.extend_from_slice(key_id.as_bytes());
     message.push(0);
@@ -85,19 +136,45 @@ pub const KEY_CACHE_TTL_MS: i64 = 500;
 /// keys costs database reads, never unbounded memory).
 const KEY_CACHE_MAX: usize = 10_000;
 
+/// How long after a failed hash upgrade a node tries again.
+pub(crate) const UPGRADE_RETRY_MS: i64 = 10_000;
+
 /// The part of an API-key row that authentication needs.
 #[derive(Clone)]
 pub(crate) struct CachedKey {
     pub account_id: uuid::Uuid,
+    pub role: String,
     pub secret_hash: Vec<u8>,
+    pub hash_version: i64,
     pub revoked: bool,
     fetched_at: i64,
+}
+
+impl CachedKey {
+    /// The fields the hash covers, as this row states them.
+    pub(crate) fn binding<'a>(&'a self, key_id: &'a str) -> KeyBinding<'a> {
+        KeyBinding {
+            key_id,
+            account_id: self.account_id,
+            role: &self.role,
+        }
+    }
+}
+
+/// Where the rewrite of one key's old-version hash stands on this node.
+#[derive(Clone, Copy)]
+enum Upgrade {
+    /// Under way, or failed at this time (retried after [`UPGRADE_RETRY_MS`]).
+    TriedAt(i64),
+    /// Written (or found written by another node): never tried again.
+    Done,
 }
 
 /// Recently read API-key rows, by key id. Holds hashes, never secrets.
 #[derive(Default)]
 pub(crate) struct KeyCache {
     entries: std::sync::RwLock<std::collections::HashMap<String, CachedKey>>,
+    upgrades: std::sync::Mutex<std::collections::HashMap<String, Upgrade>>,
 }
 
 impl KeyCache {
@@ -113,17 +190,59 @@ impl KeyCache {
     pub(crate) fn insert(&self, row: &crate::ApiKeyRow, now: crate::UnixTime) -> CachedKey {
         let key = CachedKey {
             account_id: row.account_id,
+            role: row.role.clone(),
             secret_hash: row.secret_hash.clone(),
+            hash_version: row.hash_version,
             revoked: row.revoked_at.is_some(),
             fetched_at: now.0,
         };
+        self.put(&row.key_id, key.clone());
+        key
+    }
+
+    fn put(&self, key_id: &str, key: CachedKey) {
         if let Ok(mut entries) = self.entries.write() {
             if entries.len() >= KEY_CACHE_MAX {
                 entries.clear();
             }
-            entries.insert(row.key_id.clone(), key.clone());
+            entries.insert(key_id.to_owned(), key);
         }
-        key
+    }
+
+    /// Whether this caller should rewrite `key_id`'s old-version hash now:
+    /// true for exactly one caller at a time, never again once it was
+    /// written, and again only [`UPGRADE_RETRY_MS`] after a failure. So a
+    /// busy key costs one write, not one per request.
+    pub(crate) fn begin_upgrade(&self, key_id: &str, now: crate::UnixTime) -> bool {
+        let Ok(mut upgrades) = self.upgrades.lock() else {
+            return false;
+        };
+        match upgrades.get(key_id) {
+            Some(Upgrade::Done) => return false,
+            Some(Upgrade::TriedAt(at))
+                if now
+                    .0
+                    .checked_sub(*at)
+                    .is_some_and(|age| age < UPGRADE_RETRY_MS) =>
+            {
+                return false;
+            }
+            _ => {}
+        }
+        if upgrades.len() >= KEY_CACHE_MAX {
+            upgrades.clear();
+        }
+        upgrades.insert(key_id.to_owned(), Upgrade::TriedAt(now.0));
+        true
+    }
+
+    /// Records that `key_id`'s hash was rewritten as `upgraded` (the row as
+    /// it now stands); the cached entry keeps its original freshness.
+    pub(crate) fn finish_upgrade(&self, key_id: &str, upgraded: CachedKey) {
+        if let Ok(mut upgrades) = self.upgrades.lock() {
+            upgrades.insert(key_id.to_owned(), Upgrade::Done);
+        }
+        self.put(key_id, upgraded);
     }
 
     pub(crate) fn forget(&self, key_id: &str) {
@@ -160,6 +279,7 @@ mod tests {
             key_id: "tk_1".to_owned(),
             account_id: uuid::Uuid::nil(),
             secret_hash: vec![1; 32],
+            hash_version: HASH_CURRENT,
             role: "owner".to_owned(),
             created_at: 0,
             revoked_at,
@@ -200,12 +320,68 @@ mod tests {
         assert!(cache.get("tk_1", crate::UnixTime(10_001)).is_none());
     }
 
+    fn binding<'a>(key_id: &'a str, account: u128, role: &'a str) -> KeyBinding<'a> {
+        KeyBinding {
+            key_id,
+            account_id: uuid::Uuid::from_u128(account),
+            role,
+        }
+    }
+
     #[test]
-    fn hash_depends_on_pepper_key_id_and_secret() {
-        let h = hash_secret(b"pepper", "tk_1", "s");
-        assert!(hashes_match(&h, &hash_secret(b"pepper", "tk_1", "s")));
-        assert!(!hashes_match(&h, &hash_secret(b"pepper2", "tk_1", "s")));
-        assert!(!hashes_match(&h, &hash_secret(b"pepper", "tk_2", "s")));
-        assert!(!hashes_match(&h, &hash_secret(b"pepper", "tk_1", "t")));
+    fn the_current_hash_covers_pepper_key_id_account_role_and_secret() {
+        let hash = |pepper: &[u8], b: KeyBinding<'_>, secret: &str| {
+            hash_secret(pepper, HASH_CURRENT, &b, secret).unwrap()
+        };
+        let h = hash(b"pepper", binding("tk_1", 1, "owner"), "s");
+        assert!(hashes_match(
+            &h,
+            &hash(b"pepper", binding("tk_1", 1, "owner"), "s")
+        ));
+        for other in [
+            hash(b"pepper2", binding("tk_1", 1, "owner"), "s"),
+            hash(b"pepper", binding("tk_2", 1, "owner"), "s"),
+            hash(b"pepper", binding("tk_1", 2, "owner"), "s"),
+            hash(b"pepper", binding("tk_1", 1, "agent"), "s"),
+            hash(b"pepper", binding("tk_1", 1, "owner"), "t"),
+            // Field boundaries cannot be shifted.
+            hash(b"pepper", binding("tk_1", 1, "owners"), ""),
+        ] {
+            assert!(!hashes_match(&h, &other));
+        }
+    }
+
+    #[test]
+    fn version_1_hashes_are_computed_as_before_and_unknown_versions_match_nothing() {
+        let b = binding("tk_1", 1, "owner");
+        // The version-1 message, spelled out: `key_id NUL secret`.
+        let v1 = hmac_sha256(b"pepper", b"tk_1\0s");
+        assert_eq!(hash_secret(b"pepper", HASH_V1, &b, "s"), Some(v1));
+        assert_eq!(
+            hash_secret(b"pepper", HASH_V1, &binding("tk_1", 2, "agent"), "s"),
+            Some(v1),
+            "version 1 never covered account or role"
+        );
+        assert_ne!(hash_secret(b"pepper", HASH_V2, &b, "s"), Some(v1));
+        for unknown in [0, 3, -1, i64::MAX] {
+            assert_eq!(hash_secret(b"pepper", unknown, &b, "s"), None);
+        }
+    }
+
+    #[test]
+    fn an_upgrade_is_begun_once_and_retried_only_after_a_pause() {
+        let cache = KeyCache::default();
+        let t = crate::UnixTime(10_000);
+        assert!(cache.begin_upgrade("tk_1", t));
+        assert!(!cache.begin_upgrade("tk_1", t), "one upgrade at a time");
+        assert!(cache.begin_upgrade("tk_2", t), "keys are independent");
+        assert!(!cache.begin_upgrade("tk_1", crate::UnixTime(t.0 + UPGRADE_RETRY_MS - 1)));
+        assert!(cache.begin_upgrade("tk_1", crate::UnixTime(t.0 + UPGRADE_RETRY_MS)));
+        let upgraded = cache.insert(&row(None), t);
+        cache.finish_upgrade("tk_1", upgraded);
+        assert!(
+            !cache.begin_upgrade("tk_1", crate::UnixTime(i64::MAX)),
+            "done for good"
+        );
     }
 }

@@ -2,9 +2,11 @@
 //! secrets, and the [`Store`] trait that the storage backends implement.
 //!
 //! This crate never speaks HTTP and never writes SQL: it sees storage only
-//! through [`Store`], and it never reads the clock — every operation that
-//! depends on time takes the current time as a parameter.
+//! through [`Store`]. Its operations never read the clock: every one that
+//! depends on time takes the current time as a parameter, read by the front
+//! end from a [`Clock`] ([`clock`] is the one module that reads the clocks).
 
+pub mod clock;
 mod crypto;
 pub mod deadline;
 mod error;
@@ -13,6 +15,7 @@ mod model;
 mod store;
 mod vault;
 
+pub use clock::{Clock, SystemClock};
 pub use crypto::{CryptoError, MasterKey, MasterKeyError, Sealed};
 pub use error::VaultError;
 pub use keys::{ApiKeySecret, NewApiKey};
@@ -21,7 +24,7 @@ pub use model::{
     SecretSource, UnixTime, validate_account_name,
 };
 pub use store::{
-    AccountRow, ApiKeyRow, CopyReport, LIST_PAGE, ListCursor, PoolStatus, SecretRow, Store,
-    StoreError,
+    AccountRow, ApiKeyHashUpgrade, ApiKeyRow, CopyReport, LIST_PAGE, ListCursor, PoolStatus,
+    SecretRow, Snapshot, Store, StoreError,
 };
 pub use vault::{DEFAULT_MAX_SECRETS_PER_ACCOUNT, KEY_CACHE_TTL_MS, OpenError, Vault};

@@ -27,6 +27,10 @@ pub struct ApiKeyRow {
     pub account_id: Uuid,
     /// HMAC of the secret under the pepper; never the secret.
     pub secret_hash: Vec<u8>,
+    /// Which keyed hash `secret_hash` is: 1 covers the key id and secret
+    /// only (rows written before hash version 2 existed), 2 also the
+    /// account and role.
+    pub hash_version: i64,
     /// Role of the key.
     pub role: String,
     /// Unix milliseconds.
@@ -41,10 +45,43 @@ impl fmt::Debug for ApiKeyRow {
             .field("key_id", &self.key_id)
             .field("account_id", &self.account_id)
             .field("secret_hash", &"[redacted]")
+            .field("hash_version", &self.hash_version)
             .field("role", &self.role)
             .field("created_at", &self.created_at)
             .field("revoked_at", &self.revoked_at)
             .finish()
+    }
+}
+
+/// A key's stored hash rewritten under a newer hash version, applied only
+/// to a row that still holds every `old` value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKeyHashUpgrade {
+    /// The key.
+    pub key_id: String,
+    /// The account the row names (unchanged by the upgrade).
+    pub account_id: Uuid,
+    /// The role the row names (unchanged by the upgrade).
+    pub role: String,
+    /// The hash the row holds now.
+    pub old_hash: Vec<u8>,
+    /// The hash version the row holds now.
+    pub old_version: i64,
+    /// The new hash.
+    pub new_hash: Vec<u8>,
+    /// The new hash version.
+    pub new_version: i64,
+}
+
+impl fmt::Debug for ApiKeyHashUpgrade {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKeyHashUpgrade")
+            .field("key_id", &self.key_id)
+            .field("account_id", &self.account_id)
+            .field("role", &self.role)
+            .field("old_version", &self.old_version)
+            .field("new_version", &self.new_version)
+            .finish_non_exhaustive()
     }
 }
 
@@ -73,6 +110,10 @@ pub struct SecretRow {
     pub nonce: Vec<u8>,
     /// AES-GCM ciphertext and tag.
     pub ciphertext: Vec<u8>,
+    /// Which associated data sealed `ciphertext`: 1 binds the account and
+    /// secret id (rows written before version 2 existed), 2 also the OTP
+    /// type, algorithm, digits and period.
+    pub aad_version: i64,
 }
 
 impl fmt::Debug for SecretRow {
@@ -85,6 +126,7 @@ impl fmt::Debug for SecretRow {
             .field("period", &self.period)
             .field("created_at", &self.created_at)
             .field("key_id", &self.key_id)
+            .field("aad_version", &self.aad_version)
             .field("ciphertext", &"[redacted]")
             .finish_non_exhaustive()
     }
@@ -161,6 +203,30 @@ pub struct CopyReport {
     pub secrets: u64,
 }
 
+/// A consistent, read-only view of a whole database, as one committed state:
+/// every read of one snapshot sees the same rows in every table, whatever is
+/// written meanwhile (SQLite: one read transaction on one connection;
+/// PostgreSQL: one `REPEATABLE READ READ ONLY` transaction). Reading it twice
+/// gives the same rows. Dropping it ends the transaction.
+///
+/// While a snapshot is open it holds one connection, and a SQLite WAL cannot
+/// be checkpointed past it: keep it for the length of one copy or backup.
+#[async_trait]
+pub trait Snapshot: Send + fmt::Debug {
+    /// Every `meta` row, by name.
+    async fn meta(&mut self) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+    /// Every account, by id.
+    async fn accounts(&mut self) -> Result<Vec<AccountRow>, StoreError>;
+    /// Every API key, by key id.
+    async fn api_keys(&mut self) -> Result<Vec<ApiKeyRow>, StoreError>;
+    /// Up to `limit` secrets of every account with ids above `after`, by id.
+    async fn secrets(
+        &mut self,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<SecretRow>, StoreError>;
+}
+
 /// Persistent state of the vault. Implementations must make every write that
 /// returns `Ok` durable before returning.
 #[async_trait]
@@ -190,6 +256,11 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn list_api_keys(&self) -> Result<Vec<(ApiKeyRow, String)>, StoreError>;
     /// Marks a key revoked; returns false if no such unrevoked key exists.
     async fn revoke_api_key(&self, key_id: &str, revoked_at: i64) -> Result<bool, StoreError>;
+    /// Replaces an unrevoked key's hash and hash version, but only while its
+    /// row still holds exactly the old hash, hash version, account and role
+    /// of `upgrade` (a row changed since it was read is left alone);
+    /// returns whether the row was changed.
+    async fn upgrade_api_key_hash(&self, upgrade: &ApiKeyHashUpgrade) -> Result<bool, StoreError>;
 
     /// Inserts a secret (no quota: for copies and tools).
     async fn insert_secret(&self, row: &SecretRow) -> Result<(), StoreError>;
@@ -233,19 +304,13 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Whether the database holds no data at all (schema aside).
     async fn is_empty(&self) -> Result<bool, StoreError>;
-    /// Every `meta` row, by name.
-    async fn dump_meta(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
-    /// Every account, by id.
-    async fn dump_accounts(&self) -> Result<Vec<AccountRow>, StoreError>;
-    /// Every API key, by key id.
-    async fn dump_api_keys(&self) -> Result<Vec<ApiKeyRow>, StoreError>;
-    /// Up to `limit` secrets of every account with ids above `after`, by id.
-    async fn dump_secrets(
-        &self,
-        after: Option<Uuid>,
-        limit: u32,
-    ) -> Result<Vec<SecretRow>, StoreError>;
+    /// Opens a [`Snapshot`]: one consistent, read-only view of every table,
+    /// taken now. Writes committed afterwards (by this process or any other)
+    /// are invisible to it, however long it is read.
+    async fn snapshot(&self) -> Result<Box<dyn Snapshot>, StoreError>;
     /// Copies every row of `source` into this store, which must be empty, in
-    /// one transaction: on any failure nothing is left behind.
-    async fn copy_from(&self, source: &dyn Store) -> Result<CopyReport, StoreError>;
+    /// one transaction, and before committing reads every row back inside
+    /// that transaction and compares it with `source` read a second time. On
+    /// any failure, a mismatch included, nothing is left behind.
+    async fn copy_from(&self, source: &mut dyn Snapshot) -> Result<CopyReport, StoreError>;
 }

@@ -6,15 +6,17 @@ use totpd_otp::{Algorithm, Digits, Period, Secret, Totp};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use crate::crypto::{CryptoError, MasterKey, Sealed};
+use crate::crypto::{Canonical, CryptoError, MasterKey, Sealed};
 use crate::error::VaultError;
 pub use crate::keys::KEY_CACHE_TTL_MS;
-use crate::keys::{self, KEY_ID_PREFIX, KeyCache, NewApiKey};
+use crate::keys::{self, CachedKey, HASH_CURRENT, KEY_ID_PREFIX, KeyBinding, KeyCache, NewApiKey};
 use crate::model::{
     Account, ApiKeyInfo, CodeAt, CreatedSecret, NewSecret, Principal, SecretInfo, SecretSource,
     UnixTime, validate_account_name,
 };
-use crate::store::{AccountRow, ApiKeyRow, ListCursor, SecretRow, Store, StoreError};
+use crate::store::{
+    AccountRow, ApiKeyHashUpgrade, ApiKeyRow, ListCursor, SecretRow, Store, StoreError,
+};
 
 /// `meta` row holding the API-key pepper, sealed by the master key. Its
 /// presence marks an initialised database; opening it proves the master key.
@@ -26,6 +28,12 @@ const PEPPER_AAD: &[u8] = b"totpd/v1/pepper";
 pub const DEFAULT_ACCOUNT: &str = "default";
 /// Role of a key that may do everything within its account.
 const ROLE_OWNER: &str = "owner";
+/// What an unknown key id is hashed against, so it costs what a known one does.
+const UNKNOWN_KEY: KeyBinding<'static> = KeyBinding {
+    key_id: "",
+    account_id: Uuid::nil(),
+    role: "",
+};
 /// Bytes drawn for a vault-generated secret (RFC 4226 §4 R6: 160 bits).
 const GENERATED_SECRET_LEN: usize = 20;
 
@@ -185,12 +193,19 @@ impl Vault {
         };
         let key_id = keys::generate_key_id().map_err(random_failed)?;
         let secret = keys::generate_secret().map_err(random_failed)?;
-        let hash = keys::hash_secret(&self.pepper, &key_id, secret.expose());
+        let binding = KeyBinding {
+            key_id: &key_id,
+            account_id: account.id,
+            role: ROLE_OWNER,
+        };
+        let hash = keys::hash_secret(&self.pepper, HASH_CURRENT, &binding, secret.expose())
+            .ok_or_else(|| VaultError::Internal("no current API-key hash".to_owned()))?;
         self.store
             .insert_api_key(&ApiKeyRow {
                 key_id: key_id.clone(),
                 account_id: account.id,
                 secret_hash: hash.to_vec(),
+                hash_version: HASH_CURRENT,
                 role: ROLE_OWNER.to_owned(),
                 created_at: now.0,
                 revoked_at: None,
@@ -238,6 +253,14 @@ impl Vault {
     /// Checks an API key at time `now`. Every failure is the same
     /// `Unauthorized`, and an unknown key id costs the same hash as a known one.
     ///
+    /// The stored hash covers the key id, account and role (hash version
+    /// 2), so a row whose account or role a database writer changed
+    /// authenticates as nothing. A row of hash version 1 (made before
+    /// version 2 existed) is checked the old way and, once it has
+    /// authenticated, rewritten as version 2: one conditional write per key
+    /// and node, never one per request; if that write fails the request
+    /// still succeeds and the rewrite is retried later.
+    ///
     /// Key rows are cached for at most [`KEY_CACHE_TTL_MS`], so a revocation
     /// made anywhere (another node, the CLI) takes effect within a second
     /// while the hot path mostly skips the database.
@@ -247,7 +270,6 @@ impl Vault {
         secret: &str,
         now: UnixTime,
     ) -> Result<Principal, VaultError> {
-        let presented = keys::hash_secret(&self.pepper, key_id, secret);
         let plausible = key_id.starts_with(KEY_ID_PREFIX) && key_id.len() <= 64;
         let cached = if plausible {
             self.key_cache.get(key_id, now)
@@ -262,14 +284,62 @@ impl Vault {
             }
             None => None,
         };
-        match key {
-            Some(key) if !key.revoked && keys::hashes_match(&presented, &key.secret_hash) => {
-                Ok(Principal {
-                    account_id: key.account_id,
-                    key_id: key_id.to_owned(),
-                })
+        let Some(key) = key else {
+            // The same work as for a known key, so timing tells nothing.
+            let _ = keys::hash_secret(&self.pepper, HASH_CURRENT, &UNKNOWN_KEY, secret);
+            return Err(VaultError::Unauthorized);
+        };
+        let presented =
+            keys::hash_secret(&self.pepper, key.hash_version, &key.binding(key_id), secret);
+        let matches = presented.is_some_and(|h| keys::hashes_match(&h, &key.secret_hash));
+        if key.revoked || !matches {
+            return Err(VaultError::Unauthorized);
+        }
+        if key.hash_version != HASH_CURRENT && self.key_cache.begin_upgrade(key_id, now) {
+            self.upgrade_key_hash(key_id, secret, &key).await;
+        }
+        Ok(Principal {
+            account_id: key.account_id,
+            key_id: key_id.to_owned(),
+        })
+    }
+
+    /// Rewrites an authenticated old-version key row under the current
+    /// hash. Failure is logged, never fatal: the key has authenticated.
+    async fn upgrade_key_hash(&self, key_id: &str, secret: &str, key: &CachedKey) {
+        let Some(new_hash) =
+            keys::hash_secret(&self.pepper, HASH_CURRENT, &key.binding(key_id), secret)
+        else {
+            return;
+        };
+        let upgrade = ApiKeyHashUpgrade {
+            key_id: key_id.to_owned(),
+            account_id: key.account_id,
+            role: key.role.clone(),
+            old_hash: key.secret_hash.clone(),
+            old_version: key.hash_version,
+            new_hash: new_hash.to_vec(),
+            new_version: HASH_CURRENT,
+        };
+        match self.store.upgrade_api_key_hash(&upgrade).await {
+            Ok(true) => {
+                tracing::info!(
+                    key_id,
+                    from = key.hash_version,
+                    to = HASH_CURRENT,
+                    "API key hash upgraded"
+                );
+                let mut upgraded = key.clone();
+                upgraded.secret_hash = upgrade.new_hash;
+                upgraded.hash_version = HASH_CURRENT;
+                self.key_cache.finish_upgrade(key_id, upgraded);
             }
-            _ => Err(VaultError::Unauthorized),
+            // Another node upgraded it first (or the row changed since it
+            // was read): read it again next time.
+            Ok(false) => self.key_cache.forget(key_id),
+            Err(error) => {
+                tracing::warn!(key_id, %error, "could not upgrade an API key hash; will retry");
+            }
         }
     }
 
@@ -290,9 +360,16 @@ impl Vault {
             }
         };
         let id = Uuid::new_v4();
+        let bound = OtpBinding {
+            algorithm: new.algorithm,
+            digits: new.digits,
+            period: new.period,
+        };
+        let aad = secret_aad(AAD_CURRENT, principal.account_id, id, &bound)
+            .ok_or_else(|| VaultError::Internal("no current associated data".to_owned()))?;
         let sealed = self
             .master
-            .seal(secret.as_bytes(), &secret_aad(principal.account_id, id))
+            .seal(secret.as_bytes(), &aad)
             .map_err(|e| VaultError::Internal(e.to_string()))?;
         let info = SecretInfo {
             id,
@@ -317,6 +394,7 @@ impl Vault {
                     key_id: sealed.key_id.clone(),
                     nonce: sealed.nonce.clone(),
                     ciphertext: sealed.ciphertext.clone(),
+                    aad_version: AAD_CURRENT,
                 },
                 self.max_secrets_per_account,
             )
@@ -380,6 +458,18 @@ impl Vault {
             .await?
             .ok_or(VaultError::NotFound)?;
         let info = secret_info(&row)?;
+        let bound = OtpBinding {
+            algorithm: info.algorithm,
+            digits: info.digits,
+            period: info.period,
+        };
+        let aad =
+            secret_aad(row.aad_version, principal.account_id, id, &bound).ok_or_else(|| {
+                corrupt_secret(
+                    id,
+                    &format!("unknown associated-data version {}", row.aad_version),
+                )
+            })?;
         let plaintext = self
             .master
             .open(
@@ -388,11 +478,18 @@ impl Vault {
                     nonce: row.nonce,
                     ciphertext: row.ciphertext,
                 },
-                &secret_aad(principal.account_id, id),
+                &aad,
             )
-            .map_err(|e| VaultError::Internal(format!("secret {id}: {e}")))?;
+            .map_err(|e| match e {
+                CryptoError::Open => corrupt_secret(
+                    id,
+                    "its ciphertext failed authentication (the ciphertext, or the account, id \
+                     or OTP parameters it is bound to, were changed)",
+                ),
+                other => VaultError::Internal(format!("secret {id} cannot be opened: {other}")),
+            })?;
         let secret = Secret::from_bytes(plaintext.to_vec())
-            .map_err(|e| VaultError::Internal(format!("secret {id}: {e}")))?;
+            .map_err(|_| corrupt_secret(id, "bad plaintext"))?;
         let totp = Totp {
             secret,
             algorithm: info.algorithm,
@@ -411,10 +508,54 @@ impl Vault {
     }
 }
 
-/// Associated data binding a ciphertext to its account and secret id, so a
-/// row moved to another account or id no longer decrypts.
-fn secret_aad(account_id: Uuid, id: Uuid) -> Vec<u8> {
-    format!("totpd/v1/secret/{account_id}/{id}").into_bytes()
+/// Associated data of version 1: the account and secret id only. Rows
+/// sealed before version 2 existed still open with it.
+const AAD_V1: i64 = 1;
+/// Associated data of version 2: also the OTP type and parameters.
+const AAD_V2: i64 = 2;
+/// The version every new secret is sealed with.
+const AAD_CURRENT: i64 = AAD_V2;
+/// The only OTP type so far; bound into the associated data so that a
+/// later type column cannot turn a TOTP secret into something else.
+const OTP_TYPE_TOTP: &str = "totp";
+
+/// The OTP parameters a ciphertext is bound to.
+struct OtpBinding {
+    algorithm: Algorithm,
+    digits: Digits,
+    period: Period,
+}
+
+/// Associated data binding a ciphertext to its account and secret id (so a
+/// row moved to another account or id no longer decrypts) and, from
+/// version 2 on, to its OTP type, algorithm, digits and period (so a
+/// database writer cannot change the codes a secret yields). Version 2 is
+/// a [`Canonical`] encoding under domain `totpd/secret/v2` of `account_id`
+/// and `id` (16 bytes each), `type`, `algorithm` (its name), `digits` (one
+/// byte) and `period` (seconds, 8 bytes big endian). `None` for a version
+/// this build does not know.
+fn secret_aad(version: i64, account_id: Uuid, id: Uuid, otp: &OtpBinding) -> Option<Vec<u8>> {
+    match version {
+        AAD_V1 => Some(format!("totpd/v1/secret/{account_id}/{id}").into_bytes()),
+        AAD_V2 => Some(
+            Canonical::new("totpd/secret/v2")
+                .field("account_id", account_id.as_bytes())
+                .field("id", id.as_bytes())
+                .field("type", OTP_TYPE_TOTP.as_bytes())
+                .field("algorithm", otp.algorithm.as_str().as_bytes())
+                .field("digits", &[otp.digits.get()])
+                .field("period", &otp.period.get().to_be_bytes())
+                .finish()
+                .to_vec(),
+        ),
+        _ => None,
+    }
+}
+
+/// A stored secret that cannot be trusted: answered as an internal error
+/// (never a code), logged with the id and why, never with secret material.
+fn corrupt_secret(id: Uuid, why: &str) -> VaultError {
+    VaultError::Internal(format!("secret {id} is corrupt: {why}"))
 }
 
 fn random_failed(_: getrandom::Error) -> VaultError {
@@ -422,8 +563,7 @@ fn random_failed(_: getrandom::Error) -> VaultError {
 }
 
 fn secret_info(row: &SecretRow) -> Result<SecretInfo, VaultError> {
-    let corrupt =
-        |what: &str| VaultError::Internal(format!("secret {}: stored {what} is invalid", row.id));
+    let corrupt = |what: &str| corrupt_secret(row.id, &format!("its stored {what} is invalid"));
     Ok(SecretInfo {
         id: row.id,
         label: row.label.clone(),

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use totpd_api::{Clock as _, SystemClock};
 use totpd_otp::{Algorithm, Digits, Period};
+use totpd_vault::{Clock as _, SystemClock};
 use totpd_vault::{Label, NewSecret, Principal, SecretSource};
 
 use crate::cli::BenchSeedArgs;

@@ -35,6 +35,13 @@ pub(crate) enum Command {
     #[command(after_help = ENV_HELP)]
     Serve(ServeArgs),
     /// Copy an installation into an empty database (e.g. SQLite to PostgreSQL) and verify it.
+    ///
+    /// The source is read as one consistent snapshot, so a copy taken while
+    /// serve runs is consistent, but writes made after the snapshot are not
+    /// in it: stop serve first to lose none. The copy is one transaction on
+    /// the target; every row is compared with the source before it commits,
+    /// and on any failure the target is left empty, ready for another try.
+    /// No message contains a password of either URL.
     Migrate(MigrateArgs),
     /// Manage API keys.
     #[command(subcommand)]
@@ -48,15 +55,19 @@ pub(crate) enum Command {
 }
 
 /// Where the vault's state lives. Every command that touches the vault takes
-/// these, with the same defaults and environment variables.
-#[derive(Debug, Clone, Args)]
+/// these, with the same defaults and environment variables. (`Debug`, in
+/// config.rs, hides the database password.)
+#[derive(Clone, Args)]
 pub(crate) struct StoreArgs {
     /// Data directory: holds the SQLite database and the master key file.
     /// Default: $XDG_DATA_HOME/totpd, else ~/.local/share/totpd.
     #[arg(long, env = "TOTPD_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Database URL: sqlite://PATH or postgres://USER@HOST/DB (TLS via
-    /// ?sslmode=require). Default: sqlite://<data-dir>/totpd.db.
+    /// Database URL: sqlite://PATH or postgres://USER@HOST/DB. For
+    /// PostgreSQL over a network add ?sslmode=verify-full (verify-ca at
+    /// least; require does not check the certificate): a host other than
+    /// this machine without either gets a warning at start.
+    /// Default: sqlite://<data-dir>/totpd.db.
     #[arg(
         long,
         env = "TOTPD_DATABASE_URL",
@@ -74,7 +85,8 @@ pub(crate) struct StoreArgs {
         long,
         env = "TOTPD_DB_POOL_SIZE",
         value_name = "N",
-        default_value_t = 8
+        default_value_t = 8,
+        value_parser = clap::value_parser!(u32).range(1..=1024)
     )]
     pub db_pool_size: u32,
 }
@@ -93,14 +105,15 @@ pub(crate) struct ServeArgs {
     /// Do not create the `default` account and its owner key on an empty database.
     #[arg(long)]
     pub no_bootstrap: bool,
-    /// Seconds a request may take before it is answered 503. A request that
-    /// times out stores nothing; one whose write is already committing gets
-    /// its real answer, late.
+    /// Seconds a request may take before it is answered 503 (1 to 3600). A
+    /// request that times out stores nothing; one whose write is already
+    /// committing gets its real answer, late.
     #[arg(
         long,
         env = "TOTPD_REQUEST_TIMEOUT",
         value_name = "SECONDS",
-        default_value_t = 10
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..=3600)
     )]
     pub request_timeout: u64,
     /// PEM file with the TLS certificate chain (leaf first). With --tls-key,
@@ -120,38 +133,80 @@ pub(crate) struct ServeArgs {
         value_parser = clap::value_parser!(u32).range(1024..=1024 * 1024)
     )]
     pub max_header_bytes: u32,
-    /// Largest request body, in bytes; beyond, the answer is 413.
+    /// Largest request body, in bytes (1024 to 16 MiB); beyond, the answer
+    /// is 413.
     #[arg(
         long,
         env = "TOTPD_MAX_BODY_BYTES",
         value_name = "BYTES",
         default_value_t = 64 * 1024,
-        value_parser = clap::value_parser!(u32).range(1024..)
+        value_parser = clap::value_parser!(u32).range(1024..=16 * 1024 * 1024)
     )]
     pub max_body_bytes: u32,
-    /// Most connections served at once. Beyond, new connections wait in the
-    /// kernel's listen queue until one closes.
+    /// Most connections served at once (1 to 1048576). Beyond, new
+    /// connections wait in the kernel's listen queue until one closes.
     #[arg(
         long,
         env = "TOTPD_MAX_CONNECTIONS",
         value_name = "N",
         default_value_t = 1024,
-        value_parser = clap::value_parser!(u32).range(1..)
+        value_parser = clap::value_parser!(u32).range(1..=1_048_576)
     )]
     pub max_connections: u32,
+    /// Most connections served at once from one client address (1 to
+    /// 1048576; at most --max-connections applies). IPv6 addresses count
+    /// per /64. Beyond, a new connection from that address is closed at
+    /// once without an answer. Behind a proxy every client shares the
+    /// proxy's address: raise it there.
+    #[arg(
+        long,
+        env = "TOTPD_MAX_CONNECTIONS_PER_ADDRESS",
+        value_name = "N",
+        default_value_t = 256,
+        value_parser = clap::value_parser!(u32).range(1..=1_048_576)
+    )]
+    pub max_connections_per_address: u32,
     /// Seconds a client has to complete the TLS handshake and to send a
-    /// request's headers (also how long an idle keep-alive connection stays
-    /// open); slower connections are closed.
+    /// request's headers (1 to 3600); slower connections are closed.
     #[arg(
         long,
         env = "TOTPD_HEADER_READ_TIMEOUT",
         value_name = "SECONDS",
         default_value_t = 10,
-        value_parser = clap::value_parser!(u64).range(1..)
+        value_parser = clap::value_parser!(u64).range(1..=3600)
     )]
     pub header_read_timeout: u64,
+    /// Seconds a kept-alive connection may stay idle (no request in
+    /// progress, nothing received) before it is closed (0 to 3600; the
+    /// shorter of this and --header-read-timeout applies). 0: no keep-alive,
+    /// every answer closes its connection.
+    #[arg(
+        long,
+        env = "TOTPD_KEEP_ALIVE_TIMEOUT",
+        value_name = "SECONDS",
+        default_value_t = 5,
+        value_parser = clap::value_parser!(u64).range(0..=3600)
+    )]
+    pub keep_alive_timeout: u64,
+    /// Serve GET /metrics on this address only (e.g. 127.0.0.1:9100), and
+    /// no longer on --listen. Default: /metrics is served on --listen.
+    #[arg(long, env = "TOTPD_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+    /// Require `Authorization: Bearer TOKEN` on GET /metrics (16 to 256
+    /// visible ASCII characters); others get 401. Prefer the environment
+    /// variable: arguments show in the process list.
+    #[arg(
+        long,
+        env = "TOTPD_METRICS_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true,
+        value_parser = parse_secret_arg
+    )]
+    pub metrics_token: Option<SecretArg>,
     /// Requests per second of one API key, with bursts of as many; beyond,
-    /// 429 with Retry-After. Counted per node. 0: no limit.
+    /// 429 with Retry-After. Counted per node. Default 0: no limit, one key
+    /// may use the whole node. To cap keys handed to agents you do not fully
+    /// trust, set a few times the busiest key's peak rate (e.g. 1000).
     #[arg(
         long,
         env = "TOTPD_RATE_LIMIT_PER_KEY",
@@ -159,9 +214,13 @@ pub(crate) struct ServeArgs {
         default_value_t = totpd_api::RATE_LIMIT_PER_KEY
     )]
     pub rate_limit_per_key: u32,
-    /// Failed authentications from one client address within
-    /// --auth-failure-window after which that address gets 429 on every
-    /// /api/ request for the window. Counted per node. 0: no lockout.
+    /// Failed authentications (credentials sent but wrong, unknown or
+    /// revoked) of one key id from one client address (IPv6: its /64) within
+    /// --auth-failure-window, after which that key id from that address gets
+    /// 429 for the window, before its secret is checked. Other keys from the
+    /// address keep working until the address as a whole has failed 10 times
+    /// this limit; then only keys that authenticated from it during those
+    /// failures are still served. Counted per node. 0: no lockout.
     #[arg(
         long,
         env = "TOTPD_AUTH_FAILURE_LIMIT",
@@ -195,6 +254,28 @@ pub(crate) struct ServeArgs {
 
 /// Highest accepted `--max-secrets-per-account`.
 const MAX_SECRETS_PER_ACCOUNT_CEILING: u64 = 1_000_000_000;
+
+/// An argument that is a secret: `Debug` never shows it, it is wiped from
+/// memory when dropped, and it is checked after parsing (clap's own errors
+/// would repeat the value).
+#[derive(Clone)]
+pub(crate) struct SecretArg(zeroize::Zeroizing<String>);
+
+impl SecretArg {
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+fn parse_secret_arg(text: &str) -> Result<SecretArg, std::convert::Infallible> {
+    Ok(SecretArg(zeroize::Zeroizing::new(text.to_owned())))
+}
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum KeysCommand {
@@ -239,13 +320,29 @@ pub(crate) struct KeysRevokeArgs {
     pub store: StoreArgs,
 }
 
-#[derive(Debug, Args)]
+/// (`Debug`, in config.rs, hides the database passwords.)
+#[derive(Args)]
 pub(crate) struct MigrateArgs {
-    /// Source database URL, e.g. sqlite:///var/lib/totpd/totpd.db.
-    #[arg(long, value_name = "URL")]
+    /// Source database URL, e.g. sqlite:///var/lib/totpd/totpd.db. Only read
+    /// (a SQLite file is opened read-only), as one consistent snapshot.
+    /// A URL with a password belongs in TOTPD_MIGRATE_FROM: command lines
+    /// are visible to every local user (ps).
+    #[arg(
+        long,
+        env = "TOTPD_MIGRATE_FROM",
+        value_name = "URL",
+        hide_env_values = true
+    )]
     pub from: String,
-    /// Target database URL, e.g. postgres://totpd@db/totpd; must be empty.
-    #[arg(long, value_name = "URL")]
+    /// Target database URL, e.g. postgres://totpd@db/totpd; must be empty,
+    /// and is left empty if the copy fails. A URL with a password belongs
+    /// in TOTPD_MIGRATE_TO.
+    #[arg(
+        long,
+        env = "TOTPD_MIGRATE_TO",
+        value_name = "URL",
+        hide_env_values = true
+    )]
     pub to: String,
 }
 
@@ -256,7 +353,7 @@ pub(crate) struct BenchSeedArgs {
     #[arg(long, value_name = "NAME")]
     pub account: String,
     /// Number of secrets to create.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     pub count: u64,
     #[command(flatten)]
     pub store: StoreArgs,

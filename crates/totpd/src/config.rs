@@ -4,7 +4,20 @@
 //! key file. A new database with neither gets a freshly generated key file
 //! (mode 0600). An initialised database with neither, or with a key that does
 //! not open it, is an error: the vault never serves codes it cannot decrypt.
+//!
+//! Several nodes may start at once on one data directory. The key file is
+//! created atomically (written and fsynced under a temporary name, then
+//! hard-linked into place, which fails if the file already exists), so all
+//! of them end up with the one key that won, and no node ever reads a
+//! half-written file.
+//!
+//! Permissions: what totpd creates is private (data directory 0700, key file
+//! and SQLite database 0600). What already exists is left as it is, with a
+//! warning at start when the data directory, the key file or the SQLite
+//! database files are accessible to other users: the operator may have
+//! reasons (a backup group) that totpd cannot know.
 
+use std::fmt;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,18 +27,52 @@ use totpd_store::ConnectOptions;
 use totpd_vault::{MasterKey, OpenError, Store, Vault};
 use zeroize::Zeroizing;
 
-use crate::cli::StoreArgs;
+use crate::cli::{MigrateArgs, StoreArgs};
 
 const MASTER_KEY_ENV: &str = "TOTPD_MASTER_KEY";
 const DATABASE_FILE: &str = "totpd.db";
 const MASTER_KEY_FILE: &str = "master.key";
 
-/// The resolved locations.
-#[derive(Debug, Clone)]
+/// The resolved locations. `Debug` shows the database URL without its
+/// password.
+#[derive(Clone)]
 pub(crate) struct Locations {
     pub data_dir: PathBuf,
     pub database_url: String,
     pub master_key_file: PathBuf,
+}
+
+impl fmt::Debug for Locations {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Locations")
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &self.database_for_display())
+            .field("master_key_file", &self.master_key_file)
+            .finish()
+    }
+}
+
+impl fmt::Debug for StoreArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreArgs")
+            .field("data_dir", &self.data_dir)
+            .field(
+                "database",
+                &self.database.as_deref().map(redact_url_password),
+            )
+            .field("master_key_file", &self.master_key_file)
+            .field("db_pool_size", &self.db_pool_size)
+            .finish()
+    }
+}
+
+impl fmt::Debug for MigrateArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MigrateArgs")
+            .field("from", &redact_url_password(&self.from))
+            .field("to", &redact_url_password(&self.to))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Locations {
@@ -42,6 +89,11 @@ impl Locations {
             .master_key_file
             .clone()
             .unwrap_or_else(|| data_dir.join(MASTER_KEY_FILE));
+        // Said before anything is opened, so it is seen even when the
+        // connection then fails.
+        if let Some(weakness) = totpd_store::postgres_tls_weakness(&database_url) {
+            warn(&weakness.to_string());
+        }
         Ok(Locations {
             data_dir,
             database_url,
@@ -55,6 +107,16 @@ impl Locations {
     }
 }
 
+/// A warning for the operator: a log event when logging is set up (`serve`),
+/// else a line on standard error (the other commands).
+fn warn(message: &str) {
+    if tracing::dispatcher::has_been_set() {
+        tracing::warn!("{message}");
+    } else {
+        eprintln!("totpd: warning: {message}");
+    }
+}
+
 fn default_data_dir() -> anyhow::Result<PathBuf> {
     if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
         return Ok(PathBuf::from(xdg).join("totpd"));
@@ -65,21 +127,62 @@ fn default_data_dir() -> anyhow::Result<PathBuf> {
     bail!("no data directory: pass --data-dir or set TOTPD_DATA_DIR")
 }
 
-fn redact_url_password(url: &str) -> String {
-    // scheme://user:password@host/... -> scheme://user:***@host/...
-    if let Some((scheme, rest)) = url.split_once("://")
-        && let Some((userinfo, host)) = rest.split_once('@')
-        && let Some((user, _)) = userinfo.split_once(':')
-    {
-        return format!("{scheme}://{user}:***@{host}");
+/// `url` with the password of its user info, and of a `password=` query
+/// parameter, replaced by `[redacted]`; scheme, user, host, port, database
+/// and other parameters are kept. The user info ends at the last `@` before
+/// the query, so a password with a raw `@` or `/` in it is still hidden.
+pub(crate) fn redact_url_password(url: &str) -> String {
+    const REDACTED: &str = "[redacted]";
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (before_query, query) = match rest.split_once('?') {
+        Some((before, query)) => (before, Some(query)),
+        None => (rest, None),
+    };
+    let mut out = format!("{scheme}://");
+    match before_query.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            match userinfo.split_once(':') {
+                Some((user, _)) => {
+                    out.push_str(user);
+                    out.push(':');
+                    out.push_str(REDACTED);
+                }
+                None => out.push_str(userinfo),
+            }
+            out.push('@');
+            out.push_str(host);
+        }
+        None => out.push_str(before_query),
     }
-    url.to_owned()
+    if let Some(query) = query {
+        out.push('?');
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                    format!("{key}={REDACTED}")
+                }
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.push_str(&pairs.join("&"));
+    }
+    out
 }
 
 /// Connects to the database and opens the vault with the right master key.
 pub(crate) async fn open_vault(args: &StoreArgs) -> anyhow::Result<(Vault, Locations)> {
     let locations = Locations::resolve(args)?;
     create_private_dir(&locations.data_dir)?;
+    warn_if_accessible_by_others(&locations.data_dir, "the data directory", "700");
+    let sqlite = totpd_store::sqlite_file(&locations.database_url);
+    if let Some(file) = &sqlite
+        && file.may_create
+    {
+        create_private_file(&file.path);
+    }
     let options = ConnectOptions {
         max_connections: args.db_pool_size.max(1),
         acquire_timeout: Duration::from_secs(3),
@@ -92,6 +195,13 @@ pub(crate) async fn open_vault(args: &StoreArgs) -> anyhow::Result<(Vault, Locat
                 locations.database_for_display()
             )
         })?;
+    if let Some(file) = &sqlite {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = file.path.clone().into_os_string();
+            path.push(suffix);
+            warn_if_accessible_by_others(Path::new(&path), "the database file", "600");
+        }
+    }
     let master = master_key(&locations, store.as_ref()).await?;
     let vault = Vault::open(store, master).await.map_err(|e| match e {
         OpenError::WrongMasterKey { .. } => anyhow::anyhow!(
@@ -114,19 +224,15 @@ async fn master_key(locations: &Locations, store: &dyn Store) -> anyhow::Result<
             .with_context(|| format!("{MASTER_KEY_ENV} is invalid"));
     }
     let path = &locations.master_key_file;
-    match std::fs::read_to_string(path).map(Zeroizing::new) {
-        Ok(text) => {
-            warn_if_readable_by_others(path);
-            return MasterKey::from_base64(&text)
-                .with_context(|| format!("the master key file {} is invalid", path.display()));
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => {
-            return Err(e)
-                .with_context(|| format!("could not read the master key file {}", path.display()));
-        }
+    if let Some(key) = read_key_file(path)? {
+        return Ok(key);
     }
     if Vault::is_initialized(store).await? {
+        // Another node may have created the key file and initialised the
+        // database since the file was looked for.
+        if let Some(key) = read_key_file(path)? {
+            return Ok(key);
+        }
         bail!(
             "the database {} is encrypted with a master key, but {} is not set and the key file {} does not exist; \
              restore the key file or set {}",
@@ -137,18 +243,87 @@ async fn master_key(locations: &Locations, store: &dyn Store) -> anyhow::Result<
         );
     }
     let key = MasterKey::generate().context("the system random number generator failed")?;
-    write_key_file(path, &key)?;
-    eprintln!(
-        "totpd: created a new master key in {} (mode 0600); back it up: without it the vault cannot be opened",
-        path.display()
-    );
-    Ok(key)
+    if install_key_file(path, &key)? {
+        eprintln!(
+            "totpd: created a new master key in {} (mode 0600); back it up: without it the vault cannot be opened",
+            path.display()
+        );
+        return Ok(key);
+    }
+    // Another node created the file first: its key is the one.
+    read_key_file(path)?.with_context(|| {
+        format!(
+            "the master key file {} vanished while it was being created",
+            path.display()
+        )
+    })
 }
 
-fn write_key_file(path: &Path, key: &MasterKey) -> anyhow::Result<()> {
-    if let Some(parent) = path.parent() {
-        create_private_dir(parent)?;
+/// The key in the key file; `None` if there is no such file.
+fn read_key_file(path: &Path) -> anyhow::Result<Option<MasterKey>> {
+    match std::fs::read_to_string(path).map(Zeroizing::new) {
+        Ok(text) => {
+            warn_if_accessible_by_others(path, "the master key file", "600");
+            MasterKey::from_base64(&text)
+                .map(Some)
+                .with_context(|| format!("the master key file {} is invalid", path.display()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => {
+            Err(e).with_context(|| format!("could not read the master key file {}", path.display()))
+        }
     }
+}
+
+/// Creates the key file holding `key`, unless it exists. Returns whether
+/// this call created it (`false`: another process did first).
+///
+/// The key is written and fsynced under a temporary name in the same
+/// directory (mode 0600), then hard-linked to `path`: the link either
+/// appears with the whole key or fails because the file exists, and never
+/// replaces it. The directory is fsynced so that the new name survives a
+/// crash.
+fn install_key_file(path: &Path, key: &MasterKey) -> anyhow::Result<bool> {
+    let dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    create_private_dir(&dir)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| MASTER_KEY_FILE.to_owned());
+    let temp = dir.join(format!(
+        ".{name}.{}.{}.tmp",
+        std::process::id(),
+        unique_suffix()
+    ));
+    let written = write_new_private_file(&temp, key.to_base64().as_bytes())
+        .with_context(|| format!("could not write the master key file {}", temp.display()));
+    let linked = written.and_then(|()| match std::fs::hard_link(&temp, path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e)
+            .with_context(|| format!("could not create the master key file {}", path.display())),
+    });
+    if let Err(e) = std::fs::remove_file(&temp)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        warn(&format!(
+            "could not remove the temporary file {}: {e}",
+            temp.display()
+        ));
+    }
+    let created = linked?;
+    if created {
+        sync_dir(&dir)
+            .with_context(|| format!("could not sync the directory {}", dir.display()))?;
+    }
+    Ok(created)
+}
+
+/// Writes `text` and a newline to a new file (mode 0600) and fsyncs it.
+fn write_new_private_file(path: &Path, text: &[u8]) -> std::io::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -156,14 +331,42 @@ fn write_key_file(path: &Path, key: &MasterKey) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt as _;
         options.mode(0o600);
     }
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("could not create the master key file {}", path.display()))?;
-    file.write_all(key.to_base64().as_bytes())
-        .and_then(|()| file.write_all(b"\n"))
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("could not write the master key file {}", path.display()))?;
-    Ok(())
+    let mut file = options.open(path)?;
+    file.write_all(&Zeroizing::new([text, b"\n"].concat()))?;
+    file.sync_all()
+}
+
+/// Creates an empty file with mode 0600 if there is none, so that SQLite
+/// (which creates the database, `-wal` and `-shm` files with the mode of
+/// the database file) keeps it private. Any failure is left for SQLite to
+/// report when it opens the file.
+fn create_private_file(path: &Path) {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let _ = options.open(path);
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::fs::File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
+
+/// The clock's nanoseconds: with the process id, a temporary name no other
+/// process (on this or another host sharing the directory) picks.
+fn unique_suffix() -> u128 {
+    totpd_vault::clock::unix_nanos()
 }
 
 fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
@@ -182,18 +385,25 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("could not create the data directory {}", dir.display()))
 }
 
-fn warn_if_readable_by_others(path: &Path) {
+/// Warns when group or others have any access to `path` (`what` names it,
+/// `mode` is what to chmod it to). A missing path is not a warning.
+fn warn_if_accessible_by_others(path: &Path, what: &str, mode: &str) {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
-        if let Ok(meta) = std::fs::metadata(path)
-            && meta.permissions().mode() & 0o077 != 0
-        {
-            eprintln!(
-                "totpd: warning: the master key file {} is accessible to other users; run chmod 600 on it",
-                path.display()
-            );
+        if let Ok(meta) = std::fs::metadata(path) {
+            let bits = meta.permissions().mode() & 0o777;
+            if bits & 0o077 != 0 {
+                warn(&format!(
+                    "{what} {} is accessible to other users (mode {bits:03o}); run chmod {mode} on it",
+                    path.display()
+                ));
+            }
         }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (path, what, mode);
     }
 }
 
@@ -203,13 +413,23 @@ mod tests {
 
     #[test]
     fn passwords_in_database_urls_are_redacted() {
-        assert_eq!(
-            redact_url_password("postgres://u:hunter2@db:5432/totpd"),
-            "postgres://u:***@db:5432/totpd"
-        );
-        assert_eq!(
-            redact_url_password("sqlite:///tmp/x.db"),
-            "sqlite:///tmp/x.db"
-        );
+        for (url, shown) in [
+            (
+                "postgres://u:hunter2@db:5432/totpd",
+                "postgres://u:[redacted]@db:5432/totpd",
+            ),
+            (
+                "postgres://u:hun@ter/2@db/totpd?sslmode=verify-full",
+                "postgres://u:[redacted]@db/totpd?sslmode=verify-full",
+            ),
+            (
+                "postgres://u@db/totpd?sslmode=require&password=hunter2",
+                "postgres://u@db/totpd?sslmode=require&password=[redacted]",
+            ),
+            ("postgres://u@db/totpd", "postgres://u@db/totpd"),
+            ("sqlite:///tmp/x.db", "sqlite:///tmp/x.db"),
+        ] {
+            assert_eq!(redact_url_password(url), shown, "{url}");
+        }
     }
 }

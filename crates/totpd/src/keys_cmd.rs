@@ -3,8 +3,8 @@
 
 use std::process::ExitCode;
 
-use totpd_api::{Clock as _, SystemClock};
 use totpd_vault::VaultError;
+use totpd_vault::{Clock as _, SystemClock};
 
 use crate::cli::{KeysCreateArgs, KeysListArgs, KeysRevokeArgs};
 use crate::config::open_vault;

@@ -5,7 +5,7 @@
 
 use std::io::{self, BufWriter, Read, Write};
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
+use totpd_vault::{Clock as _, SystemClock, UnixTime};
 
 use anyhow::{Context as _, bail};
 use clap::Args;
@@ -13,7 +13,9 @@ use totpd_otp::{Algorithm, Digits, Generator, OtpKind, Period, Secret, parse_otp
 use zeroize::Zeroizing;
 
 /// Compute TOTP/HOTP codes offline from a secret or an otpauth URI, like oathtool.
-#[derive(Args, Debug)]
+///
+/// `Debug` shows whether a secret or URI was given, never its text.
+#[derive(Args)]
 #[command(after_help = "\
 Examples:
   totpd otp --secret JBSWY3DPEHPK3PXP
@@ -68,6 +70,31 @@ pub struct OtpArgs {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub window: u64,
+}
+
+impl std::fmt::Debug for OtpArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |given: &Option<String>| given.as_ref().map(|_| Redacted);
+        f.debug_struct("OtpArgs")
+            .field("secret", &redacted(&self.secret))
+            .field("uri", &redacted(&self.uri))
+            .field("algorithm", &self.algorithm)
+            .field("digits", &self.digits)
+            .field("period", &self.period)
+            .field("at", &self.at)
+            .field("counter", &self.counter)
+            .field("window", &self.window)
+            .finish()
+    }
+}
+
+/// Stands for a value `Debug` must not show.
+struct Redacted;
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
 }
 
 /// Runs `totpd otp`.
@@ -177,10 +204,8 @@ fn read_if_dash(arg: &str, stdin: &mut dyn Read, what: &str) -> anyhow::Result<Z
 
 /// The clock, read only when --at is absent.
 fn system_now() -> anyhow::Result<u64> {
-    Ok(SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .context("the system clock is before 1970")?
-        .as_secs())
+    let UnixTime(millis) = SystemClock.now();
+    u64::try_from(millis / 1000).context("the system clock is before 1970")
 }
 
 /// Writes the codes one per line, formatting each into a stack buffer (no
@@ -198,17 +223,17 @@ fn parse_algorithm(s: &str) -> Result<Algorithm, String> {
     s.parse().map_err(|e: totpd_otp::ParamError| e.to_string())
 }
 
+// The messages below never repeat the value: it could be a secret typed
+// into the wrong flag.
 fn parse_digits(s: &str) -> Result<Digits, String> {
-    let n: u64 = s
-        .parse()
-        .map_err(|_| format!("{s:?} is not a whole number"))?;
+    let n: u64 = s.parse().map_err(|_| "not a whole number".to_owned())?;
     Digits::try_from(n).map_err(|e| e.to_string())
 }
 
 fn parse_period(s: &str) -> Result<Period, String> {
     let n: u64 = s
         .parse()
-        .map_err(|_| format!("{s:?} is not a whole number of seconds"))?;
+        .map_err(|_| "not a whole number of seconds".to_owned())?;
     Period::new(n).map_err(|e| e.to_string())
 }
 
@@ -351,6 +376,25 @@ mod tests {
             format!("{error:#}"),
             "invalid --uri: parameter \"digits\" is invalid: digits must be 6, 7 or 8, not 9"
         );
+    }
+
+    #[test]
+    fn debug_shows_neither_the_secret_nor_the_uri() {
+        let uri = format!("otpauth://totp/Acme:bob?secret={SEED}&issuer=Acme");
+        for argv in [vec!["--secret", SEED], vec!["--uri", uri.as_str()]] {
+            let parsed = args(&argv);
+            for debug in [format!("{parsed:?}"), format!("{parsed:#?}")] {
+                assert!(
+                    debug.contains("[redacted]"),
+                    "{argv:?}: no [redacted] marker"
+                );
+                assert!(
+                    !debug.to_uppercase().contains(&SEED[..16]),
+                    "{argv:?}: Debug shows the secret"
+                );
+                assert!(!debug.contains("otpauth"), "{argv:?}: Debug shows the URI");
+            }
+        }
     }
 
     #[test]

@@ -8,14 +8,40 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use totpd_api::{AppState, Clock as _, Limits, Metrics, SystemClock};
+use tokio::net::TcpListener;
+use totpd_api::{AppState, Limits, Metrics, MetricsAccess, MetricsToken};
+use totpd_vault::{Clock as _, SystemClock};
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::ServeArgs;
 use crate::config::open_vault;
 use crate::server::{self, ServerConfig, load_tls};
 
+/// Longest accepted `--auth-failure-window`, in seconds (one day).
+const MAX_AUTH_FAILURE_WINDOW_SECS: u64 = 86_400;
+/// Most connections the `--metrics-listen` listener serves at once.
+const METRICS_MAX_CONNECTIONS: usize = 16;
+
+/// Settings clap cannot check on its own. Runs before anything is opened
+/// or created, so a bad setting changes nothing. Returns the metrics token.
+fn check_settings(args: &ServeArgs) -> anyhow::Result<Option<MetricsToken>> {
+    let token = args
+        .metrics_token
+        .as_ref()
+        .map(|token| MetricsToken::new(token.expose()))
+        .transpose()
+        .context("invalid --metrics-token (TOTPD_METRICS_TOKEN)")?;
+    if !(1..=MAX_AUTH_FAILURE_WINDOW_SECS).contains(&args.auth_failure_window) {
+        bail!(
+            "--auth-failure-window (TOTPD_AUTH_FAILURE_WINDOW) must be 1 to {MAX_AUTH_FAILURE_WINDOW_SECS} seconds, got {}",
+            args.auth_failure_window
+        );
+    }
+    Ok(token)
+}
+
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let token = check_settings(&args)?;
     init_logging();
     let (vault, locations) = open_vault(&args.store).await?;
     let vault = vault.with_max_secrets_per_account(args.max_secrets_per_account);
@@ -43,9 +69,17 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ),
     };
 
-    let listener = tokio::net::TcpListener::bind(&args.listen)
+    let listener = TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("could not listen on {}", args.listen))?;
+    let metrics_listener = match &args.metrics_listen {
+        Some(address) => Some(
+            TcpListener::bind(address)
+                .await
+                .with_context(|| format!("could not listen on {address} (--metrics-listen)"))?,
+        ),
+        None => None,
+    };
     let address = listener
         .local_addr()
         .context("could not read the bound address")?;
@@ -53,6 +87,16 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         tracing::warn!(%address, "listening beyond loopback without TLS: API keys and codes cross the network in clear; pass --tls-cert and --tls-key, or put a TLS proxy in front");
     }
     let scheme = if tls.is_some() { "https" } else { "http" };
+    // Printed before the main address, which tools wait for.
+    if let Some(metrics) = &metrics_listener {
+        let metrics_address = metrics
+            .local_addr()
+            .context("could not read the bound metrics address")?;
+        if !metrics_address.ip().is_loopback() && tls.is_none() {
+            tracing::warn!(address = %metrics_address, "serving /metrics beyond loopback without TLS");
+        }
+        println!("totpd metrics on {scheme}://{metrics_address}/metrics");
+    }
     println!("totpd listening on {scheme}://{address}");
 
     let state = AppState {
@@ -60,7 +104,9 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         clock: Arc::new(SystemClock),
         metrics: Arc::new(Metrics::default()),
     };
-    let request_timeout = Duration::from_secs(args.request_timeout.max(1));
+    // Every duration below is at most an hour or a day (checked ranges), so
+    // no sum of them overflows.
+    let request_timeout = Duration::from_secs(args.request_timeout);
     let limits = Limits {
         max_body_bytes: usize::try_from(args.max_body_bytes).unwrap_or(usize::MAX),
         request_timeout,
@@ -69,17 +115,57 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         auth_failure_window: Duration::from_secs(args.auth_failure_window),
     };
     let header_read_timeout = Duration::from_secs(args.header_read_timeout);
+    let max_connections = usize::try_from(args.max_connections).unwrap_or(usize::MAX);
     let config = ServerConfig {
         tls,
-        max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+        max_connections,
+        max_connections_per_address: usize::try_from(args.max_connections_per_address)
+            .unwrap_or(usize::MAX)
+            .min(max_connections),
         max_header_bytes: usize::try_from(args.max_header_bytes).unwrap_or(usize::MAX),
         header_read_timeout,
+        keep_alive_timeout: Duration::from_secs(args.keep_alive_timeout),
         // Every request is answered within the request timeout; allow for
         // slow clients reading their answers.
-        drain_timeout: request_timeout + header_read_timeout,
+        drain_timeout: request_timeout.saturating_add(header_read_timeout),
+        metrics: MetricsAccess {
+            served: metrics_listener.is_none(),
+            token: token.clone(),
+        },
     };
+    let metrics_config = ServerConfig {
+        max_connections: METRICS_MAX_CONNECTIONS.min(max_connections),
+        max_connections_per_address: config
+            .max_connections_per_address
+            .min(METRICS_MAX_CONNECTIONS),
+        metrics: MetricsAccess {
+            served: true,
+            token,
+        },
+        ..config.clone()
+    };
+    let metrics_app = totpd_api::metrics_app(state.clone());
     let app = totpd_api::router(state, &limits);
-    server::serve(listener, app, config, shutdown_signal()).await;
+
+    // One signal stops both listeners.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        // An error means the sender is gone: stop as well.
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let main = server::serve(listener, app, config, until_stopped(stopped.clone()));
+    match metrics_listener {
+        Some(metrics) => {
+            let metrics =
+                server::serve(metrics, metrics_app, metrics_config, until_stopped(stopped));
+            tokio::join!(main, metrics);
+        }
+        None => main.await,
+    }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -261,23 +261,23 @@ rejected! {
         "parameter \"digits\" is invalid: digits must be 6, 7 or 8, not 10";
     digits_that_are_not_a_number_are_refused:
         "otpauth://totp/bob?secret=JBSWY3DPEHPK3PXP&digits=six"
-        => UriError::NotAnInteger { name: "digits", value: "six".into() },
-        "parameter \"digits\" must be a non-negative whole number, not \"six\"";
+        => UriError::NotAnInteger { name: "digits" },
+        "parameter \"digits\" must be a non-negative whole number";
     digits_with_a_sign_are_refused:
         "otpauth://totp/bob?secret=JBSWY3DPEHPK3PXP&digits=%2B6"
-        => UriError::NotAnInteger { name: "digits", value: "+6".into() },
-        "parameter \"digits\" must be a non-negative whole number, not \"+6\"";
+        => UriError::NotAnInteger { name: "digits" },
+        "parameter \"digits\" must be a non-negative whole number";
     digits_too_large_for_any_integer_are_refused:
         "otpauth://totp/bob?secret=JBSWY3DPEHPK3PXP&digits=99999999999999999999"
-        => UriError::NotAnInteger { name: "digits", value: "99999999999999999999".into() },
-        "parameter \"digits\" must be a non-negative whole number, not \"99999999999999999999\"";
+        => UriError::NotAnInteger { name: "digits" },
+        "parameter \"digits\" must be a non-negative whole number";
     empty_digits_are_refused:
         "otpauth://totp/bob?secret=JBSWY3DPEHPK3PXP&digits="
         => UriError::EmptyParameter { name: "digits" },
         "parameter \"digits\" is empty";
     an_unknown_algorithm_is_refused:
         "otpauth://totp/bob?secret=JBSWY3DPEHPK3PXP&algorithm=MD5"
-        => UriError::InvalidParameter { name: "algorithm", reason: ParamError::UnknownAlgorithm { name: "MD5".into() } },
+        => UriError::InvalidParameter { name: "algorithm", reason: ParamError::UnknownAlgorithm { name: Some("MD5") } },
         "parameter \"algorithm\" is invalid: unsupported algorithm \"MD5\" (expected SHA1, SHA256 or SHA512)";
     a_zero_period_is_refused:
         "otpauth://totp/bob?secret=JBSWY3DPEHPK3PXP&period=0"
@@ -285,19 +285,19 @@ rejected! {
         "parameter \"period\" is invalid: period must be between 1 and 86400 seconds, not 0";
     a_negative_period_is_refused:
         "otpauth://totp/bob?secret=JBSWY3DPEHPK3PXP&period=-30"
-        => UriError::NotAnInteger { name: "period", value: "-30".into() },
-        "parameter \"period\" must be a non-negative whole number, not \"-30\"";
+        => UriError::NotAnInteger { name: "period" },
+        "parameter \"period\" must be a non-negative whole number";
     a_period_over_one_day_is_refused:
         "otpauth://totp/bob?secret=JBSWY3DPEHPK3PXP&period=86401"
         => UriError::InvalidParameter { name: "period", reason: ParamError::PeriodOutOfRange { seconds: 86_401 } },
         "parameter \"period\" is invalid: period must be between 1 and 86400 seconds, not 86401";
     a_fractional_period_is_refused:
         "otpauth://totp/bob?secret=JBSWY3DPEHPK3PXP&period=30.5"
-        => UriError::NotAnInteger { name: "period", value: "30.5".into() },
-        "parameter \"period\" must be a non-negative whole number, not \"30.5\"";
+        => UriError::NotAnInteger { name: "period" },
+        "parameter \"period\" must be a non-negative whole number";
     an_unknown_type_is_refused:
         "otpauth://motp/bob?secret=JBSWY3DPEHPK3PXP"
-        => UriError::UnsupportedType { kind: "motp".into() },
+        => UriError::UnsupportedType { kind: Some("motp") },
         "unsupported type \"motp\" (expected \"totp\" or \"hotp\")";
     a_missing_type_is_refused:
         "otpauth:///bob?secret=JBSWY3DPEHPK3PXP"
@@ -305,24 +305,24 @@ rejected! {
         "missing type after \"otpauth://\" (expected \"totp\" or \"hotp\")";
     a_repeated_parameter_is_refused:
         "otpauth://totp/bob?secret=JBSWY3DPEHPK3PXP&period=30&period=60"
-        => UriError::RepeatedParameter { name: "period".into() },
-        "parameter \"period\" appears twice";
+        => UriError::RepeatedParameter { name: Some("period"), first: 2, second: 3 },
+        "parameter \"period\" appears twice (query parameters 2 and 3)";
     a_repeated_secret_is_refused_even_in_another_case:
         "otpauth://totp/bob?secret=JBSWY3DPEHPK3PXP&SECRET=GEZDGNBVGY3TQOJQ"
-        => UriError::RepeatedParameter { name: "secret".into() },
-        "parameter \"secret\" appears twice";
+        => UriError::RepeatedParameter { name: Some("secret"), first: 1, second: 2 },
+        "parameter \"secret\" appears twice (query parameters 1 and 2)";
     a_repeated_unknown_parameter_is_refused:
         "otpauth://totp/bob?secret=JBSWY3DPEHPK3PXP&image=a&image=b"
-        => UriError::RepeatedParameter { name: "image".into() },
-        "parameter \"image\" appears twice";
+        => UriError::RepeatedParameter { name: Some("image"), first: 2, second: 3 },
+        "parameter \"image\" appears twice (query parameters 2 and 3)";
     hotp_without_a_counter_is_refused:
         "otpauth://hotp/bob?secret=JBSWY3DPEHPK3PXP"
         => UriError::MissingParameter { name: "counter" },
         "parameter \"counter\" is missing";
     hotp_with_a_negative_counter_is_refused:
         "otpauth://hotp/bob?secret=JBSWY3DPEHPK3PXP&counter=-1"
-        => UriError::NotAnInteger { name: "counter", value: "-1".into() },
-        "parameter \"counter\" must be a non-negative whole number, not \"-1\"";
+        => UriError::NotAnInteger { name: "counter" },
+        "parameter \"counter\" must be a non-negative whole number";
     a_bad_percent_escape_in_the_label_is_refused:
         "otpauth://totp/Acme%2:bob?secret=JBSWY3DPEHPK3PXP"
         => UriError::InvalidPercentEncoding { part: UriPart::Label },
@@ -341,21 +341,115 @@ rejected! {
         "invalid percent-encoding in parameter \"secret\"";
     a_bad_percent_escape_in_a_parameter_name_is_refused:
         "otpauth://totp/bob?secret=JBSWY3DPEHPK3PXP&im%zzage=1"
-        => UriError::InvalidPercentEncoding { part: UriPart::ParameterName("im%zzage".into()) },
-        "invalid percent-encoding in the parameter name \"im%zzage\"";
+        => UriError::InvalidPercentEncoding { part: UriPart::ParameterName { position: 2 } },
+        "invalid percent-encoding in the name of query parameter 2";
 }
 
 #[test]
-fn long_values_are_shortened_in_error_messages() {
+fn a_long_unknown_type_is_not_quoted_back() {
     let long_type = "x".repeat(500);
     let error = parse_otpauth_uri(&format!(
         "otpauth://{long_type}/bob?secret=JBSWY3DPEHPK3PXP"
     ))
     .unwrap_err();
+    assert_eq!(error, UriError::UnsupportedType { kind: None });
+    assert_eq!(
+        error.to_string(),
+        "unsupported type (expected \"totp\" or \"hotp\")"
+    );
+}
+
+/// A base32 secret as someone might paste it into the wrong part of a URI.
+const PASTED: &str = "JBSWY3DPEHPK3PXPGEZDGNBV";
+
+/// Inputs with [`PASTED`] where an error is about; no error may repeat it.
+fn pasted_secret_inputs() -> Vec<String> {
+    let lower = PASTED.to_lowercase();
+    let p = PASTED;
+    vec![
+        // Bare tokens are parameters with empty values: a repeated name.
+        format!("otpauth://totp/x?{p}&{p}"),
+        format!("otpauth://totp/x?secret=JBSWY3DPEHPK3PXP&{lower}=1&{p}=2"),
+        format!("otpauth://totp/x?secret=JBSWY3DPEHPK3PXP&{p}%zz=1"),
+        format!("otpauth://totp/x?{p}%FF"),
+        format!("otpauth://{p}/x?secret=JBSWY3DPEHPK3PXP"),
+        format!("otpauth://totp/x?secret=JBSWY3DPEHPK3PXP&digits={p}"),
+        format!("otpauth://totp/x?secret=JBSWY3DPEHPK3PXP&period={p}"),
+        format!("otpauth://totp/x?secret=JBSWY3DPEHPK3PXP&period=-{p}"),
+        format!("otpauth://hotp/x?secret=JBSWY3DPEHPK3PXP&counter={p}"),
+        format!("otpauth://totp/x?secret=JBSWY3DPEHPK3PXP&algorithm={p}"),
+        format!("otpauth://totp/x?secret=JBSWY3DPEHPK3PXP&algorithm=SHA{p}"),
+        format!("otpauth://totp/x?secret={p}1"),
+        format!("otpauth://totp/x?secret={p}%G0"),
+        format!("otpauth://totp/x?secret={p}&secret={p}"),
+        format!("otpauth://totp/x?secret=%FF{p}"),
+        format!("{p}:alice"),
+        p.to_owned(),
+        format!("otpauth:{p}"),
+        format!("otpauth-migration://{p}?data=CgA"),
+        format!("otpauth-migration://offline?{p}&{p}"),
+        format!("otpauth-migration://offline?data=CgA&{p}%zz"),
+        format!("otpauth-migration://offline?data={p}*"),
+        format!("{p}://offline?data=CgA"),
+    ]
+}
+
+/// Whether `message` contains any six consecutive characters of [`PASTED`],
+/// in any case.
+fn repeats_the_paste(message: &str) -> bool {
+    let message = message.to_uppercase();
+    PASTED
+        .as_bytes()
+        .windows(6)
+        .any(|window| message.contains(std::str::from_utf8(window).unwrap()))
+}
+
+#[test]
+fn no_error_repeats_a_secret_pasted_anywhere_in_a_uri() {
+    for input in pasted_secret_inputs() {
+        let messages = if input.to_ascii_lowercase().starts_with("otpauth-migration") {
+            let error = totpd_otp::migration::decode(&input).expect_err(&input);
+            [error.to_string(), format!("{error:?}")]
+        } else {
+            let error = parse_otpauth_uri(&input).expect_err(&input);
+            [error.to_string(), format!("{error:?}")]
+        };
+        for message in messages {
+            assert!(
+                !repeats_the_paste(&message),
+                "the error for input #{} repeats the pasted secret: {message}",
+                pasted_secret_inputs()
+                    .iter()
+                    .position(|i| *i == input)
+                    .unwrap_or_default()
+            );
+        }
+    }
+}
+
+#[test]
+fn a_repeated_unknown_parameter_is_named_by_position_only() {
+    let error = parse_otpauth_uri(&format!("otpauth://totp/x?{PASTED}&{PASTED}")).unwrap_err();
     assert_eq!(
         error,
-        UriError::UnsupportedType {
-            kind: format!("{}…", "x".repeat(40))
+        UriError::RepeatedParameter {
+            name: None,
+            first: 1,
+            second: 2
         }
+    );
+    assert_eq!(
+        error.to_string(),
+        "a parameter name appears twice (query parameters 1 and 2)"
+    );
+}
+
+#[test]
+fn an_unknown_algorithm_that_is_no_known_hash_is_not_quoted() {
+    let error = parse_otpauth_uri("otpauth://totp/bob?secret=JBSWY3DPEHPK3PXP&algorithm=GEZDGNBV")
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "parameter \"algorithm\" is invalid: unsupported algorithm (expected SHA1, SHA256 or SHA512)"
     );
 }

@@ -10,14 +10,18 @@ use super::url::{Location, Mode};
 use crate::error::classify_sqlite;
 use crate::migrate::{Migration, pending};
 
-static MIGRATIONS: [Migration; 2] = [
+static MIGRATIONS: [Migration; 3] = [
     Migration {
         version: 1,
         sql: include_str!("../../migrations/sqlite/0001_init.sql"),
     },
     Migration {
         version: 2,
-        sql: include_str!("../../migrations/sqlite/0002_secret_count_and_list_order.sql"),
+        sql: include_str!("../../migrations/sqlite/0002_binding_versions.sql"),
+    },
+    Migration {
+        version: 3,
+        sql: include_str!("../../migrations/sqlite/0003_secret_count_and_list_order.sql"),
     },
 ];
 

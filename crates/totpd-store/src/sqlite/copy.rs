@@ -2,21 +2,32 @@
 
 use rusqlite::{Connection, params};
 use tokio::sync::mpsc;
-use totpd_vault::{AccountRow, ApiKeyRow, CopyReport, SecretRow, Store, StoreError};
+use totpd_vault::{AccountRow, ApiKeyRow, CopyReport, SecretRow, Snapshot, StoreError};
+use uuid::Uuid;
 
 use super::conn::Opener;
-use super::rows;
+use super::{rows, snapshot};
 use crate::error::classify_sqlite;
 use crate::queries as q;
+use crate::verify::{count, mismatch, same_secrets};
 
-/// Pages of rows on their way from the source to the transaction.
-enum Chunk {
+/// A page of rows of one table, as read from the source.
+enum Rows {
     Meta(Vec<(String, Vec<u8>)>),
     Accounts(Vec<AccountRow>),
     ApiKeys(Vec<ApiKeyRow>),
+    /// One page of secrets; an empty page ends the table.
     Secrets(Vec<SecretRow>),
-    /// Everything was sent: commit.
-    Done,
+}
+
+/// What the transaction side is asked to do next.
+enum Step {
+    /// Insert these rows.
+    Insert(Rows),
+    /// Compare these rows (the source read a second time) with the target's.
+    Check(Rows),
+    /// Everything was sent and checked: commit.
+    Commit,
 }
 
 /// Why feeding the copy stopped early.
@@ -29,23 +40,28 @@ enum Feed {
 
 /// Copies every row of `source` into the (empty) database `opener` opens.
 ///
-/// The copy streams: the source is read page by page (async, on this task)
+/// The copy streams: the snapshot is read page by page (async, on this task)
 /// while a blocking task inserts each page into one `BEGIN IMMEDIATE`
 /// transaction on a connection of its own. At most [`IN_FLIGHT`] pages wait
 /// between them, so memory stays at a few pages of secrets (about 1 MiB with
 /// 1,000-row pages) whatever the source's size. The emptiness check runs
-/// inside that transaction, and any failure, of the source or of the
-/// target, rolls the whole copy back.
+/// inside that transaction; so does the verification (see `crate::verify`),
+/// which reads the snapshot a second time and compares each page with the
+/// target's. Any failure, of the source, of the target or of the
+/// comparison, rolls the whole copy back.
 ///
 /// While the copy holds the write lock, other writes to the target (this
 /// process's group commits included) wait up to the busy timeout and then
 /// fail as unavailable: copy into a database that is not yet in service.
-pub(crate) async fn copy(opener: &Opener, source: &dyn Store) -> Result<CopyReport, StoreError> {
-    let (pages, inbox) = mpsc::channel(IN_FLIGHT);
+pub(crate) async fn copy(
+    opener: &Opener,
+    source: &mut dyn Snapshot,
+) -> Result<CopyReport, StoreError> {
+    let (steps, inbox) = mpsc::channel(IN_FLIGHT);
     let opener = opener.clone();
     let apply = tokio::task::spawn_blocking(move || apply(&opener, inbox));
-    let fed = feed(source, &pages).await;
-    drop(pages);
+    let fed = feed(source, &steps).await;
+    drop(steps);
     let applied = apply
         .await
         .map_err(|e| StoreError::Other(format!("the SQLite copy task failed: {e}")))?;
@@ -59,45 +75,67 @@ pub(crate) async fn copy(opener: &Opener, source: &dyn Store) -> Result<CopyRepo
 /// Pages in flight between the source and the transaction.
 const IN_FLIGHT: usize = 2;
 
-async fn feed(source: &dyn Store, pages: &mpsc::Sender<Chunk>) -> Result<(), Feed> {
-    let send = |chunk| async { pages.send(chunk).await.map_err(|_| Feed::Closed) };
-    send(Chunk::Meta(source.dump_meta().await.map_err(Feed::Source)?)).await?;
-    send(Chunk::Accounts(
-        source.dump_accounts().await.map_err(Feed::Source)?,
+async fn feed(source: &mut dyn Snapshot, steps: &mpsc::Sender<Step>) -> Result<(), Feed> {
+    send_all(source, steps, Step::Insert).await?;
+    send_all(source, steps, Step::Check).await?;
+    steps.send(Step::Commit).await.map_err(|_| Feed::Closed)
+}
+
+/// Reads every table of `source` and sends it, each page wrapped by `step`.
+async fn send_all(
+    source: &mut dyn Snapshot,
+    steps: &mpsc::Sender<Step>,
+    step: fn(Rows) -> Step,
+) -> Result<(), Feed> {
+    let send = |rows| async move { steps.send(step(rows)).await.map_err(|_| Feed::Closed) };
+    send(Rows::Meta(source.meta().await.map_err(Feed::Source)?)).await?;
+    send(Rows::Accounts(
+        source.accounts().await.map_err(Feed::Source)?,
     ))
     .await?;
-    send(Chunk::ApiKeys(
-        source.dump_api_keys().await.map_err(Feed::Source)?,
+    send(Rows::ApiKeys(
+        source.api_keys().await.map_err(Feed::Source)?,
     ))
     .await?;
     let mut after = None;
     loop {
         let page = source
-            .dump_secrets(after, q::COPY_PAGE)
+            .secrets(after, q::COPY_PAGE)
             .await
             .map_err(Feed::Source)?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.id);
-        send(Chunk::Secrets(page)).await?;
+        let last = page.last().map(|row| row.id);
+        send(Rows::Secrets(page)).await?;
+        match last {
+            Some(id) => after = Some(id),
+            None => return Ok(()),
+        }
     }
-    send(Chunk::Done).await
 }
 
-fn apply(opener: &Opener, mut inbox: mpsc::Receiver<Chunk>) -> Result<CopyReport, StoreError> {
+fn apply(opener: &Opener, mut inbox: mpsc::Receiver<Step>) -> Result<CopyReport, StoreError> {
     let conn = opener.writer().map_err(classify_sqlite)?;
     conn.execute_batch("BEGIN IMMEDIATE")
         .map_err(classify_sqlite)?;
-    let outcome = insert_all(&conn, &mut inbox);
+    let outcome = copy_all(&conn, &mut inbox);
     if outcome.is_err() && !conn.is_autocommit() {
         let _ = conn.execute_batch("ROLLBACK");
     }
     outcome
 }
 
-fn insert_all(
-    conn: &Connection,
-    inbox: &mut mpsc::Receiver<Chunk>,
-) -> Result<CopyReport, StoreError> {
+/// How far the verification got.
+#[derive(Default)]
+struct Checked {
+    meta: bool,
+    accounts: bool,
+    api_keys: bool,
+    /// The last secret compared so far.
+    secrets_after: Option<Uuid>,
+    /// The source's last (empty) page of secrets was compared too.
+    secrets: bool,
+}
+
+fn copy_all(conn: &Connection, inbox: &mut mpsc::Receiver<Step>) -> Result<CopyReport, StoreError> {
     let any: bool = conn
         .query_row(q::HAS_ANY_ROW, [], |row| row.get(0))
         .map_err(classify_sqlite)?;
@@ -107,43 +145,89 @@ fn insert_all(
         ));
     }
     let mut report = CopyReport::default();
-    while let Some(chunk) = inbox.blocking_recv() {
-        let inserted = match chunk {
-            Chunk::Meta(rows) => {
-                report.meta += count(&rows);
-                rows.iter().try_for_each(|(name, value)| {
-                    conn.prepare_cached(q::INSERT_META)?
-                        .execute(params![name, value])
-                        .map(drop)
-                })
-            }
-            Chunk::Accounts(rows) => {
-                report.accounts += count(&rows);
-                rows.iter()
-                    .try_for_each(|row| rows::insert_account(conn, row).map(drop))
-            }
-            Chunk::ApiKeys(rows) => {
-                report.api_keys += count(&rows);
-                rows.iter()
-                    .try_for_each(|row| rows::insert_api_key(conn, row).map(drop))
-            }
-            Chunk::Secrets(rows) => {
-                report.secrets += count(&rows);
-                rows.iter()
-                    .try_for_each(|row| rows::insert_secret(conn, row).map(drop))
-            }
-            Chunk::Done => {
+    let mut checked = Checked::default();
+    while let Some(step) = inbox.blocking_recv() {
+        match step {
+            Step::Insert(rows) => insert(conn, &rows, &mut report).map_err(classify_sqlite)?,
+            Step::Check(rows) => check(conn, &rows, &mut checked)?,
+            Step::Commit => {
+                if !(checked.meta && checked.accounts && checked.api_keys && checked.secrets) {
+                    return Err(StoreError::Other(
+                        "the copy was about to commit unverified".to_owned(),
+                    ));
+                }
                 conn.execute_batch("COMMIT").map_err(classify_sqlite)?;
                 return Ok(report);
             }
-        };
-        inserted.map_err(classify_sqlite)?;
+        }
     }
     Err(StoreError::Other(
         "the copy was abandoned before it finished".to_owned(),
     ))
 }
 
-fn count<T>(rows: &[T]) -> u64 {
-    u64::try_from(rows.len()).unwrap_or(u64::MAX)
+fn insert(conn: &Connection, rows: &Rows, report: &mut CopyReport) -> rusqlite::Result<()> {
+    match rows {
+        Rows::Meta(rows) => {
+            report.meta += count(rows);
+            rows.iter().try_for_each(|(name, value)| {
+                conn.prepare_cached(q::INSERT_META)?
+                    .execute(params![name, value])
+                    .map(drop)
+            })
+        }
+        Rows::Accounts(rows) => {
+            report.accounts += count(rows);
+            rows.iter()
+                .try_for_each(|row| rows::insert_account(conn, row).map(drop))
+        }
+        Rows::ApiKeys(rows) => {
+            report.api_keys += count(rows);
+            rows.iter()
+                .try_for_each(|row| rows::insert_api_key(conn, row).map(drop))
+        }
+        Rows::Secrets(rows) => {
+            report.secrets += count(rows);
+            rows.iter()
+                .try_for_each(|row| rows::insert_secret(conn, row).map(drop))
+        }
+    }
+}
+
+/// Compares rows of the source with the target's, read in the copy's own
+/// transaction (so they are exactly what the commit would make durable).
+fn check(conn: &Connection, rows: &Rows, checked: &mut Checked) -> Result<(), StoreError> {
+    match rows {
+        Rows::Meta(rows) => {
+            if *rows != snapshot::meta(conn).map_err(classify_sqlite)? {
+                return Err(mismatch("settings (meta rows)"));
+            }
+            checked.meta = true;
+        }
+        Rows::Accounts(rows) => {
+            if *rows != snapshot::accounts(conn).map_err(classify_sqlite)? {
+                return Err(mismatch("accounts"));
+            }
+            checked.accounts = true;
+        }
+        Rows::ApiKeys(rows) => {
+            if *rows != snapshot::api_keys(conn).map_err(classify_sqlite)? {
+                return Err(mismatch("API keys"));
+            }
+            checked.api_keys = true;
+        }
+        Rows::Secrets(page) => {
+            // As many rows as the source's page (at least one, so that the
+            // source's last, empty page finds the target's end too).
+            let limit = u32::try_from(page.len().max(1)).unwrap_or(u32::MAX);
+            let mine =
+                snapshot::secrets(conn, checked.secrets_after, limit).map_err(classify_sqlite)?;
+            same_secrets(page, &mine)?;
+            match page.last() {
+                Some(last) => checked.secrets_after = Some(last.id),
+                None => checked.secrets = true,
+            }
+        }
+    }
+    Ok(())
 }

@@ -24,7 +24,8 @@ pub(crate) fn account(row: &Row<'_>) -> rusqlite::Result<AccountRow> {
     })
 }
 
-/// `key_id, account_id, secret_hash, role, created_at, revoked_at`
+/// `key_id, account_id, secret_hash, role, created_at, revoked_at,
+/// hash_version`
 pub(crate) fn api_key(row: &Row<'_>) -> rusqlite::Result<ApiKeyRow> {
     Ok(ApiKeyRow {
         key_id: row.get(0)?,
@@ -33,11 +34,12 @@ pub(crate) fn api_key(row: &Row<'_>) -> rusqlite::Result<ApiKeyRow> {
         role: row.get(3)?,
         created_at: row.get(4)?,
         revoked_at: row.get(5)?,
+        hash_version: row.get(6)?,
     })
 }
 
 /// `id, account_id, label, issuer, algorithm, digits, period, created_at,
-/// key_id, nonce, ciphertext`
+/// key_id, nonce, ciphertext, aad_version`
 pub(crate) fn secret(row: &Row<'_>) -> rusqlite::Result<SecretRow> {
     Ok(SecretRow {
         id: uuid(row, 0)?,
@@ -51,6 +53,7 @@ pub(crate) fn secret(row: &Row<'_>) -> rusqlite::Result<SecretRow> {
         key_id: row.get(8)?,
         nonce: row.get(9)?,
         ciphertext: row.get(10)?,
+        aad_version: row.get(11)?,
     })
 }
 
@@ -69,7 +72,8 @@ pub(crate) fn insert_api_key(conn: &Connection, row: &ApiKeyRow) -> rusqlite::Re
         row.secret_hash,
         row.role,
         row.created_at,
-        row.revoked_at
+        row.revoked_at,
+        row.hash_version
     ])
 }
 
@@ -85,6 +89,7 @@ pub(crate) fn insert_secret(conn: &Connection, row: &SecretRow) -> rusqlite::Res
         row.created_at,
         row.key_id,
         row.nonce,
-        row.ciphertext
+        row.ciphertext,
+        row.aad_version
     ])
 }

@@ -262,7 +262,7 @@ fn run(
     let mut due: Option<(Instant, Duration)> = None;
     loop {
         if let Some((at, pause)) = due
-            && Instant::now() >= at
+            && totpd_vault::clock::monotonic_now() >= at
         {
             due = scrub_or_retry(conn, busy_timeout, SCRUB_RETRY_WAIT, stats, pause);
             continue;
@@ -356,7 +356,7 @@ fn scrub_or_retry(
     } else {
         stats.scrub_failures.fetch_add(1, Ordering::Relaxed);
         let pause = (previous * 2).min(SCRUB_RETRY_MAX);
-        Some((Instant::now() + pause, pause))
+        Some((totpd_vault::clock::monotonic_now() + pause, pause))
     }
 }
 

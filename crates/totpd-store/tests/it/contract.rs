@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use totpd_vault::StoreError;
+use totpd_vault::{ApiKeyHashUpgrade, StoreError};
 use uuid::Uuid;
 
 use crate::db::{TestDb, for_each_backend, options};
@@ -13,6 +13,7 @@ for_each_backend!(
     meta_insert_keeps_the_first_value,
     concurrent_account_inserts_all_return_the_stored_row,
     api_keys_are_stored_found_listed_and_revoked_once,
+    a_key_hash_is_upgraded_only_while_the_row_holds_what_was_verified,
     a_duplicate_key_id_is_a_conflict,
     a_secret_round_trips_and_is_found_only_under_its_account,
     a_secret_id_is_unique_across_accounts,
@@ -111,6 +112,84 @@ async fn api_keys_are_stored_found_listed_and_revoked_once(db: &TestDb) {
         store.api_key("tk_a").await.unwrap().unwrap().revoked_at,
         None
     );
+}
+
+async fn a_key_hash_is_upgraded_only_while_the_row_holds_what_was_verified(db: &TestDb) {
+    let store = &db.store;
+    let alice = store.insert_account(&account("alice")).await.unwrap();
+    let mut old = api_key(&alice, "tk_old", 1_000);
+    old.hash_version = 1;
+    store.insert_api_key(&old).await.unwrap();
+    let upgrade = ApiKeyHashUpgrade {
+        key_id: old.key_id.clone(),
+        account_id: old.account_id,
+        role: old.role.clone(),
+        old_hash: old.secret_hash.clone(),
+        old_version: 1,
+        new_hash: vec![9; 32],
+        new_version: 2,
+    };
+    // Any field that differs from the row leaves it alone.
+    let stale = [
+        ApiKeyHashUpgrade {
+            old_hash: vec![0; 32],
+            ..upgrade.clone()
+        },
+        ApiKeyHashUpgrade {
+            old_version: 2,
+            ..upgrade.clone()
+        },
+        ApiKeyHashUpgrade {
+            account_id: Uuid::new_v4(),
+            ..upgrade.clone()
+        },
+        ApiKeyHashUpgrade {
+            role: "agent".to_owned(),
+            ..upgrade.clone()
+        },
+        ApiKeyHashUpgrade {
+            key_id: "tk_other".to_owned(),
+            ..upgrade.clone()
+        },
+    ];
+    for attempt in &stale {
+        assert!(
+            !store.upgrade_api_key_hash(attempt).await.unwrap(),
+            "{attempt:?}"
+        );
+    }
+    assert_eq!(store.api_key("tk_old").await.unwrap(), Some(old.clone()));
+
+    assert!(store.upgrade_api_key_hash(&upgrade).await.unwrap());
+    let upgraded = store.api_key("tk_old").await.unwrap().unwrap();
+    assert_eq!(
+        (upgraded.secret_hash.clone(), upgraded.hash_version),
+        (vec![9; 32], 2)
+    );
+    assert_eq!(
+        (
+            upgraded.account_id,
+            upgraded.role.as_str(),
+            upgraded.created_at
+        ),
+        (old.account_id, old.role.as_str(), old.created_at)
+    );
+    assert!(
+        !store.upgrade_api_key_hash(&upgrade).await.unwrap(),
+        "upgraded twice"
+    );
+
+    // A revoked key is never rewritten.
+    let mut revoked = api_key(&alice, "tk_revoked", 1_000);
+    revoked.hash_version = 1;
+    store.insert_api_key(&revoked).await.unwrap();
+    assert!(store.revoke_api_key("tk_revoked", 2_000).await.unwrap());
+    let attempt = ApiKeyHashUpgrade {
+        key_id: revoked.key_id.clone(),
+        old_hash: revoked.secret_hash.clone(),
+        ..upgrade.clone()
+    };
+    assert!(!store.upgrade_api_key_hash(&attempt).await.unwrap());
 }
 
 async fn a_duplicate_key_id_is_a_conflict(db: &TestDb) {
@@ -241,16 +320,17 @@ async fn dumps_return_everything_in_key_order_and_page_by_id(db: &TestDb) {
         secrets.push(row);
     }
 
-    let meta = store.dump_meta().await.unwrap();
+    let mut snapshot = store.snapshot().await.unwrap();
+    let meta = snapshot.meta().await.unwrap();
     let names: Vec<&str> = meta.iter().map(|(name, _)| name.as_str()).collect();
     assert_eq!(names, ["a", "b", "c"]);
     assert_eq!(meta[0].1, b"a");
 
     let mut accounts = vec![alice, bob];
     accounts.sort_by_key(|row| row.id);
-    assert_eq!(store.dump_accounts().await.unwrap(), accounts);
-    let keys: Vec<String> = store
-        .dump_api_keys()
+    assert_eq!(snapshot.accounts().await.unwrap(), accounts);
+    let keys: Vec<String> = snapshot
+        .api_keys()
         .await
         .unwrap()
         .into_iter()
@@ -261,7 +341,7 @@ async fn dumps_return_everything_in_key_order_and_page_by_id(db: &TestDb) {
     let mut paged = Vec::new();
     let mut after = None;
     loop {
-        let page = store.dump_secrets(after, 7).await.unwrap();
+        let page = snapshot.secrets(after, 7).await.unwrap();
         assert!(page.len() <= 7);
         let Some(last) = page.last() else { break };
         after = Some(last.id);
@@ -269,7 +349,7 @@ async fn dumps_return_everything_in_key_order_and_page_by_id(db: &TestDb) {
     }
     secrets.sort_by_key(|row| row.id);
     assert_eq!(paged, secrets);
-    assert!(store.dump_secrets(None, 0).await.unwrap().is_empty());
+    assert!(snapshot.secrets(None, 0).await.unwrap().is_empty());
 }
 
 async fn is_empty_sees_any_row(db: &TestDb) {

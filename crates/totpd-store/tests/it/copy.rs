@@ -1,11 +1,10 @@
-//! `copy_from` from SQLite into each backend: everything or nothing.
+//! `copy_from` from SQLite into each backend: everything, verified, or
+//! nothing.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use totpd_vault::{
-    AccountRow, ApiKeyRow, CopyReport, ListCursor, PoolStatus, SecretRow, Store, StoreError,
-};
+use totpd_vault::{AccountRow, ApiKeyRow, CopyReport, SecretRow, Snapshot, Store, StoreError};
 use uuid::Uuid;
 
 use crate::db::{TestDb, for_each_backend};
@@ -16,6 +15,7 @@ for_each_backend!(
     a_copy_into_a_non_empty_target_is_refused,
     a_copy_whose_source_fails_leaves_the_target_empty,
     a_copy_whose_rows_the_target_rejects_leaves_it_empty,
+    a_copy_whose_source_reads_back_differently_is_not_committed,
 );
 
 /// More secrets than one copy page, so paging is exercised.
@@ -56,11 +56,28 @@ async fn filled_source() -> TestDb {
     source
 }
 
-async fn all_secrets(store: &dyn Store) -> Vec<SecretRow> {
+/// Every row of every table, read from one snapshot.
+pub async fn tables(
+    store: &dyn Store,
+) -> (
+    Vec<(String, Vec<u8>)>,
+    Vec<AccountRow>,
+    Vec<ApiKeyRow>,
+    Vec<SecretRow>,
+) {
+    let mut snapshot = store.snapshot().await.unwrap();
+    let meta = snapshot.meta().await.unwrap();
+    let accounts = snapshot.accounts().await.unwrap();
+    let keys = snapshot.api_keys().await.unwrap();
+    let secrets = all_secrets(snapshot.as_mut()).await;
+    (meta, accounts, keys, secrets)
+}
+
+pub async fn all_secrets(snapshot: &mut dyn Snapshot) -> Vec<SecretRow> {
     let mut all = Vec::new();
     let mut after = None;
     loop {
-        let page = store.dump_secrets(after, 1_000).await.unwrap();
+        let page = snapshot.secrets(after, 1_000).await.unwrap();
         let Some(last) = page.last() else { break };
         after = Some(last.id);
         all.extend(page);
@@ -70,7 +87,8 @@ async fn all_secrets(store: &dyn Store) -> Vec<SecretRow> {
 
 async fn a_copy_from_sqlite_carries_every_row(target: &TestDb) {
     let source = filled_source().await;
-    let report = target.store.copy_from(source.store.as_ref()).await.unwrap();
+    let mut snapshot = source.store.snapshot().await.unwrap();
+    let report = target.store.copy_from(snapshot.as_mut()).await.unwrap();
     assert_eq!(
         report,
         CopyReport {
@@ -81,21 +99,9 @@ async fn a_copy_from_sqlite_carries_every_row(target: &TestDb) {
         }
     );
     let (from, to) = (&source.store, &target.store);
-    assert_eq!(
-        to.dump_meta().await.unwrap(),
-        from.dump_meta().await.unwrap()
-    );
-    assert_eq!(
-        to.dump_accounts().await.unwrap(),
-        from.dump_accounts().await.unwrap()
-    );
-    assert_eq!(
-        to.dump_api_keys().await.unwrap(),
-        from.dump_api_keys().await.unwrap()
-    );
-    let copied = all_secrets(to.as_ref()).await;
-    assert_eq!(copied.len(), SECRETS);
-    assert_eq!(copied, all_secrets(from.as_ref()).await);
+    let copied = tables(to.as_ref()).await;
+    assert_eq!(copied.3.len(), SECRETS);
+    assert!(copied == tables(from.as_ref()).await, "the copy differs");
     // And the copy is a working store: lookups and lists answer from it.
     let alice = to.account_by_name("alice").await.unwrap().unwrap();
     let listed = to.list_secrets(alice.id).await.unwrap();
@@ -110,23 +116,18 @@ async fn a_copy_from_sqlite_carries_every_row(target: &TestDb) {
 async fn a_copy_into_a_non_empty_target_is_refused(target: &TestDb) {
     let source = filled_source().await;
     target.store.insert_meta("mine", b"1").await.unwrap();
-    let error = target
-        .store
-        .copy_from(source.store.as_ref())
-        .await
-        .unwrap_err();
+    let mut snapshot = source.store.snapshot().await.unwrap();
+    let error = target.store.copy_from(snapshot.as_mut()).await.unwrap_err();
     assert!(matches!(error, StoreError::Conflict(_)), "{error:?}");
-    assert_eq!(target.store.dump_meta().await.unwrap().len(), 1);
-    assert!(target.store.dump_accounts().await.unwrap().is_empty());
+    let (meta, accounts, _, _) = tables(target.store.as_ref()).await;
+    assert_eq!(meta.len(), 1);
+    assert!(accounts.is_empty());
 }
 
 async fn a_copy_whose_source_fails_leaves_the_target_empty(target: &TestDb) {
     let source = filled_source().await;
-    let faulty = Faulty {
-        inner: Arc::clone(&source.store),
-        fault: Fault::SourceFails,
-    };
-    let error = target.store.copy_from(&faulty).await.unwrap_err();
+    let mut faulty = Faulty::new(&source, Fault::SourceFails).await;
+    let error = target.store.copy_from(&mut faulty).await.unwrap_err();
     assert!(error.to_string().contains("injected"), "{error:?}");
     assert!(target.store.is_empty().await.unwrap());
     // Nothing is left locked or half-done: the target still takes writes.
@@ -135,13 +136,28 @@ async fn a_copy_whose_source_fails_leaves_the_target_empty(target: &TestDb) {
 
 async fn a_copy_whose_rows_the_target_rejects_leaves_it_empty(target: &TestDb) {
     let source = filled_source().await;
-    let faulty = Faulty {
-        inner: Arc::clone(&source.store),
-        fault: Fault::OrphanSecret,
-    };
-    target.store.copy_from(&faulty).await.unwrap_err();
+    let mut faulty = Faulty::new(&source, Fault::OrphanSecret).await;
+    target.store.copy_from(&mut faulty).await.unwrap_err();
     assert!(target.store.is_empty().await.unwrap());
     assert!(target.store.insert_meta("after", b"1").await.unwrap());
+}
+
+/// Every row went in, then the verification found the source and the
+/// target different: nothing is committed, and a good copy can follow.
+async fn a_copy_whose_source_reads_back_differently_is_not_committed(target: &TestDb) {
+    let source = filled_source().await;
+    let mut faulty = Faulty::new(&source, Fault::ChangesBeforeVerification).await;
+    let error = target.store.copy_from(&mut faulty).await.unwrap_err();
+    assert!(
+        matches!(&error, StoreError::Corrupt(m) if m.contains("verification failed")),
+        "{error:?}"
+    );
+    // The copy got as far as comparing: every page was read twice over.
+    assert!(faulty.full_reads >= 2, "{} passes", faulty.full_reads);
+    assert!(target.store.is_empty().await.unwrap());
+    let mut snapshot = source.store.snapshot().await.unwrap();
+    let report = target.store.copy_from(snapshot.as_mut()).await.unwrap();
+    assert_eq!(report.secrets, u64::try_from(SECRETS).unwrap());
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -150,106 +166,68 @@ enum Fault {
     SourceFails,
     /// A secret whose account does not exist, after a first good page.
     OrphanSecret,
+    /// The second read of every table (the verification's) finds one
+    /// secret's label changed in the second page.
+    ChangesBeforeVerification,
 }
 
-/// A source that misbehaves while dumping secrets.
+/// A snapshot of a real source that misbehaves while its secrets are read.
 #[derive(Debug)]
 struct Faulty {
-    inner: Arc<dyn Store>,
+    inner: Box<dyn Snapshot>,
     fault: Fault,
+    /// How many times the secrets were read from the first page on.
+    full_reads: usize,
+}
+
+impl Faulty {
+    async fn new(source: &TestDb, fault: Fault) -> Faulty {
+        Faulty {
+            inner: source.store.snapshot().await.unwrap(),
+            fault,
+            full_reads: 0,
+        }
+    }
 }
 
 #[async_trait]
-impl Store for Faulty {
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
+impl Snapshot for Faulty {
+    async fn meta(&mut self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.inner.meta().await
     }
-    fn pool_status(&self) -> PoolStatus {
-        self.inner.pool_status()
+    async fn accounts(&mut self) -> Result<Vec<AccountRow>, StoreError> {
+        self.inner.accounts().await
     }
-    async fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get_meta(name).await
+    async fn api_keys(&mut self) -> Result<Vec<ApiKeyRow>, StoreError> {
+        self.inner.api_keys().await
     }
-    async fn insert_meta(&self, name: &str, value: &[u8]) -> Result<bool, StoreError> {
-        self.inner.insert_meta(name, value).await
-    }
-    async fn account_by_name(&self, name: &str) -> Result<Option<AccountRow>, StoreError> {
-        self.inner.account_by_name(name).await
-    }
-    async fn insert_account(&self, row: &AccountRow) -> Result<AccountRow, StoreError> {
-        self.inner.insert_account(row).await
-    }
-    async fn count_accounts(&self) -> Result<u64, StoreError> {
-        self.inner.count_accounts().await
-    }
-    async fn insert_api_key(&self, row: &ApiKeyRow) -> Result<(), StoreError> {
-        self.inner.insert_api_key(row).await
-    }
-    async fn api_key(&self, key_id: &str) -> Result<Option<ApiKeyRow>, StoreError> {
-        self.inner.api_key(key_id).await
-    }
-    async fn list_api_keys(&self) -> Result<Vec<(ApiKeyRow, String)>, StoreError> {
-        self.inner.list_api_keys().await
-    }
-    async fn revoke_api_key(&self, key_id: &str, revoked_at: i64) -> Result<bool, StoreError> {
-        self.inner.revoke_api_key(key_id, revoked_at).await
-    }
-    async fn insert_secret(&self, row: &SecretRow) -> Result<(), StoreError> {
-        self.inner.insert_secret(row).await
-    }
-    async fn secret(&self, account_id: Uuid, id: Uuid) -> Result<Option<SecretRow>, StoreError> {
-        self.inner.secret(account_id, id).await
-    }
-    async fn insert_secret_within_quota(
-        &self,
-        row: &SecretRow,
-        max: u64,
-    ) -> Result<(), StoreError> {
-        self.inner.insert_secret_within_quota(row, max).await
-    }
-    async fn list_secrets_page(
-        &self,
-        account_id: Uuid,
-        after: Option<ListCursor>,
-        limit: u32,
-    ) -> Result<Vec<SecretRow>, StoreError> {
-        self.inner.list_secrets_page(account_id, after, limit).await
-    }
-    async fn delete_secret(&self, account_id: Uuid, id: Uuid) -> Result<bool, StoreError> {
-        self.inner.delete_secret(account_id, id).await
-    }
-    async fn is_empty(&self) -> Result<bool, StoreError> {
-        self.inner.is_empty().await
-    }
-    async fn dump_meta(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        self.inner.dump_meta().await
-    }
-    async fn dump_accounts(&self) -> Result<Vec<AccountRow>, StoreError> {
-        self.inner.dump_accounts().await
-    }
-    async fn dump_api_keys(&self) -> Result<Vec<ApiKeyRow>, StoreError> {
-        self.inner.dump_api_keys().await
-    }
-    async fn dump_secrets(
-        &self,
+    async fn secrets(
+        &mut self,
         after: Option<Uuid>,
         limit: u32,
     ) -> Result<Vec<SecretRow>, StoreError> {
-        match (self.fault, after) {
-            (Fault::SourceFails, _) => Err(StoreError::Unavailable(
-                "injected source failure".to_owned(),
-            )),
-            (Fault::OrphanSecret, None) => self.inner.dump_secrets(None, limit).await,
-            (Fault::OrphanSecret, Some(_)) => {
-                let mut page = self.inner.dump_secrets(after, limit).await?;
-                if let Some(row) = page.first_mut() {
-                    row.account_id = Uuid::new_v4();
-                }
-                Ok(page)
+        if after.is_none() {
+            self.full_reads += 1;
+        }
+        let mut page = match self.fault {
+            Fault::SourceFails => {
+                return Err(StoreError::Unavailable(
+                    "injected source failure".to_owned(),
+                ));
+            }
+            _ => self.inner.secrets(after, limit).await?,
+        };
+        let tamper = match self.fault {
+            Fault::SourceFails => false,
+            Fault::OrphanSecret => after.is_some(),
+            Fault::ChangesBeforeVerification => after.is_some() && self.full_reads >= 2,
+        };
+        if tamper && let Some(row) = page.first_mut() {
+            match self.fault {
+                Fault::OrphanSecret => row.account_id = Uuid::new_v4(),
+                _ => row.label.push_str(" (changed)"),
             }
         }
-    }
-    async fn copy_from(&self, source: &dyn Store) -> Result<CopyReport, StoreError> {
-        self.inner.copy_from(source).await
+        Ok(page)
     }
 }

@@ -99,32 +99,25 @@ impl TestDb {
 
 /// The PostgreSQL server to test against, or `None` if there is none.
 pub fn postgres_server(test: &str) -> Option<String> {
-    match std::env::var("TOTPD_TEST_POSTGRES_URL") {
-        Ok(url) if !url.trim().is_empty() => Some(url.trim().to_owned()),
-        _ if in_ci() => panic!(
-            "{test} needs PostgreSQL and CI is set: export TOTPD_TEST_POSTGRES_URL \
-             (e.g. postgres://postgres@127.0.0.1:5432/postgres)"
-        ),
-        _ => {
-            println!("SKIPPED: {test} needs PostgreSQL (set TOTPD_TEST_POSTGRES_URL)");
-            None
-        }
-    }
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !matches!(v.trim(), "" | "0" | "false"))
+    let url = match std::env::var("TOTPD_TEST_POSTGRES_URL") {
+        Ok(url) if !url.trim().is_empty() => Ok(url.trim().to_owned()),
+        _ => Err("needs PostgreSQL: TOTPD_TEST_POSTGRES_URL is not set \
+                  (e.g. postgres://postgres@127.0.0.1:5432/postgres)"
+            .to_owned()),
+    };
+    totpd_testkit::or_skip(test, url)
 }
 
 /// A database created for one test and dropped after it, even if it fails.
-struct PgDatabase {
+pub struct PgDatabase {
     server: String,
     name: String,
-    url: String,
+    pub url: String,
 }
 
 impl PgDatabase {
-    async fn create(server: &str) -> PgDatabase {
+    /// An empty database (no schema) on `server`.
+    pub async fn create(server: &str) -> PgDatabase {
         let name = format!("totpd_store_{}", uuid::Uuid::new_v4().simple());
         let mut admin = admin_connection(server).await;
         sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))

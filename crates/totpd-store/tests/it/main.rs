@@ -9,11 +9,14 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    clippy::disallowed_methods
 )]
 
 mod contract;
 mod copy;
 mod db;
 mod rows;
+mod schema;
+mod snapshot;
 mod sqlite;

@@ -16,6 +16,7 @@ pub fn api_key(account: &AccountRow, key_id: &str, created_at: i64) -> ApiKeyRow
         key_id: key_id.to_owned(),
         account_id: account.id,
         secret_hash: random_bytes(32),
+        hash_version: 2,
         role: "owner".to_owned(),
         created_at,
         revoked_at: None,
@@ -35,6 +36,7 @@ pub fn secret(account: &AccountRow, created_at: i64) -> SecretRow {
         key_id: "k1".to_owned(),
         nonce: random_bytes(12),
         ciphertext: random_bytes(36),
+        aad_version: 2,
     }
 }
 

@@ -155,7 +155,8 @@ async fn mode_rw_and_ro_do_not_create_and_ro_refuses_writes() {
         read_only.get_meta("k").await.unwrap().as_deref(),
         Some(&b"v"[..])
     );
-    assert_eq!(read_only.dump_meta().await.unwrap().len(), 1);
+    let mut snapshot = read_only.snapshot().await.unwrap();
+    assert_eq!(snapshot.meta().await.unwrap().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -229,7 +230,7 @@ async fn a_fresh_file_opened_twice_at_once_is_migrated_once() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(versions, [1, 2]);
+    assert_eq!(versions, [1, 2, 3]);
     let journal: String = conn
         .query_row("PRAGMA journal_mode", [], |row| row.get(0))
         .unwrap();

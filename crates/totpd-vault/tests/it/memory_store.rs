@@ -6,7 +6,8 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use totpd_vault::{
-    AccountRow, ApiKeyRow, CopyReport, ListCursor, PoolStatus, SecretRow, Store, StoreError,
+    AccountRow, ApiKeyHashUpgrade, ApiKeyRow, CopyReport, ListCursor, PoolStatus, SecretRow,
+    Snapshot, Store, StoreError,
 };
 use uuid::Uuid;
 
@@ -16,9 +17,35 @@ pub struct MemoryStore {
     accounts: Mutex<Vec<AccountRow>>,
     api_keys: Mutex<Vec<ApiKeyRow>>,
     secrets: Mutex<Vec<SecretRow>>,
+    /// Calls of `upgrade_api_key_hash`, applied or not.
+    upgrade_calls: Mutex<u64>,
+    /// Whether `upgrade_api_key_hash` fails as if the database were down.
+    upgrades_fail: Mutex<bool>,
 }
 
 impl MemoryStore {
+    /// How often the vault asked to rewrite a key's hash.
+    pub fn upgrade_calls(&self) -> u64 {
+        *self.upgrade_calls.lock().unwrap()
+    }
+
+    /// Makes hash upgrades fail (true) or work again (false).
+    pub fn fail_upgrades(&self, fail: bool) {
+        *self.upgrades_fail.lock().unwrap() = fail;
+    }
+
+    /// Changes a stored key row, as a database writer could.
+    pub fn edit_api_key(&self, key_id: &str, edit: impl FnOnce(&mut ApiKeyRow)) {
+        let mut keys = self.api_keys.lock().unwrap();
+        edit(keys.iter_mut().find(|k| k.key_id == key_id).unwrap());
+    }
+
+    /// Changes a stored secret row, as a database writer could.
+    pub fn edit_secret(&self, id: Uuid, edit: impl FnOnce(&mut SecretRow)) {
+        let mut secrets = self.secrets.lock().unwrap();
+        edit(secrets.iter_mut().find(|s| s.id == id).unwrap());
+    }
+
     /// Every `meta` value, as the vault stored it.
     pub fn meta(&self, name: &str) -> Option<Vec<u8>> {
         self.meta.lock().unwrap().get(name).cloned()
@@ -98,6 +125,27 @@ impl Store for MemoryStore {
         Err(unsupported("revoke API keys"))
     }
 
+    async fn upgrade_api_key_hash(&self, upgrade: &ApiKeyHashUpgrade) -> Result<bool, StoreError> {
+        *self.upgrade_calls.lock().unwrap() += 1;
+        if *self.upgrades_fail.lock().unwrap() {
+            return Err(StoreError::Unavailable("the test says so".to_owned()));
+        }
+        let mut keys = self.api_keys.lock().unwrap();
+        let Some(row) = keys.iter_mut().find(|k| {
+            k.key_id == upgrade.key_id
+                && k.secret_hash == upgrade.old_hash
+                && k.hash_version == upgrade.old_version
+                && k.account_id == upgrade.account_id
+                && k.role == upgrade.role
+                && k.revoked_at.is_none()
+        }) else {
+            return Ok(false);
+        };
+        row.secret_hash = upgrade.new_hash.clone();
+        row.hash_version = upgrade.new_version;
+        Ok(true)
+    }
+
     async fn insert_secret(&self, row: &SecretRow) -> Result<(), StoreError> {
         self.secrets.lock().unwrap().push(row.clone());
         Ok(())
@@ -172,27 +220,11 @@ impl Store for MemoryStore {
         Ok(self.meta.lock().unwrap().is_empty())
     }
 
-    async fn dump_meta(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        Err(unsupported("dump"))
+    async fn snapshot(&self) -> Result<Box<dyn Snapshot>, StoreError> {
+        Err(unsupported("take snapshots"))
     }
 
-    async fn dump_accounts(&self) -> Result<Vec<AccountRow>, StoreError> {
-        Err(unsupported("dump"))
-    }
-
-    async fn dump_api_keys(&self) -> Result<Vec<ApiKeyRow>, StoreError> {
-        Err(unsupported("dump"))
-    }
-
-    async fn dump_secrets(
-        &self,
-        _after: Option<Uuid>,
-        _limit: u32,
-    ) -> Result<Vec<SecretRow>, StoreError> {
-        Err(unsupported("dump"))
-    }
-
-    async fn copy_from(&self, _source: &dyn Store) -> Result<CopyReport, StoreError> {
+    async fn copy_from(&self, _source: &mut dyn Snapshot) -> Result<CopyReport, StoreError> {
         Err(unsupported("copy"))
     }
 }

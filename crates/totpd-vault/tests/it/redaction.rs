@@ -319,3 +319,55 @@ async fn created_secret_and_its_row_debug_are_redacted() {
     assert_eq!(bytes.len(), 20);
     assert_redacted("CreatedSecret", &generated, &[("generated secret", &bytes)]);
 }
+
+/// The spellings of a code: as shown (zero-padded) and as a number.
+fn code_spellings(code: totpd_otp::Code) -> [(&'static str, Vec<u8>); 2] {
+    [
+        ("code", code.to_string().into_bytes()),
+        ("code value", code.value().to_string().into_bytes()),
+    ]
+}
+
+#[test]
+fn code_debug_is_redacted() {
+    // RFC 6238's SHA-1 vectors at 59 s and 1111111109 s: 94287082, 07081804
+    // (a leading zero, so the number and the padded text differ).
+    let secret = Secret::from_bytes(TOTP_SECRET.to_vec()).unwrap();
+    let generator = Generator::new(&secret, Algorithm::Sha1, Digits::new(8).unwrap());
+    for counter in [1, 37_037_036] {
+        let code = generator.code(counter);
+        let spellings = code_spellings(code);
+        let secrets: Vec<(&str, &[u8])> = spellings
+            .iter()
+            .map(|(name, bytes)| (*name, bytes.as_slice()))
+            .collect();
+        assert_redacted("Code", &code, &secrets);
+    }
+}
+
+#[tokio::test]
+async fn code_at_debug_is_redacted() {
+    let (vault, _, _, principal) = vault_with_a_key().await;
+    let created = vault
+        .create_secret(
+            &principal,
+            NewSecret {
+                label: Label::parse("alice").unwrap(),
+                issuer: None,
+                source: SecretSource::Provided(Secret::from_bytes(TOTP_SECRET.to_vec()).unwrap()),
+                algorithm: Algorithm::Sha1,
+                digits: Digits::new(8).unwrap(),
+                period: Period::default(),
+            },
+            NOW,
+        )
+        .await
+        .unwrap();
+    let code_at = vault.code(&principal, created.info.id, NOW).await.unwrap();
+    let spellings = code_spellings(code_at.code);
+    let secrets: Vec<(&str, &[u8])> = spellings
+        .iter()
+        .map(|(name, bytes)| (*name, bytes.as_slice()))
+        .collect();
+    assert_redacted("CodeAt", &code_at, &secrets);
+}

@@ -42,7 +42,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A server on the harness, with limits set through the environment.
-async fn server_with(vars: &[(&str, &str)]) -> TestServer {
+pub(crate) async fn server_with(vars: &[(&str, &str)]) -> TestServer {
     let env = Env::new(Backend::Sqlite).await;
     let options = Options {
         env: vars
@@ -244,7 +244,7 @@ fn https_client(ca_pem: &str) -> reqwest::Client {
 }
 
 /// A plain HTTP client whose connections come from `local`.
-fn client_from(local: Ipv4Addr) -> reqwest::Client {
+pub(crate) fn client_from(local: Ipv4Addr) -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
         .local_address(IpAddr::V4(local))
@@ -253,7 +253,7 @@ fn client_from(local: Ipv4Addr) -> reqwest::Client {
         .expect("an HTTP client")
 }
 
-async fn send(request: reqwest::RequestBuilder) -> Reply {
+pub(crate) async fn send(request: reqwest::RequestBuilder) -> Reply {
     let response = request.send().await.expect("an answer");
     let status = response.status().as_u16();
     let headers = response.headers().clone();
@@ -265,7 +265,7 @@ async fn send(request: reqwest::RequestBuilder) -> Reply {
     }
 }
 
-fn with_key(
+pub(crate) fn with_key(
     request: reqwest::RequestBuilder,
     key_id: &str,
     secret: &str,
@@ -276,7 +276,7 @@ fn with_key(
 }
 
 /// The `Retry-After` of a 429 `rate_limited` JSON answer: whole seconds, at least 1.
-fn retry_after(reply: &Reply) -> u64 {
+pub(crate) fn retry_after(reply: &Reply) -> u64 {
     reply.expect_error(429, "rate_limited");
     let value = reply
         .headers
@@ -291,7 +291,7 @@ fn retry_after(reply: &Reply) -> u64 {
 }
 
 /// The value of one sample line of `/metrics`.
-async fn metric(server: &TestServer, sample: &str) -> u64 {
+pub(crate) async fn metric(server: &TestServer, sample: &str) -> u64 {
     let reply = server.api_with(Auth::None).get("/metrics").await;
     assert_eq!(reply.status, 200, "/metrics: {}", reply.text);
     reply
@@ -824,18 +824,60 @@ async fn a_key_over_its_rate_gets_429_with_retry_after_and_other_keys_do_not() {
     assert_eq!(counted, refused as u64, "metrics count of per-key 429s");
 }
 
-#[tokio::test]
-async fn zero_turns_the_per_key_rate_limit_off() {
-    let server = server_with(&[("TOTPD_RATE_LIMIT_PER_KEY", "0")]).await;
-    let api = server.api();
-    for i in 0..150 {
-        let reply = api.list().await;
-        assert_eq!(reply.status, 200, "request {i}: {}", reply.text);
+/// Answers of `total` list requests by `api`, `concurrency` at a time.
+pub(crate) async fn statuses_under_load(
+    api: &crate::harness::Api,
+    total: usize,
+    concurrency: usize,
+) -> Vec<u16> {
+    let per_task = total.div_ceil(concurrency);
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let api = api.clone();
+            tokio::spawn(async move {
+                let mut statuses = Vec::with_capacity(per_task);
+                for _ in 0..per_task {
+                    statuses.push(api.list().await.status);
+                }
+                statuses
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.extend(task.await.unwrap());
     }
+    statuses
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_turns_the_per_key_rate_limit_off() {
+    // The load must be one a limit refuses: at 20 per second (bursts of
+    // 20), 500 requests over 16 connections are partly answered 429...
+    let limited = server_with(&[("TOTPD_RATE_LIMIT_PER_KEY", "20")]).await;
+    let statuses = statuses_under_load(&limited.api(), 500, 16).await;
+    assert!(
+        statuses.iter().all(|&s| s == 200 || s == 429),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.contains(&429),
+        "500 requests were all served at 20 per second"
+    );
+    drop(limited);
+    // ...and with 0 the same load is served in full.
+    let server = server_with(&[("TOTPD_RATE_LIMIT_PER_KEY", "0")]).await;
+    let statuses = statuses_under_load(&server.api(), 500, 16).await;
+    assert!(
+        statuses.iter().all(|&s| s == 200),
+        "not all served with the limit off: {statuses:?}"
+    );
+    let counted = metric(&server, "totpd_rate_limited_total{limit=\"per_key\"}").await;
+    assert_eq!(counted, 0);
 }
 
 // ---------------------------------------------------------------------------
-// Failed-authentication lockout per client address
+// Failed-authentication lockout per client address and key id
 
 #[tokio::test]
 async fn a_brute_force_from_one_address_is_locked_out_while_other_addresses_keep_working() {
@@ -892,7 +934,8 @@ async fn a_brute_force_from_one_address_is_locked_out_while_other_addresses_keep
     let refusal = last_refusal.expect("a 429");
     let wait = retry_after(&refusal);
     assert!((1..=60).contains(&wait), "Retry-After {wait}");
-    // Still locked out: even the right secret from that address waits.
+    // The attacked key id stays locked out from that address: even the
+    // right secret for it waits (it is not checked while locked out)...
     let right_from_attacker = send(with_key(
         attacker.get(&target),
         &valid.key_id,
@@ -900,6 +943,19 @@ async fn a_brute_force_from_one_address_is_locked_out_while_other_addresses_keep
     ))
     .await;
     retry_after(&right_from_attacker);
+    // ...but another key works from the attacker's address.
+    let other = server.env.create_key("default");
+    let other_from_attacker = send(with_key(
+        attacker.get(&target),
+        &other.key_id,
+        &other.secret,
+    ))
+    .await;
+    assert_eq!(
+        other_from_attacker.status, 200,
+        "{}",
+        other_from_attacker.text
+    );
 
     // 127.0.0.1 was served throughout, and a wrong secret from it is an
     // ordinary 401, not a 429.
@@ -942,13 +998,13 @@ async fn the_lockout_is_configurable_and_ends_with_its_window() {
     let locked = api.list().await;
     let wait = retry_after(&locked);
     assert!(wait <= 4, "Retry-After {wait} with a 4 s window");
-    // Missing credentials are not guesses, but a locked-out address is
-    // refused whatever it sends.
+    // Missing credentials are not guesses and are checked against nothing:
+    // they stay a plain 401.
     server
         .api_with(Auth::None)
         .list()
         .await
-        .expect_error(429, "rate_limited");
+        .expect_error(401, "unauthorized");
     // Unauthenticated routes stay open.
     server.get_public("/healthz").await.expect_ok();
     tokio::time::sleep(Duration::from_secs(wait)).await;

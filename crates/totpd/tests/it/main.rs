@@ -13,22 +13,32 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    clippy::disallowed_methods
 )]
 
 mod harness;
 mod otp;
 
+mod abuse_limits;
 mod answers_and_state;
 mod auth;
 mod bad_input;
+mod binding;
 mod cli;
 mod cluster;
 mod codes;
+mod connections;
+mod endpoints;
+mod first_start;
 mod hardening;
+mod input_echo;
 mod lists_and_quota;
+mod migrate;
+mod postgres_tls;
 mod scale_out;
 mod secrets;
 mod service;
+mod settings;
 mod storage;
 mod wal_scrub;

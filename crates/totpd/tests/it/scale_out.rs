@@ -15,8 +15,8 @@ use uuid::Uuid;
 
 use crate::harness::{
     ApiKey, Auth, Backend, Body, CliOutput, Env, Known, Options, Reply, SECRETS, TestServer,
-    assert_code, check_code_body, code_path, in_ci, on_both_backends, on_postgres_only,
-    random_bytes, refused_after, run_totpd, unix_ms,
+    assert_code, check_code_body, code_path, on_both_backends, on_postgres_only, random_bytes,
+    refused_after, run_totpd, unix_ms,
 };
 use crate::otp::{Alg, base32_encode};
 
@@ -390,18 +390,9 @@ impl ThrowawayCluster {
     /// A running cluster, or None (after saying SKIPPED) when this machine
     /// cannot make one; in CI that is a failure.
     fn for_test(test: &str) -> Option<ThrowawayCluster> {
-        match cluster_tools() {
-            Ok((bin, as_postgres)) => Some(ThrowawayCluster::create(bin, as_postgres)),
-            Err(why) => {
-                if in_ci() {
-                    panic!(
-                        "{test} needs initdb/pg_ctl and root (or a non-root user), and CI must run it: {why}"
-                    );
-                }
-                eprintln!("SKIPPED: {test} needs initdb/pg_ctl and root: {why}");
-                None
-            }
-        }
+        let tools = cluster_tools().map_err(|why| format!("needs initdb/pg_ctl: {why}"));
+        totpd_testkit::or_skip(test, tools)
+            .map(|(bin, as_postgres)| ThrowawayCluster::create(bin, as_postgres))
     }
 
     fn create(bin: PathBuf, as_postgres: bool) -> ThrowawayCluster {

@@ -1,6 +1,7 @@
-"""Fixtures: a live `totpd serve` and Sendblue SDK clients pointed at it.
+"""The fixtures of every Python test, and the skip policy.
 
-One server runs for the whole session, on a free loopback port with a fresh
+Fixtures: `totpd_server`, a live `totpd serve` shared by the tests that ask
+for it, and Sendblue SDK clients pointed at it. One server runs for the whole session, on a free loopback port with a fresh
 temporary data dir. Its first API key is created with `totpd keys create`
 before it starts; every test then gets an account of its own, created with
 the same command while the server runs, so tests never see each other's
@@ -17,7 +18,8 @@ import re
 import pytest
 from sendblue_api import SendblueAPI
 
-from totpd_server import TotpdError, TotpdServer, totpd_bin
+from totpd_testing.server import TotpdError, TotpdServer, totpd_bin
+from totpd_testing.skips import in_ci, record_skip
 
 _servers: list[TotpdServer] = []
 _account_numbers = itertools.count(1)
@@ -122,6 +124,14 @@ def pytest_runtest_setup(item):
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
+    if report.skipped and not hasattr(report, "wasxfail"):
+        reason = skip_reason(report)
+        record_skip(item.nodeid, reason)
+        if in_ci():
+            # However a test came to be skipped, CI must run it.
+            report.outcome = "failed"
+            report.longrepr = f"skipped under CI ({reason}); CI must run every test"
+        return
     if not report.failed:
         return
     offsets = getattr(item, "_totpd_log_offsets", {})
@@ -131,3 +141,10 @@ def pytest_runtest_makereport(item, call):
             (f"totpd serve output during this test ({server.log_path})",
              server.log_text(start)),
         )
+
+
+def skip_reason(report) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr)

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Cross-check `totpd otp` against two independent TOTP implementations.
 
 For random (secret, algorithm, digits, period, time) tuples, the codes
@@ -7,8 +6,8 @@ For random (secret, algorithm, digits, period, time) tuples, the codes
   * oathtool (Debian package `oathtool`), given the secret in hex, and
   * pyotp (PyPI) for secrets of 112 bits or more, which it requires (its
     HOTP class with counter = time // period for periods over 120 s, which
-    its TOTP class refuses), or RFC 4226/6238 written out below with
-    Python's `hmac` for shorter secrets (80-bit secrets are common: GitHub,
+    its TOTP class refuses), or RFC 4226/6238 written out with Python's
+    `hmac` (totpd_testing.otp) for shorter secrets (80-bit secrets are common: GitHub,
     Discord, Microsoft).
 
 Secrets are 10 to 64 bytes (a sixth of them exactly 10), digits 6 to 8,
@@ -17,30 +16,25 @@ Each tuple reaches totpd one of three ways: --secret on the command line,
 --secret - on standard input, or an otpauth:// URI built from it; about a
 fifth ask for a --window of 3 consecutive codes.
 
-Usage: otp_crosscheck.py [TOTPD_BIN] [COUNT]
-  TOTPD_BIN  defaults to target/debug/totpd
-  COUNT      number of tuples, default 1000 (at least 1000 counts for CI)
-The RNG seed is printed; set OTP_CROSSCHECK_SEED to replay a run.
-Exits 1 on any mismatch and prints `otp crosscheck: N passed, M failed` last.
+The binary is TOTPD_BIN (default target/debug/totpd). OTP_CROSSCHECK_COUNT
+sets the number of tuples (default 1000; CI never runs fewer). The RNG seed
+is printed; set OTP_CROSSCHECK_SEED to replay a run.
 """
 
-import base64
+from __future__ import annotations
+
 import concurrent.futures
-import hashlib
-import hmac
 import os
 import random
 import shutil
-import struct
 import subprocess
-import sys
 import urllib.parse
 
-import pyotp
+from totpd_testing.otp import DIGESTS, b32encode, hotp, pyotp_code
+from totpd_testing.server import totpd_bin
+from totpd_testing.skips import in_ci, skip_unless_ci
 
-HASHES = {"SHA1": hashlib.sha1, "SHA256": hashlib.sha256, "SHA512": hashlib.sha512}
-PYOTP_MIN_BYTES = 14  # pyotp 2.12 refuses secrets under 112 bits
-PYOTP_MAX_INTERVAL = 120  # and TOTP intervals over 120 seconds
+DEFAULT_COUNT = 1000
 
 
 def make_tuples(rng, count):
@@ -52,7 +46,7 @@ def make_tuples(rng, count):
             {
                 "index": index,
                 "secret": bytes(rng.getrandbits(8) for _ in range(length)),
-                "algorithm": rng.choice(sorted(HASHES)),
+                "algorithm": rng.choice(sorted(DIGESTS)),
                 "digits": rng.choice([6, 7, 8]),
                 "period": period,
                 "time": rng.randint(0, 2**33),
@@ -61,10 +55,6 @@ def make_tuples(rng, count):
             }
         )
     return tuples
-
-
-def b32(secret):
-    return base64.b32encode(secret).decode().rstrip("=")
 
 
 def run(command, stdin=None):
@@ -84,12 +74,12 @@ def totpd_codes(binary, t):
         "--period", str(t["period"]),
     ]
     if t["via"] == "argv":
-        return run([binary, "otp", "--secret", b32(t["secret"]), *params, *common])
+        return run([binary, "otp", "--secret", b32encode(t["secret"]), *params, *common])
     if t["via"] == "stdin":
-        return run([binary, "otp", "--secret", "-", *params, *common], stdin=b32(t["secret"]) + "\n")
+        return run([binary, "otp", "--secret", "-", *params, *common], stdin=b32encode(t["secret"]) + "\n")
     query = urllib.parse.urlencode(
         {
-            "secret": b32(t["secret"]),
+            "secret": b32encode(t["secret"]),
             "issuer": "Cross Check",
             "algorithm": t["algorithm"],
             "digits": t["digits"],
@@ -113,26 +103,15 @@ def oathtool_codes(t):
     return run(command + [t["secret"].hex()])
 
 
-def rfc_totp(secret, algorithm, digits, period, time):
-    """RFC 6238 §4 over RFC 4226 §5.3, independent of pyotp."""
-    counter = time // period
-    mac = hmac.new(secret, struct.pack(">Q", counter), HASHES[algorithm]).digest()
-    offset = mac[-1] & 0x0F
-    value = int.from_bytes(mac[offset : offset + 4], "big") & 0x7FFFFFFF
-    return str(value % 10**digits).zfill(digits)
-
-
 def python_codes(t):
+    """The codes of the Python oracle: pyotp where it can, else hmac."""
     times = [t["time"] + i * t["period"] for i in range(t["window"])]
-    if len(t["secret"]) >= PYOTP_MIN_BYTES:
-        options = dict(digits=t["digits"], digest=HASHES[t["algorithm"]])
-        if t["period"] <= PYOTP_MAX_INTERVAL:
-            totp = pyotp.TOTP(b32(t["secret"]), interval=t["period"], **options)
-            return [totp.at(x) for x in times], "pyotp"
-        # pyotp.TOTP refuses longer intervals; its HOTP takes the counter.
-        hotp = pyotp.HOTP(b32(t["secret"]), **options)
-        return [hotp.at(x // t["period"]) for x in times], "pyotp"
-    return [rfc_totp(t["secret"], t["algorithm"], t["digits"], t["period"], x) for x in times], "hmac"
+    options = dict(algorithm=t["algorithm"], digits=t["digits"], period=t["period"])
+    theirs = [pyotp_code(t["secret"], x, **options) for x in times]
+    if all(code is not None for code in theirs):
+        return theirs, "pyotp"
+    return [hotp(t["secret"], x // t["period"], algorithm=t["algorithm"], digits=t["digits"])
+            for x in times], "hmac"
 
 
 def check(binary, t):
@@ -151,13 +130,13 @@ def check(binary, t):
     return f"totpd {ours} oathtool {oath} {name} {reference}"
 
 
-def main():
-    binary = sys.argv[1] if len(sys.argv) > 1 else "target/debug/totpd"
-    count = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
-    if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
-        sys.exit(f"otp crosscheck: {binary} is not an executable; build it first")
+def test_totpd_otp_agrees_with_oathtool_and_pyotp():
+    binary = str(totpd_bin())
     if shutil.which("oathtool") is None:
-        sys.exit("otp crosscheck: oathtool not found (apt-get install oathtool)")
+        skip_unless_ci("oathtool is not installed (apt-get install oathtool)")
+    count = int(os.environ.get("OTP_CROSSCHECK_COUNT", DEFAULT_COUNT))
+    if in_ci():
+        count = max(count, DEFAULT_COUNT)
     seed_text = os.environ.get("OTP_CROSSCHECK_SEED")
     seed = int(seed_text) if seed_text else random.SystemRandom().randrange(2**32)
     print(f"otp crosscheck: seed {seed} (OTP_CROSSCHECK_SEED={seed} replays this run)")
@@ -170,20 +149,17 @@ def main():
             if problem:
                 failures.append((t, problem))
 
-    for t, problem in failures[:20]:
-        print(
-            f"MISMATCH tuple {t['index']}: {len(t['secret'])}-byte secret, {t['algorithm']}, "
-            f"{t['digits']} digits, period {t['period']}, time {t['time']}, "
-            f"window {t['window']}, via {t['via']}: {problem}"
-        )
-    short = sum(1 for t in tuples if len(t["secret"]) < PYOTP_MIN_BYTES)
+    short = sum(1 for t in tuples if len(t["secret"]) < 14)
     print(
-        f"otp crosscheck: {short} tuples with secrets under 112 bits checked with hmac, "
-        f"{count - short} with pyotp; all {count} with oathtool"
+        f"otp crosscheck: {count} tuples, all with oathtool; "
+        f"{short} with secrets under 112 bits checked with hmac instead of pyotp"
     )
-    print(f"otp crosscheck: {count - len(failures)} passed, {len(failures)} failed")
-    return 1 if failures else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    described = [
+        f"tuple {t['index']}: {len(t['secret'])}-byte secret, {t['algorithm']}, "
+        f"{t['digits']} digits, period {t['period']}, time {t['time']}, "
+        f"window {t['window']}, via {t['via']}: {problem}"
+        for t, problem in failures[:20]
+    ]
+    assert not failures, (
+        f"{len(failures)} of {count} tuples disagree (seed {seed}):\n" + "\n".join(described)
+    )

@@ -16,16 +16,13 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "python"))
-from totpd_server import REPO_ROOT, free_port, server_env  # noqa: E402
+from totpd_testing.server import REPO_ROOT, free_port, server_env
 
 README = REPO_ROOT / "README.md"
 # The command may build the release binary first: minutes on a cold machine.

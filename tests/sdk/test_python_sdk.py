@@ -2,7 +2,7 @@
 
 Only the base URL and the API key are configured; the SDK is not patched.
 Every code is checked against an independent implementation at the instant
-the server must have read its clock (see otp_reference).
+the server must have read its clock (see totpd_testing.otp).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 import sendblue_api
 from sendblue_api import SendblueAPI
 
-from otp_reference import allowed_code_responses, b32decode, totp_at
+from totpd_testing.otp import allowed_code_responses, b32decode, totp_at
 
 # RFC 6238 Appendix B seeds, as base32: 20, 32 and 64 bytes.
 SEED_SHA1 = base64.b32encode(b"12345678901234567890").decode()

@@ -1,0 +1,259 @@
+//! Whole-database reads and copies on PostgreSQL: the [`Snapshot`] of a
+//! database, and `copy_from` into one.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use sqlx::postgres::PgPool;
+use sqlx::{PgConnection, Postgres, Transaction};
+use totpd_vault::{AccountRow, ApiKeyRow, CopyReport, SecretRow, Snapshot, StoreError};
+use uuid::Uuid;
+
+use super::{
+    ApiKeyTuple, SecretTuple, api_key_row, insert_account_query, insert_api_key_query,
+    insert_secret_query, secret_row,
+};
+use crate::error::classify;
+use crate::queries as q;
+use crate::verify::{count, mismatch, same_secrets};
+
+/// One `REPEATABLE READ READ ONLY` transaction on a pooled connection, held
+/// until the snapshot is dropped (which rolls it back and returns the
+/// connection).
+///
+/// PostgreSQL takes a repeatable-read transaction's snapshot at its first
+/// statement, and every later statement sees exactly that state: rows
+/// committed afterwards are invisible, rows deleted afterwards still there.
+/// Read-only, it never conflicts with writers and never fails to serialize;
+/// it holds back vacuum for as long as it stays open.
+pub(crate) struct PgSnapshot {
+    tx: Transaction<'static, Postgres>,
+}
+
+impl fmt::Debug for PgSnapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgSnapshot").finish_non_exhaustive()
+    }
+}
+
+impl PgSnapshot {
+    /// Starts the transaction and takes its snapshot now.
+    pub(crate) async fn open(pool: &PgPool) -> Result<PgSnapshot, StoreError> {
+        let mut tx = pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .await
+            .map_err(classify)?;
+        // The snapshot is taken by the first statement: run one at once, so
+        // it is of this moment and not of whenever the first table is read.
+        sqlx::query(q::PING)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        Ok(PgSnapshot { tx })
+    }
+}
+
+#[async_trait]
+impl Snapshot for PgSnapshot {
+    async fn meta(&mut self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        meta(&mut self.tx).await
+    }
+
+    async fn accounts(&mut self) -> Result<Vec<AccountRow>, StoreError> {
+        accounts(&mut self.tx).await
+    }
+
+    async fn api_keys(&mut self) -> Result<Vec<ApiKeyRow>, StoreError> {
+        api_keys(&mut self.tx).await
+    }
+
+    async fn secrets(
+        &mut self,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<SecretRow>, StoreError> {
+        secrets(&mut self.tx, after, limit).await
+    }
+}
+
+/// Every `meta` row, by name.
+async fn meta(conn: &mut PgConnection) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    sqlx::query_as(q::DUMP_META)
+        .fetch_all(conn)
+        .await
+        .map_err(classify)
+}
+
+/// Every account, by id.
+async fn accounts(conn: &mut PgConnection) -> Result<Vec<AccountRow>, StoreError> {
+    sqlx::query_as::<_, (Uuid, String, i64)>(q::DUMP_ACCOUNTS)
+        .fetch_all(conn)
+        .await
+        .map(|rows| {
+            rows.into_iter()
+                .map(|(id, name, created_at)| AccountRow {
+                    id,
+                    name,
+                    created_at,
+                })
+                .collect()
+        })
+        .map_err(classify)
+}
+
+/// Every API key, by key id.
+async fn api_keys(conn: &mut PgConnection) -> Result<Vec<ApiKeyRow>, StoreError> {
+    sqlx::query_as::<_, ApiKeyTuple>(q::DUMP_API_KEYS)
+        .fetch_all(conn)
+        .await
+        .map(|rows| rows.into_iter().map(api_key_row).collect())
+        .map_err(classify)
+}
+
+/// Up to `limit` secrets with ids above `after`, by id.
+async fn secrets(
+    conn: &mut PgConnection,
+    after: Option<Uuid>,
+    limit: u32,
+) -> Result<Vec<SecretRow>, StoreError> {
+    let query = match after {
+        None => sqlx::query_as::<_, SecretTuple>(q::DUMP_SECRETS_FIRST),
+        Some(after) => sqlx::query_as::<_, SecretTuple>(q::DUMP_SECRETS_AFTER).bind(after),
+    };
+    query
+        .bind(i64::from(limit))
+        .fetch_all(conn)
+        .await
+        .map(|rows| rows.into_iter().map(secret_row).collect())
+        .map_err(classify)
+}
+
+/// Copies `source` into the (empty) database of `pool` in one transaction,
+/// verified before it commits (see `crate::verify`).
+///
+/// The snapshot is read page by page, so memory stays at one page of
+/// secrets whatever the source's size. On any failure the transaction is
+/// rolled back before returning.
+pub(crate) async fn copy(
+    pool: &PgPool,
+    source: &mut dyn Snapshot,
+) -> Result<CopyReport, StoreError> {
+    let mut tx = pool.begin().await.map_err(classify)?;
+    match copy_in(&mut tx, source).await {
+        Ok(report) => {
+            tx.commit().await.map_err(classify)?;
+            Ok(report)
+        }
+        Err(error) => {
+            // Dropping the transaction would roll it back too, but only
+            // once the connection is next used; say so now.
+            let _ = tx.rollback().await;
+            Err(error)
+        }
+    }
+}
+
+async fn copy_in(
+    tx: &mut PgConnection,
+    source: &mut dyn Snapshot,
+) -> Result<CopyReport, StoreError> {
+    // Checked inside the transaction, so a concurrent writer cannot slip
+    // rows in between the check and the copy unnoticed.
+    let any: bool = sqlx::query_scalar(q::HAS_ANY_ROW)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(classify)?;
+    if any {
+        return Err(StoreError::Conflict(
+            "the target database is not empty".to_owned(),
+        ));
+    }
+    let mut report = CopyReport::default();
+    let meta_rows = source.meta().await?;
+    for (name, value) in &meta_rows {
+        sqlx::query(q::INSERT_META)
+            .bind(name)
+            .bind(value)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+    }
+    report.meta = count(&meta_rows);
+    let account_rows = source.accounts().await?;
+    for account in &account_rows {
+        insert_account_query(account)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+    }
+    report.accounts = count(&account_rows);
+    let key_rows = source.api_keys().await?;
+    for key in &key_rows {
+        insert_api_key_query(key)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+    }
+    report.api_keys = count(&key_rows);
+    // One insert per row: the counting trigger would update an account row
+    // once per secret within this one transaction (each update slower than
+    // the last). Off for the copy, one count at the end; ALTER TABLE locks
+    // the (empty) target table until the commit.
+    sqlx::raw_sql(COPY_WITHOUT_COUNTING)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+    let mut after = None;
+    loop {
+        let page = source.secrets(after, q::COPY_PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        for secret in &page {
+            insert_secret_query(secret)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+        }
+        report.secrets += count(&page);
+    }
+    sqlx::raw_sql(COUNT_AFTER_COPY)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+    verify(tx, source).await?;
+    Ok(report)
+}
+
+/// See `copy_in`.
+const COPY_WITHOUT_COUNTING: &str = "ALTER TABLE secrets DISABLE TRIGGER secrets_count_insert";
+
+/// See `copy_in`.
+const COUNT_AFTER_COPY: &str = "UPDATE accounts a SET secret_count = \
+     (SELECT COUNT(*) FROM secrets s WHERE s.account_id = a.id); \
+     ALTER TABLE secrets ENABLE TRIGGER secrets_count_insert";
+
+/// Reads the snapshot a second time and the target inside the copy's
+/// transaction, and requires them to be equal.
+async fn verify(tx: &mut PgConnection, source: &mut dyn Snapshot) -> Result<(), StoreError> {
+    if source.meta().await? != meta(tx).await? {
+        return Err(mismatch("settings (meta rows)"));
+    }
+    if source.accounts().await? != accounts(tx).await? {
+        return Err(mismatch("accounts"));
+    }
+    if source.api_keys().await? != api_keys(tx).await? {
+        return Err(mismatch("API keys"));
+    }
+    let mut after = None;
+    loop {
+        let page = source.secrets(after, q::COPY_PAGE).await?;
+        // As many rows as the source's page (at least one, so that the
+        // source's last, empty page finds the target's end too).
+        let limit = u32::try_from(page.len().max(1)).unwrap_or(u32::MAX);
+        same_secrets(&page, &secrets(tx, after, limit).await?)?;
+        match page.last() {
+            Some(last) => after = Some(last.id),
+            None => return Ok(()),
+        }
+    }
+}
