@@ -109,7 +109,7 @@ impl Locations {
 
 /// A warning for the operator: a log event when logging is set up (`serve`),
 /// else a line on standard error (the other commands).
-fn warn(message: &str) {
+pub(crate) fn warn(message: &str) {
     if tracing::dispatcher::has_been_set() {
         tracing::warn!("{message}");
     } else {

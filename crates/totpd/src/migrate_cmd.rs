@@ -40,6 +40,13 @@ async fn migrate(args: &MigrateArgs) -> anyhow::Result<ExitCode> {
     if args.from.trim() == args.to.trim() {
         bail!("--from and --to name the same database");
     }
+    // Said before connecting, as for every other command (host and mode
+    // only, never a password).
+    for url in [&args.from, &args.to] {
+        if let Some(weakness) = totpd_store::postgres_tls_weakness(url) {
+            crate::config::warn(&weakness.to_string());
+        }
+    }
     let options = ConnectOptions::default();
     // The source is opened read-only: a mistyped path must not create an
     // empty database, and migrating must never change the source.

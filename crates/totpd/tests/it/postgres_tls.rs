@@ -89,3 +89,28 @@ async fn a_loopback_postgres_host_gets_no_tls_warning() {
         "a loopback PostgreSQL host was warned about:\n{log}"
     );
 }
+
+#[test]
+fn migrate_warns_about_a_remote_target_without_verify_full_before_connecting() {
+    // The source is a SQLite file that does not exist: migrate opens it
+    // read-only, first, and stops there, so the remote target is never
+    // contacted.
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.db");
+    let from = format!("sqlite://{}", missing.display());
+    let to = format!("{REMOTE}?sslmode=require");
+    let out = run_totpd(&["migrate", "--from", &from, "--to", &to]);
+    assert!(!out.status.success(), "migrate succeeded:\n{}", out.stderr);
+    assert!(
+        out.stderr.contains("could not open the source database"),
+        "migrate did not stop at the source:\n{}",
+        out.stderr
+    );
+    let warning = out
+        .stderr
+        .lines()
+        .find(|line| line.contains("192.0.2.1") && line.contains("sslmode=require"))
+        .unwrap_or_else(|| panic!("no TLS warning for the target:\n{}", out.stderr));
+    assert!(warning.contains("verify-full"), "{warning}");
+    assert!(!out.stderr.contains("hunter2"), "the password is on stderr");
+}
