@@ -12,19 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::harness::{Backend, Env, Options, TestServer};
-
-async fn server_with(vars: &[(&str, &str)]) -> TestServer {
-    let env = Env::new(Backend::Sqlite).await;
-    let options = Options {
-        env: vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
-        ..Options::default()
-    };
-    TestServer::start_in(&env, options)
-}
+use crate::hardening::server_with;
 
 /// A connection to the server from the local address `from`.
 async fn connect_from(from: &str, server: &str) -> TcpStream {

@@ -4,20 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::{
-    Auth, Backend, Env, Options, TestServer, on_both_backends, on_postgres_only, random_bytes,
-};
+use crate::harness::{Auth, Backend, TestServer, on_both_backends, on_postgres_only, random_bytes};
 
 async fn server_with(backend: Backend, vars: &[(&str, String)]) -> TestServer {
-    let env = Env::new(backend).await;
-    let options = Options {
-        env: vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.clone()))
-            .collect(),
-        ..Options::default()
-    };
-    TestServer::start_in(&env, options)
+    TestServer::with_env(backend, vars).await
 }
 
 fn http() -> reqwest::Client {

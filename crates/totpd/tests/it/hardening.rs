@@ -20,7 +20,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 use crate::harness::{
-    ApiKey, Auth, Backend, Env, Options, Reply, SECRETS, TestServer, raw_exchange, signal,
+    ApiKey, Auth, Backend, Env, Reply, SECRETS, TestServer, raw_exchange, signal,
 };
 
 /// Every variable of the limits and TLS, cleared for servers this module
@@ -43,15 +43,7 @@ const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A server on the harness, with limits set through the environment.
 pub(crate) async fn server_with(vars: &[(&str, &str)]) -> TestServer {
-    let env = Env::new(Backend::Sqlite).await;
-    let options = Options {
-        env: vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
-        ..Options::default()
-    };
-    TestServer::start_in(&env, options)
+    TestServer::with_env(Backend::Sqlite, vars).await
 }
 
 // ---------------------------------------------------------------------------

@@ -799,6 +799,19 @@ impl TestServer {
         TestServer::start_in(&Env::new(backend).await, Options::default())
     }
 
+    /// A server on a fresh `backend` environment, with `vars` (settings such
+    /// as `TOTPD_MAX_CONNECTIONS`) in its environment.
+    pub async fn with_env<V: AsRef<str>>(backend: Backend, vars: &[(&str, V)]) -> TestServer {
+        let options = Options {
+            env: vars
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.as_ref().to_owned()))
+                .collect(),
+            ..Options::default()
+        };
+        TestServer::start_in(&Env::new(backend).await, options)
+    }
+
     /// A server for an existing `env`.
     pub fn start_in(env: &Env, options: Options) -> TestServer {
         Starting::spawn(env, options).ready()
