@@ -1394,3 +1394,13 @@ pub fn check_code_body(body: &Value, known: &Known, before_ms: i64, after_ms: i6
         );
     }
 }
+
+/// What `totpd serve --help` prints (it must succeed).
+pub fn serve_help() -> String {
+    let out = Command::new(BIN)
+        .args(["serve", "--help"])
+        .output()
+        .expect("run totpd serve --help");
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -172,12 +172,7 @@ async fn settings_at_the_edges_of_their_ranges_are_accepted() {
 
 #[test]
 fn serve_help_names_the_connection_and_metrics_settings_with_their_variables() {
-    let out = std::process::Command::new(crate::harness::BIN)
-        .args(["serve", "--help"])
-        .output()
-        .expect("run totpd serve --help");
-    assert!(out.status.success());
-    let help = String::from_utf8_lossy(&out.stdout);
+    let help = crate::harness::serve_help();
     for (flag, var) in [
         (
             "--max-connections-per-address",
