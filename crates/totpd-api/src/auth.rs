@@ -7,12 +7,13 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use totpd_vault::Principal;
+use totpd_vault::{Origin, Principal};
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::limits::{AbuseLimits, RetryAfter};
 use crate::metrics::LimitKind;
+use crate::telemetry::RequestId;
 
 pub(crate) const KEY_ID_HEADER: &str = "sb-api-key-id";
 pub(crate) const SECRET_HEADER: &str = "sb-api-secret-key";
@@ -54,7 +55,7 @@ impl FromRequestParts<AppState> for Auth {
         }
         let principal = match state
             .vault
-            .authenticate(key_id, secret, state.clock.now())
+            .authenticate(key_id, secret, state.clock.now(), origin(parts, client))
             .await
         {
             Ok(principal) => principal,
@@ -93,6 +94,32 @@ impl FromRequestParts<AppState> for Auth {
             return Err(rate_limited(wait));
         }
         Ok(Auth(principal))
+    }
+}
+
+/// Most bytes of a `User-Agent` kept for the audit log.
+const MAX_USER_AGENT: usize = 256;
+
+/// Where the request came from, for the audit log.
+fn origin(parts: &Parts, client: Option<std::net::IpAddr>) -> Origin {
+    let user_agent = parts
+        .headers
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|ua| {
+            let mut end = ua.len().min(MAX_USER_AGENT);
+            while !ua.is_char_boundary(end) {
+                end -= 1;
+            }
+            ua[..end].to_owned()
+        });
+    Origin {
+        remote_addr: client,
+        user_agent,
+        request_id: parts
+            .extensions
+            .get::<RequestId>()
+            .map(|RequestId(id)| id.to_string()),
     }
 }
 

@@ -38,6 +38,11 @@ fn next_request_id() -> String {
     format!("{prefix:016x}{n:016x}")
 }
 
+/// The id of the request being handled (a request extension), as answered
+/// in `x-request-id` and recorded in the audit log.
+#[derive(Clone, Debug)]
+pub(crate) struct RequestId(pub Arc<str>);
+
 /// What the middleware needs.
 #[derive(Clone, Debug)]
 pub(crate) struct Telemetry {
@@ -72,6 +77,10 @@ pub(crate) async fn track(
     let span = tracing::info_span!("request", id = %request_id, method = %method, route = %route);
     let started = totpd_vault::clock::monotonic_now();
     let fate = Arc::new(Deadline::new());
+    let mut request = request;
+    request
+        .extensions_mut()
+        .insert(RequestId(Arc::from(request_id.as_str())));
     let handled = deadline::scope(Arc::clone(&fate), next.run(request)).instrument(span.clone());
     tokio::pin!(handled);
     let mut response = tokio::select! {

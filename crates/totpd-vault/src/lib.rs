@@ -12,6 +12,7 @@ pub mod deadline;
 mod error;
 mod keys;
 mod model;
+pub mod policy;
 mod store;
 mod vault;
 
@@ -20,9 +21,10 @@ pub use crypto::{CryptoError, MasterKey, MasterKeyError, Sealed};
 pub use error::VaultError;
 pub use keys::{ApiKeySecret, NewApiKey};
 pub use model::{
-    Account, ApiKeyInfo, CodeAt, CreatedSecret, Issuer, Label, NewSecret, Principal, SecretInfo,
-    SecretSource, UnixTime, validate_account_name,
+    Account, ApiKeyInfo, CodeAt, CreatedSecret, Issuer, Label, NewSecret, SecretInfo, SecretSource,
+    UnixTime, validate_account_name,
 };
+pub use policy::{Action, Denial, Origin, Principal, Role, Scope};
 pub use store::{
     AccountRow, ApiKeyHashUpgrade, ApiKeyRow, CopyReport, LIST_PAGE, ListCursor, PoolStatus,
     SecretRow, Snapshot, Store, StoreError,

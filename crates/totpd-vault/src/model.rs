@@ -168,15 +168,6 @@ pub fn validate_account_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The authenticated caller of a request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Principal {
-    /// The account every query of this request is scoped to.
-    pub account_id: Uuid,
-    /// The API key used.
-    pub key_id: String,
-}
-
 /// An API key as listed (no secret, no hash).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiKeyInfo {

@@ -11,9 +11,10 @@ use crate::error::VaultError;
 pub use crate::keys::KEY_CACHE_TTL_MS;
 use crate::keys::{self, CachedKey, HASH_CURRENT, KEY_ID_PREFIX, KeyBinding, KeyCache, NewApiKey};
 use crate::model::{
-    Account, ApiKeyInfo, CodeAt, CreatedSecret, NewSecret, Principal, SecretInfo, SecretSource,
-    UnixTime, validate_account_name,
+    Account, ApiKeyInfo, CodeAt, CreatedSecret, NewSecret, SecretInfo, SecretSource, UnixTime,
+    validate_account_name,
 };
+use crate::policy::{Origin, Principal, Role, Scope};
 use crate::store::{
     AccountRow, ApiKeyHashUpgrade, ApiKeyRow, ListCursor, SecretRow, Store, StoreError,
 };
@@ -269,6 +270,7 @@ impl Vault {
         key_id: &str,
         secret: &str,
         now: UnixTime,
+        origin: Origin,
     ) -> Result<Principal, VaultError> {
         let plausible = key_id.starts_with(KEY_ID_PREFIX) && key_id.len() <= 64;
         let cached = if plausible {
@@ -295,12 +297,20 @@ impl Vault {
         if key.revoked || !matches {
             return Err(VaultError::Unauthorized);
         }
+        // The hash covers the role, so a name this build does not know is a
+        // row from a newer version or a damaged one: it grants nothing.
+        let Ok(role) = key.role.parse::<Role>() else {
+            return Err(VaultError::Unauthorized);
+        };
         if key.hash_version != HASH_CURRENT && self.key_cache.begin_upgrade(key_id, now) {
             self.upgrade_key_hash(key_id, secret, &key).await;
         }
         Ok(Principal {
             account_id: key.account_id,
             key_id: key_id.to_owned(),
+            role,
+            scope: Scope::All,
+            origin,
         })
     }
 

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use totpd_otp::{Algorithm, Digits, Period, Secret, Totp};
 use totpd_store::ConnectOptions;
-use totpd_vault::{Label, MasterKey, NewSecret, Principal, SecretSource, UnixTime, Vault};
+use totpd_vault::{
+    Label, MasterKey, NewSecret, Origin, Principal, Role, SecretSource, UnixTime, Vault,
+};
 
 fn hot_path(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -28,10 +30,7 @@ fn hot_path(c: &mut Criterion) {
             .await
             .expect("vault");
         let key = vault.create_api_key("bench", now).await.expect("api key");
-        let principal = Principal {
-            account_id: key.account.id,
-            key_id: key.key_id.clone(),
-        };
+        let principal = Principal::new(key.account.id, key.key_id.clone(), Role::Owner);
         let created = vault
             .create_secret(
                 &principal,
@@ -49,15 +48,17 @@ fn hot_path(c: &mut Criterion) {
             .expect("secret");
         (Arc::new(vault), key, created.info.id)
     });
-    let principal = Principal {
-        account_id: key.account.id,
-        key_id: key.key_id.clone(),
-    };
+    let principal = Principal::new(key.account.id, key.key_id.clone(), Role::Owner);
 
     c.bench_function("auth check (cached key row)", |b| {
         b.iter(|| {
             runtime
-                .block_on(vault.authenticate(black_box(&key.key_id), key.secret.expose(), now))
+                .block_on(vault.authenticate(
+                    black_box(&key.key_id),
+                    key.secret.expose(),
+                    now,
+                    Origin::default(),
+                ))
                 .expect("auth")
         });
     });

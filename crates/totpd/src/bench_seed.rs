@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use totpd_otp::{Algorithm, Digits, Period};
 use totpd_vault::{Clock as _, SystemClock};
-use totpd_vault::{Label, NewSecret, Principal, SecretSource};
+use totpd_vault::{Label, NewSecret, Principal, Role, SecretSource};
 
 use crate::cli::BenchSeedArgs;
 use crate::config::open_vault;
@@ -24,10 +24,7 @@ pub(crate) async fn run(args: BenchSeedArgs) -> anyhow::Result<ExitCode> {
         .create_api_key(&args.account, SystemClock.now())
         .await
         .context("could not create the account's key")?;
-    let principal = Principal {
-        account_id: key.account.id,
-        key_id: key.key_id.clone(),
-    };
+    let principal = Principal::new(key.account.id, key.key_id.clone(), Role::Owner);
     let label = Label::parse("bench").map_err(anyhow::Error::msg)?;
     let mut first_id = None;
     let mut created = 0u64;

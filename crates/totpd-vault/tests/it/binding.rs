@@ -71,7 +71,12 @@ async fn authenticate(
     at: UnixTime,
 ) -> Result<Principal, VaultError> {
     vault
-        .authenticate(&key.key_id, key.secret.expose(), at)
+        .authenticate(
+            &key.key_id,
+            key.secret.expose(),
+            at,
+            totpd_vault::Origin::default(),
+        )
         .await
 }
 

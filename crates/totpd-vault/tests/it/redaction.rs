@@ -208,7 +208,12 @@ async fn vault_with_a_key() -> (Vault, Arc<MemoryStore>, NewApiKey, Principal) {
     let vault = Vault::open(store.clone(), master_key()).await.unwrap();
     let key = vault.create_api_key("redaction", NOW).await.unwrap();
     let principal = vault
-        .authenticate(&key.key_id, key.secret.expose(), NOW)
+        .authenticate(
+            &key.key_id,
+            key.secret.expose(),
+            NOW,
+            totpd_vault::Origin::default(),
+        )
         .await
         .unwrap();
     (vault, store, key, principal)
