@@ -66,6 +66,15 @@ fn is_unavailable(code: Option<&str>) -> bool {
     }
 }
 
+/// How the message of SQLite's `SQLITE_BUSY` (another connection holds a
+/// lock) begins, so that [`is_busy`] can tell it from other unavailability.
+const BUSY: &str = "the database is busy: ";
+
+/// Whether `error` came from SQLite's `SQLITE_BUSY`.
+pub(crate) fn is_busy(error: &StoreError) -> bool {
+    matches!(error, StoreError::Unavailable(message) if message.starts_with(BUSY))
+}
+
 /// Maps a SQLite error to what the vault should do about it.
 ///
 /// `SQLITE_BUSY` reaches here only once the busy timeout has run out (another
@@ -78,8 +87,8 @@ pub(crate) fn classify_sqlite(error: rusqlite::Error) -> StoreError {
         rusqlite::Error::SqliteFailure(code, _) => {
             let message = error.to_string();
             match code.code {
-                ErrorCode::DatabaseBusy
-                | ErrorCode::DatabaseLocked
+                ErrorCode::DatabaseBusy => StoreError::Unavailable(format!("{BUSY}{message}")),
+                ErrorCode::DatabaseLocked
                 | ErrorCode::SystemIoFailure
                 | ErrorCode::CannotOpen
                 | ErrorCode::DiskFull

@@ -27,6 +27,7 @@ mod writer;
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
@@ -40,7 +41,7 @@ use self::conn::Opener;
 use self::pool::ReadPool;
 use self::writer::Writer;
 use crate::ConnectOptions;
-use crate::error::classify_sqlite;
+use crate::error::{classify_sqlite, is_busy};
 use crate::queries as q;
 
 /// The SQLite backend. Clones share the connections and the writer thread.
@@ -82,9 +83,27 @@ impl SqliteStore {
         // Opening and migrating touch the disk and may wait on another
         // process's lock: not on the runtime's threads.
         tokio::task::spawn_blocking(move || {
-            let writer = opener.writer().map_err(classify_sqlite)?;
-            conn::migrate(&writer, opener.mode())?;
-            let reads = Arc::new(ReadPool::new(opener.clone(), max, timeout)?);
+            // Several processes opening one new file at once (nodes starting
+            // together on one data directory) can meet a lock that SQLite
+            // reports at once as busy instead of waiting on it (setting up
+            // WAL on a new file is one): such an open is tried again, with
+            // backoff, for as long as any other lock may be waited for.
+            let started = totpd_vault::clock::monotonic_now();
+            let mut pause = Duration::from_millis(2);
+            let (writer, reads) = loop {
+                match open_and_migrate(&opener, max, timeout) {
+                    Err(e)
+                        if is_busy(&e)
+                            && totpd_vault::clock::monotonic_now()
+                                .saturating_duration_since(started)
+                                < timeout =>
+                    {
+                        std::thread::sleep(pause);
+                        pause = (pause * 2).min(Duration::from_millis(100));
+                    }
+                    other => break other?,
+                }
+            };
             let writer = Writer::start(writer, timeout)?;
             Ok(SqliteStore {
                 inner: Arc::new(Inner {
@@ -373,9 +392,37 @@ impl Store for SqliteStore {
     }
 }
 
+/// Opens the writer connection, applies pending migrations and opens the
+/// read pool: the part of opening a database that may meet another
+/// process's lock.
+fn open_and_migrate(
+    opener: &Opener,
+    max: u32,
+    timeout: Duration,
+) -> Result<(rusqlite::Connection, Arc<ReadPool>), StoreError> {
+    let writer = opener.writer().map_err(classify_sqlite)?;
+    conn::migrate(&writer, opener.mode())?;
+    let reads = Arc::new(ReadPool::new(opener.clone(), max, timeout)?);
+    Ok((writer, reads))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_busy_database_is_recognised_and_nothing_else_is() {
+        let busy = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            None,
+        );
+        assert!(is_busy(&classify_sqlite(busy)));
+        let read_only = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_READONLY),
+            None,
+        );
+        assert!(!is_busy(&classify_sqlite(read_only)));
+    }
 
     /// SQLite binds `$N` parameters by order of first appearance, so the
     /// shared statements must introduce `$1`, `$2`, ... in order.

@@ -212,29 +212,36 @@ async fn a_write_lock_held_past_the_busy_timeout_fails_writes_but_not_reads() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fresh_file_opened_twice_at_once_is_migrated_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("totpd.db");
-    let (url, options) = (url(&path), options());
-    let (a, b) = tokio::join!(
-        SqliteStore::connect(&url, &options),
-        SqliteStore::connect(&url, &options),
-    );
-    let (a, b) = (a.unwrap(), b.unwrap());
-    a.insert_meta("k", b"v").await.unwrap();
-    assert!(!b.insert_meta("k", b"w").await.unwrap());
-    let conn = Connection::open(&path).unwrap();
-    let versions: Vec<i64> = conn
-        .prepare("SELECT version FROM schema_migrations ORDER BY version")
-        .unwrap()
-        .query_map([], |row| row.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    assert_eq!(versions, [1, 2, 3]);
-    let journal: String = conn
-        .query_row("PRAGMA journal_mode", [], |row| row.get(0))
-        .unwrap();
-    assert_eq!(journal, "wal");
+    // Several rounds of four opens of a new file at once: switching a new
+    // file to WAL used to fail now and then with "database is locked".
+    for _ in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("totpd.db");
+        let (url, options) = (url(&path), options());
+        let (a, b, c, d) = tokio::join!(
+            SqliteStore::connect(&url, &options),
+            SqliteStore::connect(&url, &options),
+            SqliteStore::connect(&url, &options),
+            SqliteStore::connect(&url, &options),
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        let (_c, _d) = (c.unwrap(), d.unwrap());
+        a.insert_meta("k", b"v").await.unwrap();
+        assert!(!b.insert_meta("k", b"w").await.unwrap());
+        let conn = Connection::open(&path).unwrap();
+        let versions: Vec<i64> = conn
+            .prepare("SELECT version FROM schema_migrations ORDER BY version")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(versions, [1, 2, 3]);
+        let journal: String = conn
+            .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(journal, "wal");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
