@@ -2,13 +2,15 @@
 //!
 //! A dev-dependency only: no production crate links it. It holds what more
 //! than one crate's tests need, so each exists once: whether the suite runs
-//! under CI, and the loud skip.
+//! under CI, the loud skip, and the PostgreSQL fixture ([`pg`]).
 //!
 //! The rule for skips: a test that cannot run on this machine (PostgreSQL
 //! unreachable, no `initdb`) fails under CI, which must run everything, and
 //! elsewhere calls [`note_skip`], which `scripts/test` lists and counts.
 
 use std::io::Write as _;
+
+pub mod pg;
 
 /// The environment variable naming the file where skips are recorded.
 pub const SKIP_LOG_ENV: &str = "TOTPD_SKIP_LOG";

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::{AssertSqlSafe, Connection as _};
 use totpd_store::ConnectOptions;
+pub use totpd_testkit::pg::{self, PgDatabase};
 use totpd_vault::Store;
 
 /// Runs each listed contract test (an `async fn(&TestDb)` in the enclosing
@@ -72,13 +72,13 @@ impl TestDb {
     /// under CI, where a missing server fails the test.
     pub async fn postgres(test: &str) -> Option<TestDb> {
         let server = postgres_server(test)?;
-        let database = PgDatabase::create(&server).await;
-        let store = totpd_store::connect(&database.url, &options())
+        let database = PgDatabase::create(&server, "totpd_store").await;
+        let store = totpd_store::connect(database.url(), &options())
             .await
             .expect("open a fresh PostgreSQL database");
         Some(TestDb {
             store,
-            url: database.url.clone(),
+            url: database.url().to_owned(),
             dir: None,
             _pg: Some(database),
         })
@@ -99,83 +99,7 @@ impl TestDb {
 
 /// The PostgreSQL server to test against, or `None` if there is none.
 pub fn postgres_server(test: &str) -> Option<String> {
-    let url = match std::env::var("TOTPD_TEST_POSTGRES_URL") {
-        Ok(url) if !url.trim().is_empty() => Ok(url.trim().to_owned()),
-        _ => Err("needs PostgreSQL: TOTPD_TEST_POSTGRES_URL is not set \
-                  (e.g. postgres://postgres@127.0.0.1:5432/postgres)"
-            .to_owned()),
-    };
-    totpd_testkit::or_skip(test, url)
-}
-
-/// A database created for one test and dropped after it, even if it fails.
-pub struct PgDatabase {
-    server: String,
-    name: String,
-    pub url: String,
-}
-
-impl PgDatabase {
-    /// An empty database (no schema) on `server`.
-    pub async fn create(server: &str) -> PgDatabase {
-        let name = format!("totpd_store_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = admin_connection(server).await;
-        sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
-            .await
-            .expect("create a test database");
-        let _ = admin.close().await;
-        PgDatabase {
-            server: server.to_owned(),
-            url: with_database(server, &name),
-            name,
-        }
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        let server = self.server.clone();
-        let name = self.name.clone();
-        // Drop runs inside the test's runtime, which cannot block on itself.
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime to drop the test database");
-            runtime.block_on(async {
-                let mut admin = admin_connection(&server).await;
-                let _ = sqlx::raw_sql(AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                )))
-                .execute(&mut admin)
-                .await;
-                let _ = admin.close().await;
-            });
-        });
-        let _ = dropped.join();
-    }
-}
-
-async fn admin_connection(server: &str) -> sqlx::PgConnection {
-    match tokio::time::timeout(Duration::from_secs(10), sqlx::PgConnection::connect(server)).await {
-        Ok(Ok(conn)) => conn,
-        Ok(Err(e)) => panic!("TOTPD_TEST_POSTGRES_URL is set but PostgreSQL refused: {e}"),
-        Err(_) => panic!("TOTPD_TEST_POSTGRES_URL is set but PostgreSQL did not answer in 10 s"),
-    }
-}
-
-/// `server` with its database name replaced by `name`, parameters kept.
-fn with_database(server: &str, name: &str) -> String {
-    let (base, query) = match server.split_once('?') {
-        Some((base, query)) => (base, format!("?{query}")),
-        None => (server, String::new()),
-    };
-    let after_scheme = base.find("://").map_or(0, |i| i + 3);
-    let host_end = base[after_scheme..]
-        .find('/')
-        .map_or(base.len(), |i| after_scheme + i);
-    format!("{}/{name}{query}", &base[..host_end])
+    pg::admin_url_or_skip(test)
 }
 
 /// The bytes of the database file and its WAL, for looking for leftovers.
@@ -187,17 +111,4 @@ pub fn file_bytes(db: &Path) -> Vec<u8> {
         bytes.extend(more);
     }
     bytes
-}
-
-#[test]
-fn test_database_urls_keep_the_server_and_parameters() {
-    assert_eq!(
-        with_database("postgres://postgres@127.0.0.1:5432/postgres", "t"),
-        "postgres://postgres@127.0.0.1:5432/t"
-    );
-    assert_eq!(
-        with_database("postgres://u@h/db?sslmode=disable", "t"),
-        "postgres://u@h/t?sslmode=disable"
-    );
-    assert_eq!(with_database("postgres://u@h:1", "t"), "postgres://u@h:1/t");
 }

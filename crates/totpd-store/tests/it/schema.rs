@@ -71,10 +71,10 @@ async fn a_schema_1_postgres_database_is_migrated_and_its_rows_read_as_version_1
     let Some(server) = postgres_server(test) else {
         return;
     };
-    let database = PgDatabase::create(&server).await;
+    let database = PgDatabase::create(&server, "totpd_store").await;
     let (account, secret) = (Uuid::new_v4(), Uuid::new_v4());
     {
-        let mut conn = sqlx::PgConnection::connect(&database.url).await.unwrap();
+        let mut conn = sqlx::PgConnection::connect(database.url()).await.unwrap();
         let text = |id: Uuid| format!("'{id}'");
         let hex = format!("'\\x{}'", Uuid::nil().simple());
         let setup = format!(
@@ -90,8 +90,8 @@ async fn a_schema_1_postgres_database_is_migrated_and_its_rows_read_as_version_1
             .unwrap();
         let _ = conn.close().await;
     }
-    check_migrated(&database.url, account, secret).await;
-    let mut conn = sqlx::PgConnection::connect(&database.url).await.unwrap();
+    check_migrated(database.url(), account, secret).await;
+    let mut conn = sqlx::PgConnection::connect(database.url()).await.unwrap();
     let versions: Vec<i64> =
         sqlx::query_scalar("SELECT version FROM schema_migrations ORDER BY version")
             .fetch_all(&mut conn)

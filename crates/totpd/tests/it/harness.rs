@@ -20,12 +20,12 @@ use sqlx::{AssertSqlSafe, Connection as _};
 use tempfile::TempDir;
 use uuid::Uuid;
 
+pub use totpd_testkit::pg::{self, PG_URL_ENV, PgDatabase};
+
 use crate::otp::{Alg, totp};
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_totpd");
-/// Admin URL of the PostgreSQL server the PostgreSQL variants use.
-pub const PG_URL_ENV: &str = "TOTPD_TEST_POSTGRES_URL";
 /// How long a server may take to print its "listening on" line. Generous:
 /// debug builds on two busy cores, PostgreSQL migrations.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -39,26 +39,10 @@ pub enum Backend {
     Postgres,
 }
 
-fn postgres_admin_url() -> Option<String> {
-    std::env::var(PG_URL_ENV)
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-}
-
 /// Whether `test` can run on `backend`. PostgreSQL needs `TOTPD_TEST_POSTGRES_URL`:
 /// without it the test is skipped loudly on a developer's machine and fails in CI.
 pub fn backend_available(backend: Backend, test: &str) -> bool {
-    if backend == Backend::Sqlite || postgres_admin_url().is_some() {
-        return true;
-    }
-    totpd_testkit::or_skip(
-        test,
-        Err::<(), _>(format!(
-            "needs PostgreSQL: {PG_URL_ENV} is not set \
-             (e.g. {PG_URL_ENV}=postgres://postgres@127.0.0.1:5432/postgres)"
-        )),
-    )
-    .is_some()
+    backend == Backend::Sqlite || pg::admin_url_or_skip(test).is_some()
 }
 
 /// Generates a `#[tokio::test]` per backend for `async fn $case(backend: Backend)`.
@@ -158,107 +142,6 @@ pub fn random_master_key() -> String {
     base64::engine::general_purpose::STANDARD.encode(random_bytes(32))
 }
 
-fn redact_password(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://")
-        && let Some((userinfo, host)) = rest.split_once('@')
-        && let Some((user, _)) = userinfo.split_once(':')
-    {
-        return format!("{scheme}://{user}:***@{host}");
-    }
-    url.to_owned()
-}
-
-async fn pg_connect(url: &str) -> sqlx::PgConnection {
-    match tokio::time::timeout(Duration::from_secs(10), sqlx::PgConnection::connect(url)).await {
-        Ok(Ok(conn)) => conn,
-        Ok(Err(e)) => panic!(
-            "PostgreSQL at {} is unreachable ({PG_URL_ENV}): {e}",
-            redact_password(url)
-        ),
-        Err(_) => panic!(
-            "PostgreSQL at {} did not answer within 10 s ({PG_URL_ENV})",
-            redact_password(url)
-        ),
-    }
-}
-
-/// A PostgreSQL database of one test, created on the admin URL and dropped
-/// (best effort) when the last handle goes.
-#[derive(Debug)]
-pub struct PgDatabase {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl PgDatabase {
-    async fn create() -> PgDatabase {
-        let admin_url = postgres_admin_url()
-            .unwrap_or_else(|| panic!("{PG_URL_ENV} must be set for a PostgreSQL test"));
-        let name = format!("totpd_it_{}", Uuid::new_v4().simple());
-        let mut conn = pg_connect(&admin_url).await;
-        sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut conn)
-            .await
-            .unwrap_or_else(|e| panic!("could not create the test database {name}: {e}"));
-        let _ = conn.close().await;
-        let url = database_url(&admin_url, &name);
-        PgDatabase {
-            admin_url,
-            name,
-            url,
-        }
-    }
-}
-
-/// The admin URL with its database replaced by `name`.
-fn database_url(admin_url: &str, name: &str) -> String {
-    let (base, query) = match admin_url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (admin_url, None),
-    };
-    let (scheme, rest) = base
-        .split_once("://")
-        .unwrap_or_else(|| panic!("{PG_URL_ENV} must be a postgres:// URL"));
-    let authority = rest.split('/').next().unwrap_or_default();
-    let mut url = format!("{scheme}://{authority}/{name}");
-    if let Some(query) = query {
-        url.push('?');
-        url.push_str(query);
-    }
-    url
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        let admin_url = self.admin_url.clone();
-        let name = self.name.clone();
-        // Drop is synchronous and may run inside a runtime: use a thread with its own.
-        let _ = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            runtime.block_on(async {
-                let connect = sqlx::PgConnection::connect(&admin_url);
-                if let Ok(Ok(mut conn)) =
-                    tokio::time::timeout(Duration::from_secs(10), connect).await
-                {
-                    let _ = sqlx::raw_sql(AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                    )))
-                    .execute(&mut conn)
-                    .await;
-                    let _ = conn.close().await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
 /// An API key: its public id and its secret.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ApiKey {
@@ -299,7 +182,11 @@ impl Env {
     pub async fn new(backend: Backend) -> Env {
         let pg = match backend {
             Backend::Sqlite => None,
-            Backend::Postgres => Some(Arc::new(PgDatabase::create().await)),
+            Backend::Postgres => {
+                let admin = pg::admin_url()
+                    .unwrap_or_else(|| panic!("{PG_URL_ENV} must be set for a PostgreSQL test"));
+                Some(Arc::new(PgDatabase::create(&admin, "totpd_it").await))
+            }
         };
         Env {
             backend,
@@ -358,7 +245,7 @@ impl Env {
     pub fn database_url(&self) -> Option<&str> {
         self.database
             .as_deref()
-            .or_else(|| self.pg.as_ref().map(|pg| pg.url.as_str()))
+            .or_else(|| self.pg.as_ref().map(|pg| pg.url()))
     }
 
     /// The SQLite database file (only meaningful for the SQLite backend).
@@ -420,12 +307,7 @@ impl Env {
     /// this test's database name (PostgreSQL only).
     pub async fn pg_admin(&self, sql: &str) {
         let pg = self.pg.as_ref().expect("a PostgreSQL test");
-        let mut conn = pg_connect(&pg.admin_url).await;
-        sqlx::raw_sql(AssertSqlSafe(sql.replace("{db}", &pg.name)))
-            .execute(&mut conn)
-            .await
-            .unwrap_or_else(|e| panic!("admin SQL failed: {e}"));
-        let _ = conn.close().await;
+        pg::execute(pg.admin_url(), &sql.replace("{db}", pg.name())).await;
     }
 
     /// Every row of every table, one text line per row (SQLite: `quote()` of
@@ -479,7 +361,7 @@ fn dump_sqlite(path: &Path) -> Vec<String> {
 }
 
 async fn dump_postgres(url: &str) -> Vec<String> {
-    let mut conn = pg_connect(url).await;
+    let mut conn = pg::connect(url).await;
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT table_name::text FROM information_schema.tables \
          WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
