@@ -1,7 +1,7 @@
 //! `totpd migrate`: the source is copied as of one moment while it is being
 //! written, a copy that fails its verification leaves the target empty, and
 //! the URLs can come from the environment and never show their passwords.
-//! (The full round trip, SQLite to PostgreSQL and served, is in `scale_out`.)
+//! (The full round trip, SQLite to PostgreSQL and served, is in `migrate_to_postgres`.)
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
