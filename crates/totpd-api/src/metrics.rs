@@ -1,13 +1,9 @@
-//! Prometheus metrics, rendered by hand in the text exposition format.
+//! Prometheus metrics (the `prometheus` crate, text exposition format 0.0.4).
 //!
 //! Label values are only route templates (`/api/v2/totp/code/{id}`),
 //! methods and status codes: never a label, issuer, id, key or secret, so
 //! nothing sensitive becomes a metric and cardinality stays bounded.
 
-use std::collections::HashMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -15,6 +11,10 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
+use prometheus::{
+    Encoder as _, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
+};
 use subtle::ConstantTimeEq as _;
 use totpd_vault::PoolStatus;
 use zeroize::Zeroizing;
@@ -27,31 +27,24 @@ const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-#[derive(Debug, Default)]
-struct Series {
-    count: AtomicU64,
-    /// Sum of latencies in microseconds.
-    sum_micros: AtomicU64,
-    buckets: [AtomicU64; BUCKETS.len()],
-}
-
-/// One histogram of the rendering: (route, method), bucket counts, count, sum in microseconds.
-type MergedSeries = ((String, String), [u64; BUCKETS.len()], u64, u64);
-
-/// One (method, status) series of a route.
-type RouteSeries = (&'static str, u16, Arc<Series>);
-
-/// The process's counters. Cheap to update from many threads.
-#[derive(Debug, Default)]
+/// The process's metrics, in a registry of their own (several servers in
+/// one process, as in tests, do not share counts). Cheap to update from
+/// many threads.
+#[derive(Debug)]
 pub struct Metrics {
-    /// Keyed by (route template, method, status).
-    /// By route template, then (method, status): looked up without allocating.
-    requests: RwLock<HashMap<String, Vec<RouteSeries>>>,
-    codes_issued: AtomicU64,
-    auth_failures: AtomicU64,
-    rate_limited_per_key: AtomicU64,
-    rate_limited_auth_failures: AtomicU64,
-    readiness_probes: AtomicU64,
+    registry: Registry,
+    /// By route template, method and status.
+    requests: IntCounterVec,
+    /// By route template and method.
+    latency: HistogramVec,
+    codes_issued: IntCounter,
+    auth_failures: IntCounter,
+    /// By limit (`per_key`, `auth_failures`).
+    rate_limited: IntCounterVec,
+    readiness_probes: IntCounter,
+    /// By state (`idle`, `in_use`), set when scraped.
+    pool_connections: IntGaugeVec,
+    pool_max: IntGauge,
 }
 
 /// Which abuse limit refused a request.
@@ -63,7 +56,114 @@ pub(crate) enum LimitKind {
     AuthFailures,
 }
 
+impl LimitKind {
+    fn label(self) -> &'static str {
+        match self {
+            LimitKind::PerKey => "per_key",
+            LimitKind::AuthFailures => "auth_failures",
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}
+
 impl Metrics {
+    /// Every metric, registered and at zero.
+    ///
+    /// # Panics
+    ///
+    /// Never: the names, labels and buckets are constants that the tests
+    /// of this module register.
+    #[allow(clippy::expect_used)]
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "totpd_http_requests_total",
+                "HTTP requests answered, by route template, method and status.",
+            ),
+            &["route", "method", "status"],
+        )
+        .expect("a valid counter");
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "totpd_http_request_duration_seconds",
+                "Time to answer a request, by route template and method.",
+            )
+            .buckets(BUCKETS.to_vec()),
+            &["route", "method"],
+        )
+        .expect("a valid histogram");
+        let codes_issued = IntCounter::new("totpd_codes_issued_total", "TOTP codes handed out.")
+            .expect("a valid counter");
+        let auth_failures = IntCounter::new(
+            "totpd_auth_failures_total",
+            "Requests refused for missing, wrong or revoked credentials.",
+        )
+        .expect("a valid counter");
+        let rate_limited = IntCounterVec::new(
+            Opts::new(
+                "totpd_rate_limited_total",
+                "Requests answered 429, by the limit that refused them (per_key: the key's \
+                 rate; auth_failures: a key id or the client address is locked out after \
+                 failed authentications).",
+            ),
+            &["limit"],
+        )
+        .expect("a valid counter");
+        // Both limits are shown from the start, at zero.
+        for kind in [LimitKind::PerKey, LimitKind::AuthFailures] {
+            rate_limited.with_label_values(&[kind.label()]);
+        }
+        let readiness_probes = IntCounter::new(
+            "totpd_readiness_probes_total",
+            "Database round trips made to answer /readyz (one per second at most; answers \
+             in between are cached).",
+        )
+        .expect("a valid counter");
+        let pool_connections = IntGaugeVec::new(
+            Opts::new(
+                "totpd_db_pool_connections",
+                "Database connections, by state.",
+            ),
+            &["state"],
+        )
+        .expect("a valid gauge");
+        let pool_max = IntGauge::new(
+            "totpd_db_pool_max_connections",
+            "Configured size limit of the database pool.",
+        )
+        .expect("a valid gauge");
+        let collectors: [Box<dyn prometheus::core::Collector>; 8] = [
+            Box::new(requests.clone()),
+            Box::new(latency.clone()),
+            Box::new(codes_issued.clone()),
+            Box::new(auth_failures.clone()),
+            Box::new(rate_limited.clone()),
+            Box::new(readiness_probes.clone()),
+            Box::new(pool_connections.clone()),
+            Box::new(pool_max.clone()),
+        ];
+        for collector in collectors {
+            registry.register(collector).expect("distinct metric names");
+        }
+        Metrics {
+            registry,
+            requests,
+            latency,
+            codes_issued,
+            auth_failures,
+            rate_limited,
+            readiness_probes,
+            pool_connections,
+            pool_max,
+        }
+    }
+
     /// Records one answered request.
     pub(crate) fn observe_request(
         &self,
@@ -72,177 +172,75 @@ impl Metrics {
         status: u16,
         latency: Duration,
     ) {
-        let series = self.series(route, known_method(method), status);
-        series.count.fetch_add(1, Ordering::Relaxed);
-        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        series.sum_micros.fetch_add(micros, Ordering::Relaxed);
-        let seconds = latency.as_secs_f64();
-        // Buckets are stored non-cumulatively and summed when rendered.
-        if let Some(i) = BUCKETS.iter().position(|&le| seconds <= le)
-            && let Some(bucket) = series.buckets.get(i)
-        {
-            bucket.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    fn series(&self, route: &str, method: &'static str, status: u16) -> Arc<Series> {
-        let find = |list: &Vec<RouteSeries>| {
-            list.iter()
-                .find(|(m, s, _)| *m == method && *s == status)
-                .map(|(_, _, series)| Arc::clone(series))
-        };
-        if let Ok(map) = self.requests.read()
-            && let Some(series) = map.get(route).and_then(find)
-        {
-            return series;
-        }
-        match self.requests.write() {
-            Ok(mut map) => {
-                let list = map.entry(route.to_owned()).or_default();
-                find(list).unwrap_or_else(|| {
-                    let series = Arc::new(Series::default());
-                    list.push((method, status, Arc::clone(&series)));
-                    series
-                })
-            }
-            Err(_) => Arc::new(Series::default()),
-        }
+        let method = known_method(method);
+        let mut digits = [0u8; 5];
+        self.requests
+            .with_label_values(&[route, method, status_text(status, &mut digits)])
+            .inc();
+        self.latency
+            .with_label_values(&[route, method])
+            .observe(latency.as_secs_f64());
     }
 
     /// Counts a code handed out.
     pub(crate) fn code_issued(&self) {
-        self.codes_issued.fetch_add(1, Ordering::Relaxed);
+        self.codes_issued.inc();
     }
 
     /// Counts a rejected authentication.
     pub(crate) fn auth_failed(&self) {
-        self.auth_failures.fetch_add(1, Ordering::Relaxed);
+        self.auth_failures.inc();
     }
 
     /// Counts a request refused with 429.
     pub(crate) fn rate_limited(&self, kind: LimitKind) {
-        let counter = match kind {
-            LimitKind::PerKey => &self.rate_limited_per_key,
-            LimitKind::AuthFailures => &self.rate_limited_auth_failures,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.rate_limited.with_label_values(&[kind.label()]).inc();
     }
 
     /// Counts a database round trip made to answer `/readyz`.
     pub(crate) fn readiness_probed(&self) {
-        self.readiness_probes.fetch_add(1, Ordering::Relaxed);
+        self.readiness_probes.inc();
     }
 
-    /// The text exposition.
+    /// The text exposition (format 0.0.4), with the pool's occupancy now.
     pub(crate) fn render(&self, pool: PoolStatus) -> String {
-        let mut out = String::with_capacity(4096);
-        out.push_str("# HELP totpd_http_requests_total HTTP requests answered, by route template, method and status.\n");
-        out.push_str("# TYPE totpd_http_requests_total counter\n");
-        let mut rows: Vec<((String, String, u16), Arc<Series>)> = match self.requests.read() {
-            Ok(map) => map
-                .iter()
-                .flat_map(|(route, list)| {
-                    list.iter().map(move |(method, status, series)| {
-                        (
-                            (route.clone(), (*method).to_owned(), *status),
-                            Arc::clone(series),
-                        )
-                    })
-                })
-                .collect(),
-            Err(_) => Vec::new(),
-        };
-        rows.sort_by(|a, b| a.0.cmp(&b.0));
-        for ((route, method, status), series) in &rows {
-            let _ = writeln!(
-                out,
-                "totpd_http_requests_total{{route=\"{}\",method=\"{}\",status=\"{status}\"}} {}",
-                escape(route),
-                escape(method),
-                series.count.load(Ordering::Relaxed)
-            );
-        }
-        out.push_str("# HELP totpd_http_request_duration_seconds Time to answer a request, by route template and method.\n");
-        out.push_str("# TYPE totpd_http_request_duration_seconds histogram\n");
-        // One histogram per (route, method): merge the status series.
-        let mut merged: Vec<MergedSeries> = Vec::new();
-        for ((route, method, _), series) in &rows {
-            let key = (route.clone(), method.clone());
-            let index = match merged.iter().position(|m| m.0 == key) {
-                Some(i) => i,
-                None => {
-                    merged.push((key, [0; BUCKETS.len()], 0, 0));
-                    merged.len() - 1
-                }
-            };
-            if let Some(entry) = merged.get_mut(index) {
-                for (total, bucket) in entry.1.iter_mut().zip(series.buckets.iter()) {
-                    *total += bucket.load(Ordering::Relaxed);
-                }
-                entry.2 += series.count.load(Ordering::Relaxed);
-                entry.3 += series.sum_micros.load(Ordering::Relaxed);
-            }
-        }
-        for ((route, method), buckets, count, sum_micros) in &merged {
-            let labels = format!("route=\"{}\",method=\"{}\"", escape(route), escape(method));
-            let mut cumulative = 0;
-            for (le, n) in BUCKETS.iter().zip(buckets.iter()) {
-                cumulative += n;
-                let _ = writeln!(
-                    out,
-                    "totpd_http_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "totpd_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {count}"
-            );
-            // Precision loss only beyond 2^53 microseconds (285 years).
-            #[allow(clippy::cast_precision_loss)]
-            let sum = *sum_micros as f64 / 1e6;
-            let _ = writeln!(
-                out,
-                "totpd_http_request_duration_seconds_sum{{{labels}}} {sum}"
-            );
-            let _ = writeln!(
-                out,
-                "totpd_http_request_duration_seconds_count{{{labels}}} {count}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP totpd_codes_issued_total TOTP codes handed out.\n# TYPE totpd_codes_issued_total counter\ntotpd_codes_issued_total {}",
-            self.codes_issued.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP totpd_auth_failures_total Requests refused for missing, wrong or revoked credentials.\n# TYPE totpd_auth_failures_total counter\ntotpd_auth_failures_total {}",
-            self.auth_failures.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP totpd_rate_limited_total Requests answered 429, by the limit that refused them (per_key: the key's rate; auth_failures: a key id or the client address is locked out after failed authentications).\n# TYPE totpd_rate_limited_total counter\ntotpd_rate_limited_total{{limit=\"per_key\"}} {}\ntotpd_rate_limited_total{{limit=\"auth_failures\"}} {}",
-            self.rate_limited_per_key.load(Ordering::Relaxed),
-            self.rate_limited_auth_failures.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP totpd_readiness_probes_total Database round trips made to answer /readyz (one per second at most; answers in between are cached).\n# TYPE totpd_readiness_probes_total counter\ntotpd_readiness_probes_total {}",
-            self.readiness_probes.load(Ordering::Relaxed)
-        );
         let in_use = pool.size.saturating_sub(pool.idle);
-        let _ = writeln!(
-            out,
-            "# HELP totpd_db_pool_connections Database connections, by state.\n# TYPE totpd_db_pool_connections gauge\ntotpd_db_pool_connections{{state=\"idle\"}} {}\ntotpd_db_pool_connections{{state=\"in_use\"}} {in_use}",
-            pool.idle
-        );
-        let _ = writeln!(
-            out,
-            "# HELP totpd_db_pool_max_connections Configured size limit of the database pool.\n# TYPE totpd_db_pool_max_connections gauge\ntotpd_db_pool_max_connections {}",
-            pool.max
-        );
-        out
+        self.pool_connections
+            .with_label_values(&["idle"])
+            .set(i64::from(pool.idle));
+        self.pool_connections
+            .with_label_values(&["in_use"])
+            .set(i64::from(in_use));
+        self.pool_max.set(i64::from(pool.max));
+        let mut out = Vec::with_capacity(4096);
+        // Encoding our own registry into memory fails only on a bug (an
+        // invalid family); the scrape then shows what was encoded.
+        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(%error, "the metrics could not be encoded");
+        }
+        String::from_utf8(out).unwrap_or_default()
     }
+}
+
+/// `status` as decimal text in `buf`, without allocating.
+fn status_text(status: u16, buf: &mut [u8; 5]) -> &str {
+    let mut n = status;
+    let mut start = buf.len();
+    loop {
+        start -= 1;
+        if let Some(digit) = buf.get_mut(start) {
+            // n % 10 < 10: the cast cannot truncate.
+            #[allow(clippy::cast_possible_truncation)]
+            {
+                *digit = b'0' + (n % 10) as u8;
+            }
+        }
+        n /= 10;
+        if n == 0 || start == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(buf.get(start..).unwrap_or_default()).unwrap_or_default()
 }
 
 /// The method as a label value: the standard methods as they are, anything
@@ -260,13 +258,6 @@ fn known_method(method: &str) -> &'static str {
         "CONNECT" => "CONNECT",
         _ => "other",
     }
-}
-
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 pub(crate) fn router() -> Router<AppState> {
@@ -385,57 +376,145 @@ async fn get_metrics(
 mod tests {
     use super::*;
 
+    /// The sample line of `name` whose labels are exactly `labels` (in the
+    /// encoder's order, sorted by label name), and its value.
+    fn sample(text: &str, name: &str, labels: &str) -> Option<String> {
+        let prefix = if labels.is_empty() {
+            format!("{name} ")
+        } else {
+            format!("{name}{{{labels}}} ")
+        };
+        text.lines()
+            .find_map(|line| line.strip_prefix(prefix.as_str()))
+            .map(str::to_owned)
+    }
+
     #[test]
     fn histogram_buckets_are_cumulative_and_count_matches() {
-        let m = Metrics::default();
+        let m = Metrics::new();
         m.observe_request("/a", "GET", 200, Duration::from_micros(300));
         m.observe_request("/a", "GET", 200, Duration::from_millis(3));
         m.observe_request("/a", "GET", 404, Duration::from_secs(20));
         let text = m.render(PoolStatus::default());
-        assert!(
-            text.contains(
-                "totpd_http_requests_total{route=\"/a\",method=\"GET\",status=\"200\"} 2"
+        let requests = |status: &str| {
+            sample(
+                &text,
+                "totpd_http_requests_total",
+                &format!("method=\"GET\",route=\"/a\",status=\"{status}\""),
             )
-        );
-        assert!(text.contains("totpd_http_request_duration_seconds_bucket{route=\"/a\",method=\"GET\",le=\"0.0005\"} 1"));
-        assert!(text.contains(
-            "totpd_http_request_duration_seconds_bucket{route=\"/a\",method=\"GET\",le=\"0.005\"} 2"
-        ));
-        assert!(text.contains(
-            "totpd_http_request_duration_seconds_bucket{route=\"/a\",method=\"GET\",le=\"10\"} 2"
-        ));
-        assert!(text.contains(
-            "totpd_http_request_duration_seconds_bucket{route=\"/a\",method=\"GET\",le=\"+Inf\"} 3"
-        ));
-        assert!(
-            text.contains(
-                "totpd_http_request_duration_seconds_count{route=\"/a\",method=\"GET\"} 3"
+        };
+        assert_eq!(requests("200").as_deref(), Some("2"));
+        assert_eq!(requests("404").as_deref(), Some("1"));
+        let bucket = |le: &str| {
+            sample(
+                &text,
+                "totpd_http_request_duration_seconds_bucket",
+                &format!("method=\"GET\",route=\"/a\",le=\"{le}\""),
             )
+        };
+        assert_eq!(bucket("0.0005").as_deref(), Some("1"));
+        assert_eq!(bucket("0.005").as_deref(), Some("2"));
+        assert_eq!(bucket("10").as_deref(), Some("2"));
+        assert_eq!(bucket("+Inf").as_deref(), Some("3"));
+        assert_eq!(
+            sample(
+                &text,
+                "totpd_http_request_duration_seconds_count",
+                "method=\"GET\",route=\"/a\""
+            )
+            .as_deref(),
+            Some("3")
         );
     }
 
     #[test]
     fn rate_limited_requests_are_counted_by_limit() {
-        let m = Metrics::default();
+        let m = Metrics::new();
+        let text = m.render(PoolStatus::default());
+        assert_eq!(
+            sample(&text, "totpd_rate_limited_total", "limit=\"per_key\"").as_deref(),
+            Some("0"),
+            "both limits are shown before any request: {text}"
+        );
         m.rate_limited(LimitKind::PerKey);
         m.rate_limited(LimitKind::PerKey);
         m.rate_limited(LimitKind::AuthFailures);
         let text = m.render(PoolStatus::default());
         assert!(text.contains("# TYPE totpd_rate_limited_total counter"));
-        assert!(text.contains("totpd_rate_limited_total{limit=\"per_key\"} 2\n"));
-        assert!(text.contains("totpd_rate_limited_total{limit=\"auth_failures\"} 1\n"));
+        assert_eq!(
+            sample(&text, "totpd_rate_limited_total", "limit=\"per_key\"").as_deref(),
+            Some("2")
+        );
+        assert_eq!(
+            sample(&text, "totpd_rate_limited_total", "limit=\"auth_failures\"").as_deref(),
+            Some("1")
+        );
+    }
+
+    #[test]
+    fn every_family_is_shown_with_its_type_and_the_pool_as_scraped() {
+        let m = Metrics::new();
+        m.code_issued();
+        m.auth_failed();
+        m.readiness_probed();
+        let text = m.render(PoolStatus {
+            size: 5,
+            idle: 2,
+            max: 8,
+        });
+        for (family, kind) in [
+            ("totpd_codes_issued_total", "counter"),
+            ("totpd_auth_failures_total", "counter"),
+            ("totpd_readiness_probes_total", "counter"),
+            ("totpd_db_pool_connections", "gauge"),
+            ("totpd_db_pool_max_connections", "gauge"),
+        ] {
+            assert!(
+                text.contains(&format!("# TYPE {family} {kind}\n")),
+                "{family}: {text}"
+            );
+        }
+        assert_eq!(
+            sample(&text, "totpd_codes_issued_total", "").as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            sample(&text, "totpd_db_pool_connections", "state=\"in_use\"").as_deref(),
+            Some("3")
+        );
+        assert_eq!(
+            sample(&text, "totpd_db_pool_max_connections", "").as_deref(),
+            Some("8")
+        );
+    }
+
+    #[test]
+    fn statuses_are_written_as_decimal_text() {
+        let mut buf = [0u8; 5];
+        assert_eq!(status_text(200, &mut buf), "200");
+        assert_eq!(status_text(0, &mut buf), "0");
+        assert_eq!(status_text(65535, &mut buf), "65535");
+        assert_eq!(status_text(7, &mut buf), "7");
     }
 
     #[test]
     fn made_up_methods_share_one_label_value() {
-        let m = Metrics::default();
+        let m = Metrics::new();
         for method in ["FOO", "BAR", "get", "GET"] {
             m.observe_request("unmatched", method, 405, Duration::from_millis(1));
         }
         let text = m.render(PoolStatus::default());
-        assert!(text.contains("method=\"other\",status=\"405\"} 3"));
-        assert!(text.contains("method=\"GET\",status=\"405\"} 1"));
+        assert!(text.contains("method=\"other\",route=\"unmatched\",status=\"405\"} 3"));
+        assert!(text.contains("method=\"GET\",route=\"unmatched\",status=\"405\"} 1"));
         assert!(!text.contains("FOO") && !text.contains("BAR"));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let m = Metrics::new();
+        m.observe_request("a\"b\\c\nd", "GET", 200, Duration::from_millis(1));
+        let text = m.render(PoolStatus::default());
+        assert!(text.contains("route=\"a\\\"b\\\\c\\nd\""), "{text}");
     }
 
     #[test]
@@ -457,10 +536,5 @@ mod tests {
             "bearer 0123456789abcdef".parse().unwrap(),
         );
         assert!(token.admits(&headers));
-    }
-
-    #[test]
-    fn label_values_are_escaped() {
-        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 }
