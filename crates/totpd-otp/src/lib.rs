@@ -25,7 +25,7 @@
 //! ```
 
 pub mod base32;
-pub mod migration;
+pub mod google_export;
 mod otp;
 mod params;
 mod secret;
@@ -33,7 +33,7 @@ mod text;
 mod uri;
 
 pub use base32::Base32Error;
-pub use migration::{EntryError, MigrationError};
+pub use google_export::{EntryError, GoogleExportError};
 pub use otp::{Code, Generator, Totp, hotp};
 pub use params::{Algorithm, Digits, ParamError, Period};
 pub use secret::{Secret, SecretError};

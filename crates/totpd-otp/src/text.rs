@@ -1,4 +1,4 @@
-//! Small URI text helpers shared by the otpauth and migration parsers.
+//! Small URI text helpers shared by the otpauth and Google Authenticator export parsers.
 
 use std::collections::HashMap;
 

@@ -13,7 +13,7 @@
 
 mod base32;
 mod codes;
-mod migration;
+mod google_export;
 mod properties;
 mod quirks;
 

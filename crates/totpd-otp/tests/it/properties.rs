@@ -2,7 +2,7 @@
 
 use proptest::prelude::*;
 use totpd_otp::{
-    Algorithm, Digits, Generator, OtpKind, OtpParams, Period, Secret, Totp, base32, migration,
+    Algorithm, Digits, Generator, OtpKind, OtpParams, Period, Secret, Totp, base32, google_export,
     parse_otpauth_uri,
 };
 
@@ -138,13 +138,13 @@ proptest! {
 
     #[test]
     fn the_migration_decoder_never_panics_on_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
-        let _ = migration::decode_payload(&bytes);
+        let _ = google_export::decode_payload(&bytes);
     }
 
     #[test]
     fn the_migration_decoder_never_panics_on_arbitrary_text(input in any::<String>()) {
-        let _ = migration::decode(&input);
-        let _ = migration::decode(&format!("otpauth-migration://offline?data={input}"));
+        let _ = google_export::decode(&input);
+        let _ = google_export::decode(&format!("otpauth-migration://offline?data={input}"));
     }
 
     #[test]

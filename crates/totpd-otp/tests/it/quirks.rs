@@ -408,7 +408,7 @@ fn repeats_the_paste(message: &str) -> bool {
 fn no_error_repeats_a_secret_pasted_anywhere_in_a_uri() {
     for input in pasted_secret_inputs() {
         let messages = if input.to_ascii_lowercase().starts_with("otpauth-migration") {
-            let error = totpd_otp::migration::decode(&input).expect_err(&input);
+            let error = totpd_otp::google_export::decode(&input).expect_err(&input);
             [error.to_string(), format!("{error:?}")]
         } else {
             let error = parse_otpauth_uri(&input).expect_err(&input);

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use totpd_otp::{OtpParams, migration, parse_otpauth_uri};
+use totpd_otp::{OtpParams, google_export, parse_otpauth_uri};
 
 fn check_entries(entries: &[Result<OtpParams, totpd_otp::EntryError>]) {
     for params in entries.iter().flatten() {
@@ -15,11 +15,11 @@ fn check_entries(entries: &[Result<OtpParams, totpd_otp::EntryError>]) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(batch) = migration::decode_payload(data) {
+    if let Ok(batch) = google_export::decode_payload(data) {
         check_entries(&batch.entries);
     }
     if let Ok(text) = std::str::from_utf8(data) {
-        if let Ok(entries) = migration::decode(text) {
+        if let Ok(entries) = google_export::decode(text) {
             check_entries(&entries);
         }
     }

@@ -61,30 +61,31 @@ pub struct Batch {
 
 /// Decodes an `otpauth-migration://offline?data=...` URI into its entries,
 /// in export order.
-pub fn decode(uri: &str) -> Result<Vec<Result<OtpParams, EntryError>>, MigrationError> {
+pub fn decode(uri: &str) -> Result<Vec<Result<OtpParams, EntryError>>, GoogleExportError> {
     decode_batch(uri).map(|batch| batch.entries)
 }
 
 /// Decodes an `otpauth-migration://` URI, keeping the batch information.
-pub fn decode_batch(uri: &str) -> Result<Batch, MigrationError> {
+pub fn decode_batch(uri: &str) -> Result<Batch, GoogleExportError> {
     let uri = uri.trim_matches(|c: char| c.is_ascii_whitespace());
-    let (scheme, rest) = text::split_scheme(uri).ok_or(MigrationError::MissingScheme)?;
+    let (scheme, rest) = text::split_scheme(uri).ok_or(GoogleExportError::MissingScheme)?;
     if !scheme.eq_ignore_ascii_case("otpauth-migration") {
-        return Err(MigrationError::UnsupportedScheme {
+        return Err(GoogleExportError::UnsupportedScheme {
             scheme: text::nameable_scheme(scheme),
         });
     }
-    let (host, _path, query) = text::split_hierarchy(rest).ok_or(MigrationError::MissingSlashes)?;
+    let (host, _path, query) =
+        text::split_hierarchy(rest).ok_or(GoogleExportError::MissingSlashes)?;
     if !host.eq_ignore_ascii_case("offline") {
-        return Err(MigrationError::UnsupportedHost);
+        return Err(GoogleExportError::UnsupportedHost);
     }
     let params = text::parse_query(query).map_err(|error| match error {
-        QueryError::BadName { .. } => MigrationError::InvalidPercentEncoding,
+        QueryError::BadName { .. } => GoogleExportError::InvalidPercentEncoding,
         QueryError::Repeated {
             name,
             first,
             second,
-        } => MigrationError::RepeatedParameter {
+        } => GoogleExportError::RepeatedParameter {
             name,
             first,
             second,
@@ -93,19 +94,19 @@ pub fn decode_batch(uri: &str) -> Result<Batch, MigrationError> {
     let data = params
         .iter()
         .find(|p| p.name == "data")
-        .ok_or(MigrationError::MissingData)?;
+        .ok_or(GoogleExportError::MissingData)?;
     let data = text::percent_decode(data.raw_value, false)
-        .ok_or(MigrationError::InvalidPercentEncoding)?;
+        .ok_or(GoogleExportError::InvalidPercentEncoding)?;
     if data.is_empty() {
-        return Err(MigrationError::EmptyData);
+        return Err(GoogleExportError::EmptyData);
     }
-    let payload = base64_decode(&data).map_err(MigrationError::InvalidBase64)?;
+    let payload = base64_decode(&data).map_err(GoogleExportError::InvalidBase64)?;
     decode_payload(&payload)
 }
 
 /// Decodes the protobuf bytes of a `MigrationPayload` (the base64-decoded
 /// `data`, e.g. from a tool that already took the URI apart).
-pub fn decode_payload(bytes: &[u8]) -> Result<Batch, MigrationError> {
+pub fn decode_payload(bytes: &[u8]) -> Result<Batch, GoogleExportError> {
     let mut batch = Batch {
         version: 0,
         batch_size: 0,
@@ -114,7 +115,7 @@ pub fn decode_payload(bytes: &[u8]) -> Result<Batch, MigrationError> {
         entries: Vec::new(),
     };
     let mut reader = Reader::new(bytes);
-    while let Some((field, value)) = reader.field().map_err(MigrationError::Malformed)? {
+    while let Some((field, value)) = reader.field().map_err(GoogleExportError::Malformed)? {
         match (field, value) {
             (1, Value::Bytes(entry)) => {
                 let index = batch.entries.len();
@@ -125,7 +126,7 @@ pub fn decode_payload(bytes: &[u8]) -> Result<Batch, MigrationError> {
             (4, Value::Varint(v)) => batch.batch_index = int32(v),
             (5, Value::Varint(v)) => batch.batch_id = int32(v),
             (1..=5, value) => {
-                return Err(MigrationError::Malformed(ProtobufError::WrongWireType {
+                return Err(GoogleExportError::Malformed(ProtobufError::WrongWireType {
                     field,
                     wire_type: value.wire_type(),
                 }));
@@ -496,7 +497,7 @@ pub enum ProtobufError {
 /// Why an export URI as a whole could not be decoded.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum MigrationError {
+pub enum GoogleExportError {
     /// The text does not start with a URI scheme.
     #[error("not a URI: expected it to start with \"otpauth-migration://\"")]
     MissingScheme,

@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
-"""Writes migration.txt: Google Authenticator export URIs for the tests.
+"""Writes google_export.txt: Google Authenticator export URIs for the tests.
 
 The payloads are encoded by Google's own protobuf runtime (PyPI package
 `protobuf`, tested with 7.x), not by anything in this repository, so the
 Rust decoder is checked against an independent encoder. The message types
 are declared here from the export format's schema; no protoc is needed.
 
-    python3 -m venv /tmp/pb && /tmp/pb/bin/pip install protobuf
-    /tmp/pb/bin/python make_migration.py > migration.txt
+    python3 -m venv .venv-pb && .venv-pb/bin/pip install protobuf
+    .venv-pb/bin/python make_google_export.py > google_export.txt
 
 Each output line is `NAME URI`; the Rust tests look the URIs up by NAME and
 state the entries they expect. The script is deterministic: rerunning it

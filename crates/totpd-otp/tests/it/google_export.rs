@@ -1,19 +1,19 @@
 //! Google Authenticator exports, from payloads built outside this crate:
 //! bytes written out by hand below, and URIs encoded by Google's protobuf
-//! runtime (`tests/data/make_migration.py`, output in `migration.txt`).
+//! runtime (`tests/data/make_google_export.py`, output in `google_export.txt`).
 
-use totpd_otp::migration::{self, Base64Error, Batch, ProtobufError};
-use totpd_otp::{Algorithm, EntryError, MigrationError, OtpKind, OtpParams, SecretError};
+use totpd_otp::google_export::{self, Base64Error, Batch, ProtobufError};
+use totpd_otp::{Algorithm, EntryError, GoogleExportError, OtpKind, OtpParams, SecretError};
 
 use crate::{digits, totp};
 
-const GENERATED: &str = include_str!("../data/migration.txt");
+const GENERATED: &str = include_str!("../data/google_export.txt");
 
 fn generated(name: &str) -> &'static str {
     GENERATED
         .lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no {name} in migration.txt"))
+        .unwrap_or_else(|| panic!("no {name} in google_export.txt"))
 }
 
 /// Four entries and the batch fields, each byte explained.
@@ -99,7 +99,7 @@ fn hand_written_batch() -> Batch {
 #[test]
 fn hand_written_payload_decodes_every_entry_on_its_own() {
     assert_eq!(
-        migration::decode_payload(HAND_WRITTEN),
+        google_export::decode_payload(HAND_WRITTEN),
         Ok(hand_written_batch())
     );
 }
@@ -107,18 +107,18 @@ fn hand_written_payload_decodes_every_entry_on_its_own() {
 #[test]
 fn hand_written_payload_decodes_the_same_through_its_uri() {
     assert_eq!(
-        migration::decode_batch(HAND_WRITTEN_URI),
+        google_export::decode_batch(HAND_WRITTEN_URI),
         Ok(hand_written_batch())
     );
     assert_eq!(
-        migration::decode(HAND_WRITTEN_URI),
+        google_export::decode(HAND_WRITTEN_URI),
         Ok(hand_written_batch().entries)
     );
 }
 
 #[test]
 fn a_single_entry_export_from_the_protobuf_runtime_decodes() {
-    let batch = migration::decode_batch(generated("single")).unwrap();
+    let batch = google_export::decode_batch(generated("single")).unwrap();
     assert_eq!(
         batch.entries,
         [Ok(totp(
@@ -140,14 +140,14 @@ fn url_safe_base64_without_padding_is_accepted() {
     let uri = generated("single_urlsafe_unpadded");
     assert!(uri.contains('_') && !uri.contains("%3D"), "{uri}");
     assert_eq!(
-        migration::decode_batch(uri),
-        migration::decode_batch(generated("single"))
+        google_export::decode_batch(uri),
+        google_export::decode_batch(generated("single"))
     );
 }
 
 #[test]
 fn a_mixed_batch_decodes_with_md5_and_empty_secret_failing_alone() {
-    let entries = migration::decode(generated("mixed")).unwrap();
+    let entries = google_export::decode(generated("mixed")).unwrap();
     let expected = vec![
         Ok(totp(
             b"mixed-sha1-secret-20",
@@ -189,7 +189,7 @@ fn a_mixed_batch_decodes_with_md5_and_empty_secret_failing_alone() {
 
 #[test]
 fn entry_errors_name_the_entry_and_the_problem() {
-    let entries = migration::decode(generated("mixed")).unwrap();
+    let entries = google_export::decode(generated("mixed")).unwrap();
     let messages: Vec<String> = entries
         .iter()
         .filter_map(|e| e.as_ref().err().map(ToString::to_string))
@@ -214,8 +214,8 @@ fn entry_errors_name_the_entry_and_the_problem() {
 
 #[test]
 fn the_parts_of_a_two_part_export_carry_their_batch_position() {
-    let one = migration::decode_batch(generated("part_one")).unwrap();
-    let two = migration::decode_batch(generated("part_two")).unwrap();
+    let one = google_export::decode_batch(generated("part_one")).unwrap();
+    let two = google_export::decode_batch(generated("part_two")).unwrap();
     assert_eq!((one.batch_size, one.batch_index, one.batch_id), (2, 0, 777));
     assert_eq!((two.batch_size, two.batch_index, two.batch_id), (2, 1, 777));
     assert_eq!(
@@ -233,7 +233,7 @@ fn the_parts_of_a_two_part_export_carry_their_batch_position() {
 
 #[test]
 fn an_export_with_no_entries_decodes_to_an_empty_list() {
-    let batch = migration::decode_batch(generated("empty_batch")).unwrap();
+    let batch = google_export::decode_batch(generated("empty_batch")).unwrap();
     assert!(batch.entries.is_empty());
     assert_eq!(batch.batch_id, 5);
 }
@@ -243,8 +243,8 @@ fn scheme_and_host_are_matched_without_regard_to_case() {
     let uri =
         generated("single").replace("otpauth-migration://offline", "OTPAUTH-MIGRATION://Offline");
     assert_eq!(
-        migration::decode(&uri),
-        migration::decode(generated("single"))
+        google_export::decode(&uri),
+        google_export::decode(generated("single"))
     );
 }
 
@@ -253,17 +253,17 @@ fn a_raw_plus_in_the_data_is_base64_not_a_space() {
     // The payload [0x0a, 0x03, 0xfb, 0xef, 0xbe] encodes as "CgP7774=": its
     // '+' stays a '+' even when a tool did not percent-encode it.
     let bytes = [0x0a, 0x03, 0xfb, 0xef, 0xbe];
-    let expected = migration::decode_payload(&bytes);
+    let expected = google_export::decode_payload(&bytes);
     assert_eq!(
-        migration::decode_batch("otpauth-migration://offline?data=CgP7774="),
+        google_export::decode_batch("otpauth-migration://offline?data=CgP7774="),
         expected
     );
     assert_eq!(
-        migration::decode_batch("otpauth-migration://offline?data=CgP7774%3D"),
+        google_export::decode_batch("otpauth-migration://offline?data=CgP7774%3D"),
         expected
     );
     assert_eq!(
-        migration::decode_batch("otpauth-migration://offline?data=CgP7774"),
+        google_export::decode_batch("otpauth-migration://offline?data=CgP7774"),
         expected
     );
 }
@@ -271,49 +271,49 @@ fn a_raw_plus_in_the_data_is_base64_not_a_space() {
 /// Rows of malformed export URIs and the error each must give.
 #[test]
 fn malformed_export_uris_are_refused_with_the_reason() {
-    let table: Vec<(&str, MigrationError, &str)> = vec![
+    let table: Vec<(&str, GoogleExportError, &str)> = vec![
         (
             "otpauth://totp/bob?secret=JBSWY3DPEHPK3PXP",
-            MigrationError::UnsupportedScheme {
+            GoogleExportError::UnsupportedScheme {
                 scheme: "otpauth".into(),
             },
             "unsupported scheme \"otpauth\" (expected \"otpauth-migration\")",
         ),
         (
             "JBSWY3DPEHPK3PXP:alice",
-            MigrationError::UnsupportedScheme {
+            GoogleExportError::UnsupportedScheme {
                 scheme: String::new(),
             },
             "unsupported scheme (expected \"otpauth-migration\")",
         ),
         (
             "CgP7774=",
-            MigrationError::MissingScheme,
+            GoogleExportError::MissingScheme,
             "not a URI: expected it to start with \"otpauth-migration://\"",
         ),
         (
             "otpauth-migration:offline?data=CgA",
-            MigrationError::MissingSlashes,
+            GoogleExportError::MissingSlashes,
             "expected \"//\" after \"otpauth-migration:\"",
         ),
         (
             "otpauth-migration://online?data=CgA",
-            MigrationError::UnsupportedHost,
+            GoogleExportError::UnsupportedHost,
             "unsupported host (expected \"offline\")",
         ),
         (
             "otpauth-migration://offline?version=1",
-            MigrationError::MissingData,
+            GoogleExportError::MissingData,
             "parameter \"data\" is missing",
         ),
         (
             "otpauth-migration://offline?data=",
-            MigrationError::EmptyData,
+            GoogleExportError::EmptyData,
             "parameter \"data\" is empty",
         ),
         (
             "otpauth-migration://offline?data=CgA&data=CgA",
-            MigrationError::RepeatedParameter {
+            GoogleExportError::RepeatedParameter {
                 name: Some("data"),
                 first: 1,
                 second: 2,
@@ -322,12 +322,12 @@ fn malformed_export_uris_are_refused_with_the_reason() {
         ),
         (
             "otpauth-migration://offline?data=Cg%A",
-            MigrationError::InvalidPercentEncoding,
+            GoogleExportError::InvalidPercentEncoding,
             "invalid percent-encoding in the query",
         ),
         (
             "otpauth-migration://offline?data=Cg*A",
-            MigrationError::InvalidBase64(Base64Error::InvalidCharacter {
+            GoogleExportError::InvalidBase64(Base64Error::InvalidCharacter {
                 byte: b'*',
                 position: 3,
             }),
@@ -335,7 +335,7 @@ fn malformed_export_uris_are_refused_with_the_reason() {
         ),
         (
             "otpauth-migration://offline?data=Cg%00A",
-            MigrationError::InvalidBase64(Base64Error::InvalidCharacter {
+            GoogleExportError::InvalidBase64(Base64Error::InvalidCharacter {
                 byte: 0,
                 position: 3,
             }),
@@ -343,24 +343,24 @@ fn malformed_export_uris_are_refused_with_the_reason() {
         ),
         (
             "otpauth-migration://offline?data=C=gA",
-            MigrationError::InvalidBase64(Base64Error::PaddingNotAtEnd { position: 2 }),
+            GoogleExportError::InvalidBase64(Base64Error::PaddingNotAtEnd { position: 2 }),
             "parameter \"data\" is not valid base64: base64 padding '=' at position 2 is followed by more data",
         ),
         (
             "otpauth-migration://offline?data=CgAAA",
-            MigrationError::InvalidBase64(Base64Error::InvalidLength { symbols: 5 }),
+            GoogleExportError::InvalidBase64(Base64Error::InvalidLength { symbols: 5 }),
             "parameter \"data\" is not valid base64: base64 input has 5 characters, a length no encoder produces",
         ),
         (
             // [0x0a, 0x05, 0x01]: an entry claiming 5 bytes with 1 left.
             "otpauth-migration://offline?data=CgUB",
-            MigrationError::Malformed(ProtobufError::Truncated { offset: 0 }),
+            GoogleExportError::Malformed(ProtobufError::Truncated { offset: 0 }),
             "malformed export payload: the message ends inside the field at byte 0",
         ),
         (
             // [0x08, 0x01]: field 1 as a varint instead of a message.
             "otpauth-migration://offline?data=CAE",
-            MigrationError::Malformed(ProtobufError::WrongWireType {
+            GoogleExportError::Malformed(ProtobufError::WrongWireType {
                 field: 1,
                 wire_type: 0,
             }),
@@ -369,7 +369,7 @@ fn malformed_export_uris_are_refused_with_the_reason() {
         (
             // [0x10, 0x01, 0x0b]: version, then a group start (wire type 3).
             "otpauth-migration://offline?data=EAEL",
-            MigrationError::Malformed(ProtobufError::UnsupportedWireType {
+            GoogleExportError::Malformed(ProtobufError::UnsupportedWireType {
                 wire_type: 3,
                 offset: 2,
             }),
@@ -378,12 +378,12 @@ fn malformed_export_uris_are_refused_with_the_reason() {
         (
             // [0x02, 0x00]: field number 0.
             "otpauth-migration://offline?data=AgA",
-            MigrationError::Malformed(ProtobufError::InvalidFieldNumber { offset: 0 }),
+            GoogleExportError::Malformed(ProtobufError::InvalidFieldNumber { offset: 0 }),
             "malformed export payload: invalid field number at byte 0",
         ),
     ];
     for (uri, expected, message) in table {
-        let error = migration::decode(uri).unwrap_err();
+        let error = google_export::decode(uri).unwrap_err();
         assert_eq!(error, expected, "{uri}");
         assert_eq!(error.to_string(), message, "{uri}");
     }
@@ -395,7 +395,7 @@ fn an_entry_with_a_field_of_the_wrong_wire_type_fails_alone() {
         0x0a, 0x02, 0x08, 0x01, // entry 1: secret (field 1) as a varint
         0x0a, 0x03, 0x0a, 0x01, 0x41, // entry 2: secret "A"
     ];
-    let batch = migration::decode_payload(&bytes).unwrap();
+    let batch = google_export::decode_payload(&bytes).unwrap();
     assert_eq!(
         batch.entries,
         [
@@ -418,7 +418,7 @@ fn unknown_digit_counts_and_types_fail_for_their_entry() {
         0x0a, 0x05, 0x0a, 0x01, 0x41, 0x30, 0x05, // type 5
         0x0a, 0x06, 0x0a, 0x01, 0x41, 0x12, 0x01, 0xff, // name not UTF-8
     ];
-    let entries = migration::decode_payload(&bytes).unwrap().entries;
+    let entries = google_export::decode_payload(&bytes).unwrap().entries;
     assert_eq!(
         entries,
         [
@@ -450,6 +450,6 @@ fn a_repeated_scalar_field_takes_its_last_value() {
     let bytes = [
         0x0a, 0x0a, 0x0a, 0x01, 0x41, 0x0a, 0x01, 0x42, 0x20, 0x03, 0x20, 0x01,
     ];
-    let entries = migration::decode_payload(&bytes).unwrap().entries;
+    let entries = google_export::decode_payload(&bytes).unwrap().entries;
     assert_eq!(entries, [Ok(totp(b"B", None, ""))]);
 }
