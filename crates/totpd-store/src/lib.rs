@@ -12,9 +12,9 @@
 
 mod error;
 mod inspect;
-mod migrate;
 mod postgres;
 mod queries;
+mod schema;
 mod sqlite;
 mod verify;
 

@@ -16,8 +16,8 @@ use uuid::Uuid;
 
 use crate::ConnectOptions;
 use crate::error::classify;
-use crate::migrate::{Migration, pending};
 use crate::queries as q;
+use crate::schema::{Migration, pending};
 
 static MIGRATIONS: [Migration; 3] = [
     Migration {

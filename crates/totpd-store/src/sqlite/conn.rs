@@ -8,7 +8,7 @@ use totpd_vault::StoreError;
 
 use super::url::{Location, Mode};
 use crate::error::classify_sqlite;
-use crate::migrate::{Migration, pending};
+use crate::schema::{Migration, pending};
 
 static MIGRATIONS: [Migration; 3] = [
     Migration {

@@ -1,4 +1,4 @@
-//! A minimal migration runner: numbered SQL scripts embedded in the binary,
+//! The schema runner: numbered SQL scripts embedded in the binary,
 //! applied in order, each in its own transaction, recorded in
 //! `schema_migrations`. A database newer than this binary is refused rather
 //! than silently used.
