@@ -84,7 +84,7 @@ impl From<VaultError> for ApiError {
             VaultError::Invalid(message) => ApiError::InvalidRequest(message),
             VaultError::QuotaExceeded { limit } => ApiError::QuotaExceeded { limit },
             VaultError::Unavailable(cause) => {
-                tracing::warn!(error = %cause, "database unavailable");
+                tracing::warn!(error = %totpd_vault::ErrorChain(&cause), "database unavailable");
                 ApiError::Unavailable("the database is unavailable; retry shortly")
             }
             other => ApiError::Internal(other.to_string()),

@@ -59,11 +59,11 @@ pub(crate) async fn get_readyz(
         }
         _ => {
             state.metrics.readiness_probed();
-            let ready = match state.vault.store().ping().await {
+            let ready = match state.vault.ping().await {
                 Ok(()) => true,
                 Err(error) => {
                     // Logged once per probe, not once per request.
-                    tracing::warn!(%error, "readiness probe: the database is unavailable");
+                    tracing::warn!(error = %totpd_vault::ErrorChain(&error), "readiness probe: the database is unavailable");
                     false
                 }
             };

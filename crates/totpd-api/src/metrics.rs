@@ -361,7 +361,7 @@ async fn get_metrics(
             return ApiError::Unauthorized.into_response();
         }
     }
-    let body = state.metrics.render(state.vault.store().pool_status());
+    let body = state.metrics.render(state.vault.pool_status());
     (
         [(
             header::CONTENT_TYPE,

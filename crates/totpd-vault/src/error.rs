@@ -39,3 +39,38 @@ impl From<StoreError> for VaultError {
         }
     }
 }
+
+/// Shows an error and every source below it, `outer: inner: innermost`, for
+/// a log line that keeps the whole cause chain.
+#[derive(Clone, Copy, Debug)]
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_chain_shows_every_source() {
+        let error = VaultError::Unavailable(StoreError::Unavailable("connection refused".into()));
+        assert_eq!(
+            ErrorChain(&error).to_string(),
+            "database unavailable: database unavailable: connection refused"
+        );
+        assert_eq!(
+            ErrorChain(&VaultError::NotFound).to_string(),
+            "no such TOTP secret"
+        );
+    }
+}

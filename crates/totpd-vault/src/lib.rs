@@ -18,7 +18,7 @@ mod vault;
 
 pub use clock::{Clock, SystemClock};
 pub use crypto::{CryptoError, MasterKey, MasterKeyError, Sealed};
-pub use error::VaultError;
+pub use error::{ErrorChain, VaultError};
 pub use keys::{ApiKeySecret, NewApiKey};
 pub use model::{
     Account, ApiKeyInfo, CodeAt, CreatedSecret, Issuer, Label, NewSecret, SecretInfo, SecretSource,

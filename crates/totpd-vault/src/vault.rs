@@ -16,7 +16,7 @@ use crate::model::{
 };
 use crate::policy::{Origin, Principal, Role, Scope};
 use crate::store::{
-    AccountRow, ApiKeyHashUpgrade, ApiKeyRow, ListCursor, SecretRow, Store, StoreError,
+    AccountRow, ApiKeyHashUpgrade, ApiKeyRow, ListCursor, PoolStatus, SecretRow, Store, StoreError,
 };
 
 /// `meta` row holding the API-key pepper, sealed by the master key. Its
@@ -149,9 +149,14 @@ impl Vault {
         self.master.id()
     }
 
-    /// The underlying store.
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
+    /// Checks that the database answers (for readiness probes).
+    pub async fn ping(&self) -> Result<(), VaultError> {
+        self.store.ping().await.map_err(VaultError::from)
+    }
+
+    /// The database connection pool's occupancy (for metrics).
+    pub fn pool_status(&self) -> PoolStatus {
+        self.store.pool_status()
     }
 
     /// On a database that has never been bootstrapped, creates the `default`
