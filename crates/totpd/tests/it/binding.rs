@@ -310,6 +310,7 @@ const QUIET: Options = Options {
     no_bootstrap: true,
     env: Vec::new(),
     no_key: true,
+    args: Vec::new(),
 };
 
 #[tokio::test]

@@ -5,14 +5,11 @@
 //!
 //! These limits live in the HTTP layer and in memory, not in storage, so the
 //! tests run on SQLite only. Limits are set through their environment
-//! variables where the shared harness starts the server, and through their
-//! flags where this module starts it itself (HTTPS, other listen addresses).
+//! variables or their flags (HTTPS, other listen addresses), on the shared
+//! harness's server.
 
-use std::io::{BufRead as _, BufReader};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -20,11 +17,10 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 use crate::harness::{
-    ApiKey, Auth, Backend, Env, Reply, SECRETS, TestServer, raw_exchange, signal,
+    ApiKey, Auth, Backend, Env, Options, Reply, SECRETS, TestServer, raw_exchange,
 };
 
-/// Every variable of the limits and TLS, cleared for servers this module
-/// starts so a developer's configuration cannot leak in.
+/// Every variable of the limits and TLS, which `serve --help` must name.
 const LIMIT_VARS: [&str; 9] = [
     "TOTPD_TLS_CERT",
     "TOTPD_TLS_KEY",
@@ -38,8 +34,6 @@ const LIMIT_VARS: [&str; 9] = [
 ];
 /// `--auth-failure-limit`'s documented default.
 const DEFAULT_AUTH_FAILURE_LIMIT: usize = 100;
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
-const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A server on the harness, with limits set through the environment.
 pub(crate) async fn server_with(vars: &[(&str, &str)]) -> TestServer {
@@ -67,161 +61,6 @@ fn make_certificate(env: &Env) -> Certificate {
     std::fs::write(&cert, &pem).expect("write the certificate");
     std::fs::write(&key, made.signing_key.serialize_pem()).expect("write the key");
     Certificate { cert, key, pem }
-}
-
-/// `totpd serve ARGS` with stdout read line by line and stderr in a file.
-struct Served {
-    child: Option<Child>,
-    /// The URL printed after "totpd listening on ", e.g. https://127.0.0.1:PORT.
-    url: String,
-    key: Option<ApiKey>,
-    log_path: PathBuf,
-}
-
-/// What a server that refused to start printed.
-struct Refused {
-    success: bool,
-    stdout: String,
-    stderr: String,
-}
-
-fn spawn_serve(env: &Env, args: &[&str]) -> (Child, mpsc::Receiver<String>, PathBuf) {
-    let log_path = env.data_dir().join("hardening-serve.log");
-    let log = std::fs::File::create(&log_path).expect("create the server log");
-    let mut full = vec!["serve"];
-    full.extend_from_slice(args);
-    let mut command = env.command(&full);
-    for var in LIMIT_VARS {
-        command.env_remove(var);
-    }
-    command.stdout(Stdio::piped()).stderr(Stdio::from(log));
-    let mut child = command.spawn().expect("spawn totpd serve");
-    let pipe = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    (child, rx, log_path)
-}
-
-impl Served {
-    fn start(env: &Env, args: &[&str]) -> Served {
-        let (mut child, lines, log_path) = spawn_serve(env, args);
-        let deadline = Instant::now() + READY_TIMEOUT;
-        let mut printed = Vec::new();
-        let url = loop {
-            match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) => {
-                    if let Some(url) = line.trim().strip_prefix("totpd listening on ") {
-                        break url.trim().to_owned();
-                    }
-                    printed.push(line);
-                }
-                Err(_) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!(
-                        "totpd serve {args:?} never printed its address; stdout:\n{}\nstderr:\n{}",
-                        printed.join("\n"),
-                        std::fs::read_to_string(&log_path).unwrap_or_default()
-                    );
-                }
-            }
-        };
-        let value = |label: &str| {
-            printed
-                .iter()
-                .find_map(|l| l.trim().strip_prefix(label).map(|v| v.trim().to_owned()))
-        };
-        let key = value("key id:")
-            .zip(value("key secret:"))
-            .map(|(key_id, secret)| ApiKey { key_id, secret });
-        Served {
-            child: Some(child),
-            url,
-            key,
-            log_path,
-        }
-    }
-
-    /// Runs `totpd serve ARGS`, which must exit without ever listening.
-    fn refused(env: &Env, args: &[&str], extra_env: &[(&str, &str)]) -> Refused {
-        let log_path = env.data_dir().join("hardening-refused.log");
-        let log = std::fs::File::create(&log_path).expect("create the log");
-        let mut full = vec!["serve", "--listen", "127.0.0.1:0"];
-        full.extend_from_slice(args);
-        let mut command = env.command(&full);
-        for var in LIMIT_VARS {
-            command.env_remove(var);
-        }
-        command.envs(extra_env.iter().copied());
-        command.stdout(Stdio::piped()).stderr(Stdio::from(log));
-        let mut child = command.spawn().expect("spawn totpd serve");
-        let deadline = Instant::now() + EXIT_TIMEOUT;
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("poll totpd serve") {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("totpd serve {args:?} should have refused to start, but it runs");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let mut stdout = String::new();
-        if let Some(mut pipe) = child.stdout.take() {
-            let _ = std::io::Read::read_to_string(&mut pipe, &mut stdout);
-        }
-        Refused {
-            success: status.success(),
-            stdout,
-            stderr: std::fs::read_to_string(&log_path).unwrap_or_default(),
-        }
-    }
-
-    fn port(&self) -> u16 {
-        self.url
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.trim_end_matches('/').parse().ok())
-            .unwrap_or_else(|| panic!("no port in {}", self.url))
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        let mut child = self.child.take().expect("the server runs");
-        signal(child.id(), "TERM");
-        let deadline = Instant::now() + EXIT_TIMEOUT;
-        loop {
-            if let Some(status) = child.try_wait().expect("poll totpd serve") {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("totpd serve did not exit within {EXIT_TIMEOUT:?} of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 fn https_client(ca_pem: &str) -> reqwest::Client {
@@ -361,24 +200,24 @@ async fn https_serves_the_api_with_a_certificate_made_in_the_test() {
     let certificate = make_certificate(&env);
     let cert = certificate.cert.to_str().unwrap();
     let key = certificate.key.to_str().unwrap();
-    let mut server = Served::start(
+    let mut server = TestServer::start_in(
         &env,
-        &[
+        Options::with_args(&[
             "--listen",
             "127.0.0.1:0",
             "--tls-cert",
             cert,
             "--tls-key",
             key,
-        ],
+        ]),
     );
     assert!(
-        server.url.starts_with("https://127.0.0.1:"),
+        server.base_url.starts_with("https://127.0.0.1:"),
         "listening line: {}",
-        server.url
+        server.base_url
     );
     let base = format!("https://127.0.0.1:{}", server.port());
-    let owner = server.key.clone().expect("a bootstrap key");
+    let owner = server.key.clone();
     let client = https_client(&certificate.pem);
 
     let health = send(client.get(format!("{base}/healthz"))).await;
@@ -419,7 +258,7 @@ async fn https_serves_the_api_with_a_certificate_made_in_the_test() {
         "an untrusted certificate was accepted"
     );
     // Graceful shutdown works the same over TLS.
-    let status = server.terminate();
+    let status = server.stop_with("TERM");
     assert_eq!(
         status.code(),
         Some(0),
@@ -432,16 +271,16 @@ async fn https_serves_the_api_with_a_certificate_made_in_the_test() {
 async fn plain_http_to_the_https_port_fails_cleanly_and_the_server_keeps_serving() {
     let env = Env::new(Backend::Sqlite).await;
     let certificate = make_certificate(&env);
-    let server = Served::start(
+    let server = TestServer::start_in(
         &env,
-        &[
+        Options::with_args(&[
             "--listen",
             "127.0.0.1:0",
             "--tls-cert",
             certificate.cert.to_str().unwrap(),
             "--tls-key",
             certificate.key.to_str().unwrap(),
-        ],
+        ]),
     );
     let addr = format!("127.0.0.1:{}", server.port());
     // Plain HTTP: the server answers with a TLS alert (or nothing) and
@@ -497,15 +336,15 @@ async fn tls_needs_both_the_certificate_and_the_key_and_refuses_bad_files() {
     let cert = certificate.cert.to_str().unwrap();
     let key = certificate.key.to_str().unwrap();
 
-    let only_cert = Served::refused(&env, &["--tls-cert", cert], &[]);
-    assert!(!only_cert.success);
+    let only_cert = env.serve_refused(&["--tls-cert", cert], &[]);
+    assert!(!only_cert.status.success());
     assert!(
         only_cert.stderr.contains("--tls-key"),
         "the error does not name the missing --tls-key:\n{}",
         only_cert.stderr
     );
-    let only_key_by_env = Served::refused(&env, &[], &[("TOTPD_TLS_KEY", key)]);
-    assert!(!only_key_by_env.success);
+    let only_key_by_env = env.serve_refused(&[], &[("TOTPD_TLS_KEY", key)]);
+    assert!(!only_key_by_env.status.success());
     assert!(
         only_key_by_env.stderr.contains("--tls-cert"),
         "the error does not name the missing --tls-cert:\n{}",
@@ -521,21 +360,20 @@ async fn tls_needs_both_the_certificate_and_the_key_and_refuses_bad_files() {
 
     let missing = env.data_dir().join("absent.pem");
     let missing = missing.to_str().unwrap();
-    let no_file = Served::refused(&env, &["--tls-cert", missing, "--tls-key", key], &[]);
-    assert!(!no_file.success);
+    let no_file = env.serve_refused(&["--tls-cert", missing, "--tls-key", key], &[]);
+    assert!(!no_file.status.success());
     assert!(no_file.stderr.contains("absent.pem"), "{}", no_file.stderr);
 
     let other_env = env.other_node();
     let other = make_certificate(&other_env);
     let other_key = env.data_dir().join("other-key.pem");
     std::fs::copy(&other.key, &other_key).unwrap();
-    let mismatch = Served::refused(
-        &env,
+    let mismatch = env.serve_refused(
         &["--tls-cert", cert, "--tls-key", other_key.to_str().unwrap()],
         &[],
     );
     assert!(
-        !mismatch.success,
+        !mismatch.status.success(),
         "a key of another certificate was accepted"
     );
     assert!(mismatch.stderr.contains("TLS"), "{}", mismatch.stderr);
@@ -545,8 +383,12 @@ async fn tls_needs_both_the_certificate_and_the_key_and_refuses_bad_files() {
 async fn listening_beyond_loopback_warns_without_tls_and_not_with_it() {
     const WARNING: &str = "listening beyond loopback without TLS";
     let env = Env::new(Backend::Sqlite).await;
-    let server = Served::start(&env, &["--listen", "0.0.0.0:0"]);
-    assert!(server.url.starts_with("http://0.0.0.0:"), "{}", server.url);
+    let server = TestServer::start_in(&env, Options::with_args(&["--listen", "0.0.0.0:0"]));
+    assert!(
+        server.base_url.starts_with("http://0.0.0.0:"),
+        "{}",
+        server.base_url
+    );
     let reply = send(
         reqwest::Client::builder()
             .no_proxy()
@@ -566,18 +408,22 @@ async fn listening_beyond_loopback_warns_without_tls_and_not_with_it() {
 
     let env = Env::new(Backend::Sqlite).await;
     let certificate = make_certificate(&env);
-    let server = Served::start(
+    let server = TestServer::start_in(
         &env,
-        &[
+        Options::with_args(&[
             "--listen",
             "0.0.0.0:0",
             "--tls-cert",
             certificate.cert.to_str().unwrap(),
             "--tls-key",
             certificate.key.to_str().unwrap(),
-        ],
+        ]),
     );
-    assert!(server.url.starts_with("https://0.0.0.0:"), "{}", server.url);
+    assert!(
+        server.base_url.starts_with("https://0.0.0.0:"),
+        "{}",
+        server.base_url
+    );
     let reply = send(
         https_client(&certificate.pem).get(format!("https://127.0.0.1:{}/healthz", server.port())),
     )
@@ -591,7 +437,7 @@ async fn listening_beyond_loopback_warns_without_tls_and_not_with_it() {
 
     // Loopback without TLS: no warning either.
     let env = Env::new(Backend::Sqlite).await;
-    let server = Served::start(&env, &["--listen", "127.0.0.1:0"]);
+    let server = TestServer::start_in(&env, Options::with_args(&["--listen", "127.0.0.1:0"]));
     assert!(!server.log().contains(WARNING), "{}", server.log());
 }
 

@@ -31,7 +31,7 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_totpd");
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a process may take to exit once asked to (or a CLI command to run).
 const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
-const LISTENING: &str = "totpd listening on http://";
+const LISTENING: &str = "totpd listening on ";
 /// A storage backend the suite runs against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -268,6 +268,19 @@ impl Env {
         command
     }
 
+    /// Runs `totpd serve ARGS` (on `127.0.0.1:0`, with `vars` in its
+    /// environment), which must exit without ever listening.
+    pub fn serve_refused(&self, args: &[&str], vars: &[(&str, &str)]) -> CliOutput {
+        let mut full = vec!["serve", "--listen", "127.0.0.1:0"];
+        full.extend_from_slice(args);
+        let mut command = self.command(&full);
+        command.envs(vars.iter().copied());
+        run_to_completion(
+            command,
+            &format!("totpd {} (which must refuse to start)", full.join(" ")),
+        )
+    }
+
     /// Runs a CLI command to completion (killing it after a timeout).
     pub fn run(&self, args: &[&str]) -> CliOutput {
         run_to_completion(self.command(args), &format!("totpd {}", args.join(" ")))
@@ -468,6 +481,19 @@ pub struct Options {
     /// Without a bootstrap key, do not make one with `keys create` either
     /// (the server's `key` is then empty).
     pub no_key: bool,
+    /// More flags for `serve` (TLS, limits). With a `--listen` among them,
+    /// the default `--listen 127.0.0.1:0` is left out.
+    pub args: Vec<String>,
+}
+
+impl Options {
+    /// Default options plus the `serve` flags `args`.
+    pub fn with_args(args: &[&str]) -> Options {
+        Options {
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            ..Options::default()
+        }
+    }
 }
 
 /// The printed bootstrap key in a run's stdout, if any.
@@ -509,10 +535,14 @@ impl Starting {
             .append(true)
             .open(&log_path)
             .expect("open the server log");
-        let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+        let mut args = vec!["serve"];
+        if !options.args.iter().any(|a| a == "--listen") {
+            args.extend(["--listen", "127.0.0.1:0"]);
+        }
         if options.no_bootstrap {
             args.push("--no-bootstrap");
         }
+        args.extend(options.args.iter().map(String::as_str));
         let mut command = env.command(&args);
         command.envs(options.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         command.stdout(Stdio::piped()).stderr(Stdio::from(log));
@@ -552,13 +582,13 @@ impl Starting {
     /// `previous`, else a new key made with `keys create --account default`.
     fn ready_with(mut self, previous: Option<ApiKey>) -> TestServer {
         let deadline = Instant::now() + READY_TIMEOUT;
-        let addr = loop {
+        let base_url = loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(index) => {
                     let line = self.stdout.lock().unwrap()[index].clone();
-                    if let Some(addr) = line.trim().strip_prefix(LISTENING) {
-                        break addr.trim_end_matches('/').to_owned();
+                    if let Some(url) = line.trim().strip_prefix(LISTENING) {
+                        break url.trim_end_matches('/').to_owned();
                     }
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
@@ -597,7 +627,11 @@ impl Starting {
             env: self.env.clone(),
             options: self.options.clone(),
             child: self.child.take(),
-            addr,
+            addr: base_url
+                .split_once("://")
+                .map_or(base_url.as_str(), |(_, rest)| rest)
+                .to_owned(),
+            base_url,
             stdout: Arc::clone(&self.stdout),
             run_first_line: self.first_line,
             log_path: self.log_path.clone(),
@@ -665,6 +699,9 @@ pub struct TestServer {
     child: Option<Child>,
     /// `127.0.0.1:PORT`.
     pub addr: String,
+    /// The URL the server printed, e.g. `http://127.0.0.1:PORT` (`https`
+    /// with TLS).
+    pub base_url: String,
     stdout: Arc<Mutex<Vec<String>>>,
     run_first_line: usize,
     log_path: PathBuf,
@@ -778,7 +815,16 @@ impl TestServer {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("{}{path}", self.base_url)
+    }
+
+    /// The port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.addr
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {}", self.addr))
     }
 
     /// The API as the `default` account's owner key, in the SDKs' header form.
