@@ -31,8 +31,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 use totpd_vault::{
-    AccountRow, ApiKeyHashUpgrade, ApiKeyRow, CopyReport, ListCursor, PoolStatus, SecretRow,
-    Snapshot, Store, StoreError,
+    AccountRow, ApiKeyHashUpgrade, ApiKeyRow, AuditQuery, AuditRecord, AuditRow, CopyReport,
+    ListCursor, PoolStatus, SecretRow, Snapshot, Store, StoreError,
 };
 use uuid::Uuid;
 
@@ -115,6 +115,29 @@ impl SqliteStore {
 fn with_literal_limit(sql: &str, limit: u32) -> String {
     let base = sql.rsplit_once(" LIMIT ").map_or(sql, |(base, _)| base);
     format!("{base} LIMIT {limit}")
+}
+
+impl SqliteStore {
+    /// A page of audit events, of one account or of all.
+    async fn audit_page(
+        &self,
+        account_id: Option<Uuid>,
+        query: &AuditQuery,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        let (sql, params) = q::audit_query(account_id, query);
+        self.reads()
+            .run_blocking(move |conn| {
+                let values = params.into_iter().map(|param| match param {
+                    q::AuditParam::Uuid(id) => rusqlite::types::Value::Blob(id.as_bytes().to_vec()),
+                    q::AuditParam::Text(text) => rusqlite::types::Value::Text(text),
+                    q::AuditParam::Int(n) => rusqlite::types::Value::Integer(n),
+                });
+                let mut statement = conn.prepare_cached(&sql)?;
+                let rows = statement.query_map(rusqlite::params_from_iter(values), rows::audit)?;
+                rows.collect()
+            })
+            .await
+    }
 }
 
 #[async_trait]
@@ -346,6 +369,57 @@ impl Store for SqliteStore {
             .await
     }
 
+    /// One job of the writer thread, so the events share the commit (and
+    /// its fsync) of whatever else is queued.
+    async fn append_audit(&self, records: &[AuditRecord]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let records = records.to_vec();
+        self.writer()
+            .run(move |conn| {
+                records
+                    .iter()
+                    .try_for_each(|record| rows::insert_audit(conn, record).map(drop))
+            })
+            .await
+    }
+
+    async fn list_audit(
+        &self,
+        account_id: Uuid,
+        query: &AuditQuery,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        self.audit_page(Some(account_id), query).await
+    }
+
+    async fn list_audit_all(&self, query: &AuditQuery) -> Result<Vec<AuditRow>, StoreError> {
+        self.audit_page(None, query).await
+    }
+
+    async fn prune_audit(&self, before: i64, limit: u32) -> Result<u64, StoreError> {
+        // Nothing old is the common case: one read of the time index, no
+        // write transaction at all.
+        let any: bool = self
+            .reads()
+            .run(|conn| {
+                conn.prepare_cached(PRUNE_AUDIT_DUE)?
+                    .query_row([before], |row| row.get(0))
+            })
+            .await?;
+        if !any {
+            return Ok(0);
+        }
+        let deleted = self
+            .writer()
+            .run(move |conn| {
+                conn.prepare_cached(q::PRUNE_AUDIT)?
+                    .execute(params![before, i64::from(limit)])
+            })
+            .await?;
+        Ok(u64::try_from(deleted).unwrap_or(0))
+    }
+
     async fn is_empty(&self) -> Result<bool, StoreError> {
         let any: bool = self
             .reads()
@@ -372,6 +446,9 @@ impl Store for SqliteStore {
         copy::copy(&self.inner.opener, source).await
     }
 }
+
+/// Whether any audit event is older than `$1` (a probe of the time index).
+const PRUNE_AUDIT_DUE: &str = "SELECT EXISTS (SELECT 1 FROM audit_events WHERE at < ?1)";
 
 #[cfg(test)]
 mod tests {
