@@ -233,6 +233,8 @@ impl Store for MemoryStore {
         if *self.audit_fails.lock().unwrap() {
             return Err(StoreError::Unavailable("injected audit failure".to_owned()));
         }
+        // A commit takes time (an fsync): records queue meanwhile.
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         let mut audit = self.audit.lock().unwrap();
         for record in records {
             let id = audit.last().map_or(1, |row| row.id + 1);
