@@ -104,7 +104,8 @@ pub(crate) fn with_origin(record: &mut AuditRecord, origin: &Origin) {
 }
 
 struct Queued {
-    record: AuditRecord,
+    /// `None`: a flush, answered once everything queued before it is written.
+    record: Option<AuditRecord>,
     /// Told the batch's fate, for a record that is waited for.
     done: Option<oneshot::Sender<Result<(), StoreError>>>,
 }
@@ -154,7 +155,7 @@ impl AuditLog {
         let (done, answer) = oneshot::channel();
         self.queue
             .send(Queued {
-                record,
+                record: Some(record),
                 done: Some(done),
             })
             .await
@@ -162,15 +163,32 @@ impl AuditLog {
         answer.await.map_err(|_| stopped())?
     }
 
+    /// Waits until every record queued so far is written (or has failed).
+    pub(crate) async fn flush(&self) {
+        let (done, answer) = oneshot::channel();
+        let flush = Queued {
+            record: None,
+            done: Some(done),
+        };
+        if self.queue.send(flush).await.is_ok() {
+            let _ = answer.await;
+        }
+    }
+
     /// Queues `record` without waiting for it.
     pub(crate) fn record(&self, record: AuditRecord) {
-        let queued = Queued { record, done: None };
+        let queued = Queued {
+            record: Some(record),
+            done: None,
+        };
         if let Err(error) = self.queue.try_send(queued) {
             let lost = self.stats.lost.fetch_add(1, Ordering::Relaxed) + 1;
             let action = match &error {
-                mpsc::error::TrySendError::Full(q) | mpsc::error::TrySendError::Closed(q) => {
-                    q.record.action.clone()
-                }
+                mpsc::error::TrySendError::Full(q) | mpsc::error::TrySendError::Closed(q) => q
+                    .record
+                    .as_ref()
+                    .map(|r| r.action.clone())
+                    .unwrap_or_default(),
             };
             tracing::warn!(
                 action,
@@ -193,10 +211,15 @@ async fn write_batches(
     let mut batch: Vec<Queued> = Vec::with_capacity(MAX_BATCH);
     let mut records: Vec<AuditRecord> = Vec::with_capacity(MAX_BATCH);
     while inbox.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        records.extend(batch.iter().map(|q| q.record.clone()));
-        let written = store.append_audit(&records).await;
+        records.extend(batch.iter().filter_map(|q| q.record.clone()));
+        let written = if records.is_empty() {
+            Ok(())
+        } else {
+            store.append_audit(&records).await
+        };
         let count = u64::try_from(records.len()).unwrap_or(u64::MAX);
         match &written {
+            Ok(()) if records.is_empty() => {}
             Ok(()) => {
                 stats.commits.fetch_add(1, Ordering::Relaxed);
                 stats.records.fetch_add(count, Ordering::Relaxed);

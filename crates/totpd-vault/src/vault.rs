@@ -426,6 +426,13 @@ impl Vault {
         }
     }
 
+    /// Waits until every audit event recorded so far is written (for a
+    /// graceful shutdown: events that are not waited for are otherwise
+    /// written a batch later).
+    pub async fn flush_audit(&self) {
+        self.audit.flush().await;
+    }
+
     /// What the audit recorder has done.
     pub fn audit_stats(&self) -> &AuditStats {
         self.audit.stats()

@@ -152,6 +152,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Arc::clone(&state.vault),
         args.audit_retention,
     ));
+    let vault = Arc::clone(&state.vault);
     let metrics_app = totpd_api::metrics_app(state.clone());
     let app = totpd_api::router(state, &limits);
 
@@ -174,6 +175,9 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
         None => main.await,
     }
+    // Refusals and failures are recorded without waiting: write what the
+    // last requests left queued before exiting.
+    vault.flush_audit().await;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
