@@ -535,6 +535,53 @@ mod tests {
         }
     }
 
+    /// Every page of the audit log, with any one filter, reads an index in
+    /// id order: no sorter, and the account's own range only.
+    #[test]
+    fn audit_pages_read_an_index_in_id_order() {
+        use totpd_vault::{AuditPage, AuditQuery};
+        let account = Some(Uuid::from_u128(1));
+        let base = AuditQuery {
+            limit: 100,
+            ..AuditQuery::default()
+        };
+        let cases = [
+            (base.clone(), "audit_events_by_account"),
+            (
+                AuditQuery {
+                    action: Some("code.read".to_owned()),
+                    page: AuditPage::Before(10),
+                    ..base.clone()
+                },
+                "audit_events_by_action",
+            ),
+            (
+                AuditQuery {
+                    secret_id: Some(Uuid::from_u128(2)),
+                    ..base.clone()
+                },
+                "audit_events_by_secret",
+            ),
+            (
+                AuditQuery {
+                    key_id: Some("tk_1".to_owned()),
+                    page: AuditPage::After(10),
+                    ..base.clone()
+                },
+                "audit_events_by_key",
+            ),
+        ];
+        for (query, index) in cases {
+            let (sql, _) = q::audit_query(account, &query);
+            let plan = plan(&sql);
+            assert_eq!(plan.len(), 1, "{sql}: {plan:?}");
+            assert!(plan[0].contains(index), "{sql}: {plan:?}");
+            assert!(!plan[0].contains("TEMP B-TREE"), "{sql}: {plan:?}");
+        }
+        let (sql, _) = q::audit_query(None, &base);
+        assert!(!plan(&sql).iter().any(|step| step.contains("TEMP B-TREE")));
+    }
+
     /// No full scans and no sorter (`USE TEMP B-TREE`).
     #[test]
     fn listing_and_paging_read_ranges_in_key_order() {

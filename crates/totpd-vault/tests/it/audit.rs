@@ -10,7 +10,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use totpd_otp::{Algorithm, Digits, Period, Secret};
 use totpd_vault::{
-    MasterKey, NewSecret, Origin, Principal, SecretSource, UnixTime, Vault, VaultError,
+    MasterKey, NewSecret, Origin, Principal, Role, SecretSource, UnixTime, Vault, VaultError,
 };
 use uuid::Uuid;
 
@@ -170,4 +170,36 @@ async fn concurrent_code_reads_share_commits() {
         .count();
     assert_eq!(reads, 200);
     assert!(commits < 200, "{commits} commits for 200 records");
+}
+
+#[tokio::test]
+async fn only_owner_and_admin_keys_read_the_audit_log_of_their_own_account() {
+    let (_store, vault, principal, _) = setup().await;
+    let query = totpd_vault::AuditQuery {
+        limit: 100,
+        ..Default::default()
+    };
+    for role in [Role::Owner, Role::Admin] {
+        let reader = Principal::new(principal.account_id, "tk_reader", role);
+        let events = vault.list_audit(&reader, &query).await.unwrap();
+        assert!(events.len() >= 2, "{role}: {events:?}");
+        assert!(
+            events
+                .iter()
+                .all(|e| e.record.account_id == Some(principal.account_id))
+        );
+    }
+    for role in [Role::Agent, Role::Verifier] {
+        let reader = Principal::new(principal.account_id, "tk_reader", role);
+        let refused = vault.list_audit(&reader, &query).await;
+        assert!(matches!(refused, Err(VaultError::Forbidden)), "{role}");
+    }
+    let stranger = Principal::new(Uuid::new_v4(), "tk_stranger", Role::Owner);
+    assert!(
+        vault
+            .list_audit(&stranger, &query)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
