@@ -1,15 +1,19 @@
 //! `totpd audit`: print the audit log, and follow it.
+//!
+//! It reads the database only (a SQLite file is opened read-only) and needs
+//! no master key: the log holds nothing sealed.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use totpd_vault::{AuditPage, AuditQuery, AuditRow, Vault};
+use totpd_store::ConnectOptions;
+use totpd_vault::{AuditPage, AuditQuery, AuditRow, Store};
 use uuid::Uuid;
 
 use crate::cli::AuditArgs;
-use crate::config::open_vault;
+use crate::config::Locations;
 
 /// How often `--follow` asks for new events.
 const POLL: Duration = Duration::from_millis(500);
@@ -23,11 +27,26 @@ const FOLLOW_PAGE: u32 = 1000;
 const LOOK_BACK_POLLS: usize = 20;
 
 pub(crate) async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
-    let (vault, _) = open_vault(&args.store).await?;
+    let locations = Locations::resolve(&args.store)?;
+    let options = ConnectOptions {
+        max_connections: args.store.db_pool_size.max(1),
+        acquire_timeout: Duration::from_secs(3),
+    };
+    let store = totpd_store::connect(
+        &totpd_store::read_only_url(&locations.database_url),
+        &options,
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "could not open the database {}",
+            locations.database_for_display()
+        )
+    })?;
+    let store = store.as_ref();
     let account = match &args.account {
         Some(name) => Some(
-            vault
-                .store()
+            store
                 .account_by_name(name)
                 .await?
                 .with_context(|| format!("no account named {name:?}"))?
@@ -44,7 +63,7 @@ pub(crate) async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
         page: AuditPage::Newest,
         limit: args.limit,
     };
-    let mut newest = page(&vault, account, &filter).await?;
+    let mut newest = page(store, account, &filter).await?;
     newest.reverse();
     for row in &newest {
         print_event(row, args.json);
@@ -69,7 +88,7 @@ pub(crate) async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
                 limit: FOLLOW_PAGE,
                 ..filter.clone()
             };
-            let rows = page(&vault, account, &query).await?;
+            let rows = page(store, account, &query).await?;
             for row in &rows {
                 if seen.insert(row.id) {
                     print_event(row, args.json);
@@ -91,13 +110,13 @@ pub(crate) async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn page(
-    vault: &Vault,
+    store: &dyn Store,
     account: Option<Uuid>,
     query: &AuditQuery,
 ) -> anyhow::Result<Vec<AuditRow>> {
     let rows = match account {
-        Some(account) => vault.store().list_audit(account, query).await?,
-        None => vault.list_audit_all(query).await?,
+        Some(account) => store.list_audit(account, query).await?,
+        None => store.list_audit_all(query).await?,
     };
     Ok(rows)
 }

@@ -50,8 +50,9 @@ pub(crate) enum Command {
     /// Print the audit log: the newest events, oldest first, one per line.
     ///
     /// With --follow, keeps printing events as they are recorded (by any
-    /// node) until SIGINT or SIGTERM, then exits 0. Never prints a code, a
-    /// secret or a key secret: the log holds none.
+    /// node) until SIGINT or SIGTERM, then exits 0. Reads the database only
+    /// (a SQLite file is opened read-only) and needs no master key. Never
+    /// prints a code, a secret or a key secret: the log holds none.
     #[command(after_help = ENV_HELP)]
     Audit(AuditArgs),
     /// Compute codes offline, like oathtool (no server, no database).

@@ -528,6 +528,11 @@ async fn the_cli_prints_the_log_as_json_and_follows_it(backend: Backend) {
         .collect();
     assert_eq!(actions, ["key.create", "secret.create"], "oldest first");
     assert_eq!(printed[1]["secret_id"], id.as_str());
+    // The log holds nothing sealed: reading it needs no (right) master key.
+    let other_key = server
+        .env
+        .with_master_key(Some(crate::harness::random_master_key()));
+    assert_eq!(run_audit_cli(&other_key, &[]), printed);
     assert_eq!(
         run_audit_cli(&server.env, &["--account", "default", "--limit", "1"]).len(),
         1
