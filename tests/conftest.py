@@ -18,10 +18,18 @@ import re
 import pytest
 from sendblue_api import SendblueAPI
 
+from totpd_testing.audit import (
+    Received,
+    check_database_holds_none_of_it,
+    check_every_code_recorded_once,
+)
 from totpd_testing.server import TotpdError, TotpdServer, totpd_bin
 from totpd_testing.skips import in_ci, record_skip
 
 _servers: list[TotpdServer] = []
+# What the clients of the shared server received, checked against its audit
+# log when the session ends.
+_received = Received()
 _account_numbers = itertools.count(1)
 
 
@@ -50,9 +58,20 @@ def totpd_server(tmp_path_factory):
     except TotpdError as err:
         pytest.fail(str(err), pytrace=False)
     _servers.append(server)
+    _received.install()
     yield server
+    _received.uninstall()
     _servers.remove(server)
+    # Every code a client received has exactly one record (DESIGN: audit log).
+    problems = check_every_code_recorded_once(_received, server.base_url)
     code = server.stop()
+    problems += check_database_holds_none_of_it(_received, data_dir / "totpd.db")
+    if problems:
+        pytest.fail(
+            f"audit log check of {len(_received.codes)} codes received: "
+            + "; ".join(problems[:20]),
+            pytrace=False,
+        )
     if code != 0:
         pytest.fail(
             f"totpd serve exited {code} after SIGTERM (DESIGN.md: exit 0); "
@@ -75,9 +94,11 @@ def other_account(totpd_server, request):
 def new_account(server: TotpdServer, request) -> dict:
     name = re.sub(r"[^A-Za-z0-9_-]+", "-", request.node.name)[:60]
     try:
-        return server.create_key(f"sdk-{next(_account_numbers)}-{name}"[:64])
+        key = server.create_key(f"sdk-{next(_account_numbers)}-{name}"[:64])
     except TotpdError as err:
         pytest.fail(str(err), pytrace=False)
+    _received.add_key(key["key_id"], key["secret"])
+    return key
 
 
 def make_client(server: TotpdServer, key_id: str, secret: str, **options) -> SendblueAPI:

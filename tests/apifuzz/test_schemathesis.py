@@ -43,6 +43,7 @@ REQUIRED = {
     ("GET", "/api/v2/totp/secrets"): {200},
     ("GET", "/api/v2/totp/code/{id}"): {200, 404},
     ("DELETE", "/api/v2/totp/secrets/{id}"): {200, 404},
+    ("GET", "/api/v2/audit"): {200, 400},
     ("GET", "/healthz"): {200},
     ("GET", "/readyz"): {200},
 }

@@ -4,10 +4,13 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::extract::MatchedPath;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::HeaderMap;
+use axum::http::Method;
 use axum::http::request::Parts;
-use totpd_vault::{Origin, Principal};
+use totpd_vault::{Action, Origin, Principal};
+use uuid::Uuid;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -91,9 +94,34 @@ impl FromRequestParts<AppState> for Auth {
             && let Err(wait) = guard.check_key(&principal.key_id, state.clock.monotonic())
         {
             state.metrics.rate_limited(LimitKind::PerKey);
+            if let Some((action, secret_id)) = audited_action(parts) {
+                state
+                    .vault
+                    .record_rate_limited(&principal, action, secret_id, state.clock.now());
+            }
             return Err(rate_limited(wait));
         }
         Ok(Auth(principal))
+    }
+}
+
+/// The audited action a request asks for, and the secret it names, for
+/// the record of a request refused before it reached the vault.
+fn audited_action(parts: &Parts) -> Option<(Action, Option<Uuid>)> {
+    let path = parts.extensions.get::<MatchedPath>()?.as_str();
+    let secret_id = || {
+        parts
+            .uri
+            .path()
+            .rsplit('/')
+            .next()
+            .and_then(|id| Uuid::parse_str(id).ok())
+    };
+    match (&parts.method, path) {
+        (&Method::POST, "/api/v2/totp/secrets") => Some((Action::SecretCreate, None)),
+        (&Method::DELETE, "/api/v2/totp/secrets/{id}") => Some((Action::SecretDelete, secret_id())),
+        (&Method::GET, "/api/v2/totp/code/{id}") => Some((Action::CodeRead, secret_id())),
+        _ => None,
     }
 }
 

@@ -6,6 +6,7 @@
 //! through [`totpd_vault::Vault`], and it reads the clock only through
 //! [`Clock`].
 
+mod audit;
 mod auth;
 #[cfg(feature = "bench-bare")]
 mod bench;
@@ -116,6 +117,7 @@ fn bench_router() -> Router<AppState> {
 pub fn router(state: AppState, limits: &Limits) -> Router {
     Router::new()
         .merge(secrets::router())
+        .merge(audit::router())
         .merge(health::router())
         .merge(openapi::router())
         .merge(metrics::router())

@@ -20,11 +20,12 @@ use crate::AppState;
         crate::secrets::list_secrets,
         crate::secrets::delete_secret,
         crate::secrets::get_code,
+        crate::audit::list_audit,
         crate::health::get_healthz,
         crate::health::get_readyz,
     ),
     modifiers(&SecuritySchemes),
-    tags((name = "totp", description = "TOTP secrets and codes"), (name = "health", description = "Liveness and readiness"))
+    tags((name = "totp", description = "TOTP secrets and codes"), (name = "audit", description = "The audit log"), (name = "health", description = "Liveness and readiness"))
 )]
 struct ApiDoc;
 

@@ -218,7 +218,10 @@ pub(crate) async fn delete_secret(
     Path(id): Path<String>,
 ) -> Result<Json<StatusOnly>, ApiError> {
     let id = secret_id(&id)?;
-    state.vault.delete_secret(&principal, id).await?;
+    state
+        .vault
+        .delete_secret(&principal, id, state.clock.now())
+        .await?;
     tracing::info!(secret_id = %id, "secret deleted");
     Ok(Json(StatusOnly::ok()))
 }

@@ -8,7 +8,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use totpd_otp::Algorithm;
-use totpd_vault::{CodeAt, CreatedSecret, SecretInfo, UnixTime};
+use totpd_vault::{AuditRow, CodeAt, CreatedSecret, SecretInfo, UnixTime};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -309,6 +309,75 @@ impl From<&CodeAt> for CodeResponse {
             expires_at: rfc3339_seconds(UnixTime(expires_at_ms)),
             period: code.period.get(),
             digits: code.digits.get(),
+        }
+    }
+}
+
+/// One event of the audit log. Never a code, a secret or a key secret.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditEvent {
+    /// The event's id: later events have higher ids.
+    pub id: i64,
+    /// When, RFC 3339 UTC with milliseconds.
+    #[schema(example = "2026-01-01T00:00:00.123Z")]
+    pub at: String,
+    /// `secret.create`, `secret.delete`, `code.read`, `key.create`,
+    /// `key.revoke`, `auth.failure`, ...
+    #[schema(example = "code.read")]
+    pub action: String,
+    /// `ok`, `denied`, `invalid`, `rate_limited` or `error`.
+    #[schema(example = "ok")]
+    pub outcome: String,
+    /// The API key used.
+    pub key_id: Option<String>,
+    /// The key's role.
+    pub role: Option<String>,
+    /// The secret acted on.
+    pub secret_id: Option<String>,
+    /// The client's address.
+    pub remote_addr: Option<String>,
+    /// The client's `User-Agent`.
+    pub user_agent: Option<String>,
+    /// The request id (`x-request-id`) the client was answered with.
+    pub request_id: Option<String>,
+}
+
+impl From<AuditRow> for AuditEvent {
+    fn from(row: AuditRow) -> AuditEvent {
+        let r = row.record;
+        AuditEvent {
+            id: row.id,
+            at: rfc3339_millis(UnixTime(r.at)),
+            action: r.action,
+            outcome: r.outcome,
+            key_id: r.key_id,
+            role: r.role,
+            secret_id: r.secret_id.map(|id| id.to_string()),
+            remote_addr: r.remote_addr,
+            user_agent: r.user_agent,
+            request_id: r.request_id,
+        }
+    }
+}
+
+/// A page of the audit log, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditListResponse {
+    /// Always `"OK"`.
+    #[schema(value_type = String, example = "OK")]
+    pub status: &'static str,
+    /// The events, newest first.
+    pub events: Vec<AuditEvent>,
+    /// Pass as `cursor` for the next (older) page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl AuditListResponse {
+    pub(crate) fn new(events: Vec<AuditEvent>, next_cursor: Option<String>) -> AuditListResponse {
+        AuditListResponse {
+            status: OK,
+            events,
+            next_cursor,
         }
     }
 }

@@ -96,7 +96,7 @@ pub(crate) const DELETE_SECRET: &str = "DELETE FROM secrets WHERE id = $1 AND ac
 /// costs the same on an empty database and on one with a million secrets.
 pub(crate) const HAS_ANY_ROW: &str = "SELECT EXISTS (SELECT 1 FROM meta) \
      OR EXISTS (SELECT 1 FROM accounts) OR EXISTS (SELECT 1 FROM api_keys) \
-     OR EXISTS (SELECT 1 FROM secrets)";
+     OR EXISTS (SELECT 1 FROM secrets) OR EXISTS (SELECT 1 FROM audit_events)";
 
 /// Every `meta` row, by name.
 pub(crate) const DUMP_META: &str = "SELECT name, value FROM meta ORDER BY name";
@@ -119,6 +119,106 @@ pub(crate) const DUMP_SECRETS_FIRST: &str = "SELECT id, account_id, label, issue
 pub(crate) const DUMP_SECRETS_AFTER: &str = "SELECT id, account_id, label, issuer, algorithm, \
      digits, period, created_at, key_id, nonce, ciphertext, aad_version FROM secrets \
      WHERE id > $1 ORDER BY id LIMIT $2";
+
+/// The columns of an `audit_events` row, in the order every audit read
+/// returns them.
+pub(crate) const AUDIT_COLUMNS: &str = "id, at, account_id, action, outcome, key_id, role, \
+     secret_id, remote_addr, user_agent, request_id";
+
+/// Appends an audit event (its id comes from the database).
+pub(crate) const INSERT_AUDIT: &str = "INSERT INTO audit_events \
+     (at, account_id, action, outcome, key_id, role, secret_id, remote_addr, user_agent, \
+     request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+
+/// Inserts an audit event with its id (for copies).
+pub(crate) const COPY_AUDIT: &str = "INSERT INTO audit_events \
+     (id, at, account_id, action, outcome, key_id, role, secret_id, remote_addr, user_agent, \
+     request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+
+/// The first page of all audit events, by id.
+pub(crate) const DUMP_AUDIT_FIRST: &str = "SELECT id, at, account_id, action, outcome, key_id, \
+     role, secret_id, remote_addr, user_agent, request_id FROM audit_events ORDER BY id LIMIT $1";
+
+/// The next page of all audit events: ids above `$1`, by id.
+pub(crate) const DUMP_AUDIT_AFTER: &str = "SELECT id, at, account_id, action, outcome, key_id, \
+     role, secret_id, remote_addr, user_agent, request_id FROM audit_events \
+     WHERE id > $1 ORDER BY id LIMIT $2";
+
+/// Deletes up to `$2` audit events older than `$1`, oldest first (a range
+/// of the time index; nothing to delete costs one probe).
+pub(crate) const PRUNE_AUDIT: &str = "DELETE FROM audit_events WHERE id IN \
+     (SELECT id FROM audit_events WHERE at < $1 ORDER BY at LIMIT $2)";
+
+/// A value bound to a statement built by [`audit_query`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum AuditParam {
+    /// A UUID column.
+    Uuid(uuid::Uuid),
+    /// A text column.
+    Text(String),
+    /// An integer column.
+    Int(i64),
+}
+
+/// The statement of one page of audit events and its parameters, in `$N`
+/// order: one text per combination of filters (rather than `$N IS NULL OR
+/// ...`, which keeps both planners from using the filters' indexes), with
+/// the page size in the text, as SQLite wants (see `with_literal_limit`).
+pub(crate) fn audit_query(
+    account_id: Option<uuid::Uuid>,
+    query: &totpd_vault::AuditQuery,
+) -> (String, Vec<AuditParam>) {
+    use totpd_vault::AuditPage;
+    let mut params = Vec::new();
+    let mut conditions: Vec<String> = Vec::new();
+    let mut bind = |condition: &str, param: AuditParam, conditions: &mut Vec<String>| {
+        params.push(param);
+        conditions.push(format!("{condition} ${}", params.len()));
+    };
+    if let Some(account) = account_id {
+        bind("account_id =", AuditParam::Uuid(account), &mut conditions);
+    }
+    if let Some(action) = &query.action {
+        bind(
+            "action =",
+            AuditParam::Text(action.clone()),
+            &mut conditions,
+        );
+    }
+    if let Some(secret) = query.secret_id {
+        bind("secret_id =", AuditParam::Uuid(secret), &mut conditions);
+    }
+    if let Some(key) = &query.key_id {
+        bind("key_id =", AuditParam::Text(key.clone()), &mut conditions);
+    }
+    if let Some(since) = query.since {
+        bind("at >=", AuditParam::Int(since), &mut conditions);
+    }
+    if let Some(until) = query.until {
+        bind("at <", AuditParam::Int(until), &mut conditions);
+    }
+    let order = match query.page {
+        AuditPage::Newest => "DESC",
+        AuditPage::Before(id) => {
+            bind("id <", AuditParam::Int(id), &mut conditions);
+            "DESC"
+        }
+        AuditPage::After(id) => {
+            bind("id >", AuditParam::Int(id), &mut conditions);
+            "ASC"
+        }
+    };
+    let filter = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conditions.join(" AND "))
+    };
+    let sql = format!(
+        "SELECT {AUDIT_COLUMNS} FROM audit_events{filter} ORDER BY id {order} LIMIT {}",
+        query.limit
+    );
+    (sql, params)
+}
 
 /// Rows per page when copying secrets between databases.
 pub(crate) const COPY_PAGE: u32 = 1000;
@@ -145,4 +245,9 @@ pub(crate) const WITH_PARAMETERS: &[&str] = &[
     LIST_SECRETS_AFTER,
     DUMP_SECRETS_FIRST,
     DUMP_SECRETS_AFTER,
+    INSERT_AUDIT,
+    COPY_AUDIT,
+    DUMP_AUDIT_FIRST,
+    DUMP_AUDIT_AFTER,
+    PRUNE_AUDIT,
 ];

@@ -6,7 +6,7 @@
 //! requires them to be equal. Only then does it commit; on a difference it
 //! rolls back, so the target is left as empty as it was found.
 
-use totpd_vault::{SecretRow, StoreError};
+use totpd_vault::{AuditRow, SecretRow, StoreError};
 
 /// The failure of a copy whose target does not read back as its source.
 pub(crate) fn mismatch(what: &str) -> StoreError {
@@ -31,6 +31,28 @@ pub(crate) fn same_secrets(source: &[SecretRow], target: &[SecretRow]) -> Result
     Err(match differing {
         Some(id) => mismatch(&format!("secrets (first at id {id})")),
         None => mismatch("secrets"),
+    })
+}
+
+/// Checks one page of audit events read back from the target against the
+/// same page of the source, naming the first event that differs.
+pub(crate) fn same_audit_events(
+    source: &[AuditRow],
+    target: &[AuditRow],
+) -> Result<(), StoreError> {
+    if source == target {
+        return Ok(());
+    }
+    let differing = source
+        .iter()
+        .zip(target)
+        .find(|(a, b)| a != b)
+        .map(|(a, _)| a.id)
+        .or_else(|| source.get(target.len()).map(|row| row.id))
+        .or_else(|| target.get(source.len()).map(|row| row.id));
+    Err(match differing {
+        Some(id) => mismatch(&format!("audit events (first at id {id})")),
+        None => mismatch("audit events"),
     })
 }
 

@@ -10,6 +10,9 @@ pub enum VaultError {
     /// carries no detail, so callers cannot tell which.
     #[error("invalid or revoked API key")]
     Unauthorized,
+    /// The caller's role does not allow the operation.
+    #[error("this API key's role does not allow this operation")]
+    Forbidden,
     /// No such secret in the caller's account (also when it exists in another).
     #[error("no such TOTP secret")]
     NotFound,

@@ -54,6 +54,18 @@ pub struct NewApiKey {
     pub secret: ApiKeySecret,
 }
 
+/// Whether `key_id` has the shape of a key id this vault makes: the
+/// prefix and 24 lowercase hex digits. Anything else is never recorded
+/// (it may be a secret pasted into the wrong header).
+pub(crate) fn is_well_formed_key_id(key_id: &str) -> bool {
+    key_id.strip_prefix(KEY_ID_PREFIX).is_some_and(|hex| {
+        hex.len() == 2 * KEY_ID_RANDOM_LEN
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
 pub(crate) fn generate_key_id() -> Result<String, getrandom::Error> {
     let mut bytes = [0u8; KEY_ID_RANDOM_LEN];
     getrandom::fill(&mut bytes)?;

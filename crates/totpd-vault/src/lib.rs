@@ -6,6 +6,7 @@
 //! depends on time takes the current time as a parameter, read by the front
 //! end from a [`Clock`] ([`clock`] is the one module that reads the clocks).
 
+mod audit;
 pub mod clock;
 mod crypto;
 pub mod deadline;
@@ -16,6 +17,7 @@ pub mod policy;
 mod store;
 mod vault;
 
+pub use audit::{AuditStats, Outcome};
 pub use clock::{Clock, SystemClock};
 pub use crypto::{CryptoError, MasterKey, MasterKeyError, Sealed};
 pub use error::{ErrorChain, VaultError};
@@ -26,7 +28,7 @@ pub use model::{
 };
 pub use policy::{Action, Denial, Origin, Principal, Role, Scope};
 pub use store::{
-    AccountRow, ApiKeyHashUpgrade, ApiKeyRow, CopyReport, LIST_PAGE, ListCursor, PoolStatus,
-    SecretRow, Snapshot, Store, StoreError,
+    AccountRow, ApiKeyHashUpgrade, ApiKeyRow, AuditPage, AuditQuery, AuditRecord, AuditRow,
+    CopyReport, LIST_PAGE, ListCursor, PoolStatus, SecretRow, Snapshot, Store, StoreError,
 };
 pub use vault::{DEFAULT_MAX_SECRETS_PER_ACCOUNT, KEY_CACHE_TTL_MS, OpenError, Vault};

@@ -132,6 +132,75 @@ impl fmt::Debug for SecretRow {
     }
 }
 
+/// One event of the audit log, as written: who did what, with what outcome,
+/// from where. Never a code, a secret or a key secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// Unix milliseconds.
+    pub at: i64,
+    /// The account acted in; `None` for a failed authentication whose key
+    /// id names no key.
+    pub account_id: Option<Uuid>,
+    /// What was asked (`code.read`, `secret.create`, ...).
+    pub action: String,
+    /// `ok`, `denied`, `invalid`, `rate_limited` or `error`.
+    pub outcome: String,
+    /// The API key used (for a failed authentication: only a well-formed
+    /// key id that exists).
+    pub key_id: Option<String>,
+    /// The key's role.
+    pub role: Option<String>,
+    /// The secret acted on.
+    pub secret_id: Option<Uuid>,
+    /// The client's address.
+    pub remote_addr: Option<String>,
+    /// The client's `User-Agent`.
+    pub user_agent: Option<String>,
+    /// The request id the client was answered with.
+    pub request_id: Option<String>,
+}
+
+/// A stored audit event: its id (increasing in the order events were
+/// written, per database) and the record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditRow {
+    /// Row id.
+    pub id: i64,
+    /// The event.
+    pub record: AuditRecord,
+}
+
+/// Which page of audit events a query reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AuditPage {
+    /// The newest events, newest first.
+    #[default]
+    Newest,
+    /// Events with ids below this one, newest first (the next page).
+    Before(i64),
+    /// Events with ids above this one, oldest first (to follow the log).
+    After(i64),
+}
+
+/// A filtered page of the audit log. Every filter that is set must match.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// Only this action.
+    pub action: Option<String>,
+    /// Only events on this secret.
+    pub secret_id: Option<Uuid>,
+    /// Only events of this key.
+    pub key_id: Option<String>,
+    /// Only events at or after this time (Unix milliseconds).
+    pub since: Option<i64>,
+    /// Only events before this time (Unix milliseconds, exclusive).
+    pub until: Option<i64>,
+    /// Where the page starts.
+    pub page: AuditPage,
+    /// Most events returned.
+    pub limit: u32,
+}
+
 /// Storage failures, classified by what the caller should do about them.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -201,6 +270,8 @@ pub struct CopyReport {
     pub api_keys: u64,
     /// Secrets.
     pub secrets: u64,
+    /// Audit events.
+    pub audit_events: u64,
 }
 
 /// A consistent, read-only view of a whole database, as one committed state:
@@ -225,6 +296,12 @@ pub trait Snapshot: Send + fmt::Debug {
         after: Option<Uuid>,
         limit: u32,
     ) -> Result<Vec<SecretRow>, StoreError>;
+    /// Up to `limit` audit events with ids above `after`, by id.
+    async fn audit_events(
+        &mut self,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AuditRow>, StoreError>;
 }
 
 /// Persistent state of the vault. Implementations must make every write that
@@ -301,6 +378,24 @@ pub trait Store: Send + Sync + fmt::Debug {
     }
     /// Deletes one of the account's secrets for good; returns whether it existed.
     async fn delete_secret(&self, account_id: Uuid, id: Uuid) -> Result<bool, StoreError>;
+
+    /// Appends audit events, in order, in one transaction (one commit for
+    /// all of them): when this returns `Ok` every one is durable; on an
+    /// error none is stored.
+    async fn append_audit(&self, records: &[AuditRecord]) -> Result<(), StoreError>;
+    /// A page of the account's audit events (see [`AuditQuery`]).
+    async fn list_audit(
+        &self,
+        account_id: Uuid,
+        query: &AuditQuery,
+    ) -> Result<Vec<AuditRow>, StoreError>;
+    /// A page of every account's audit events, events without an account
+    /// included (for the operator's tools).
+    async fn list_audit_all(&self, query: &AuditQuery) -> Result<Vec<AuditRow>, StoreError>;
+    /// Deletes up to `limit` audit events older than `before` (Unix
+    /// milliseconds), oldest first; returns how many it deleted. Cheap
+    /// when there are none.
+    async fn prune_audit(&self, before: i64, limit: u32) -> Result<u64, StoreError>;
 
     /// Whether the database holds no data at all (schema aside).
     async fn is_empty(&self) -> Result<bool, StoreError>;

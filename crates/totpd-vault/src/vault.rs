@@ -6,6 +6,7 @@ use totpd_otp::{Algorithm, Digits, Period, Secret, Totp};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
+use crate::audit::{self, AuditLog, AuditStats, Outcome};
 use crate::crypto::{Canonical, CryptoError, MasterKey, Sealed};
 use crate::error::VaultError;
 pub use crate::keys::KEY_CACHE_TTL_MS;
@@ -14,9 +15,10 @@ use crate::model::{
     Account, ApiKeyInfo, CodeAt, CreatedSecret, NewSecret, SecretInfo, SecretSource, UnixTime,
     validate_account_name,
 };
-use crate::policy::{Origin, Principal, Role, Scope};
+use crate::policy::{Action, Denial, Origin, Principal, Role, Scope};
 use crate::store::{
-    AccountRow, ApiKeyHashUpgrade, ApiKeyRow, ListCursor, PoolStatus, SecretRow, Store, StoreError,
+    AccountRow, ApiKeyHashUpgrade, ApiKeyRow, AuditQuery, AuditRecord, AuditRow, ListCursor,
+    PoolStatus, SecretRow, Store, StoreError,
 };
 
 /// `meta` row holding the API-key pepper, sealed by the master key. Its
@@ -75,6 +77,7 @@ pub struct Vault {
     pepper: Zeroizing<Vec<u8>>,
     key_cache: KeyCache,
     max_secrets_per_account: u64,
+    audit: AuditLog,
 }
 
 impl std::fmt::Debug for Vault {
@@ -121,12 +124,14 @@ impl Vault {
             },
             _ => OpenError::Corrupt,
         })?;
+        let audit = AuditLog::start(Arc::clone(&store));
         Ok(Vault {
             store,
             master,
             pepper,
             key_cache: KeyCache::default(),
             max_secrets_per_account: DEFAULT_MAX_SECRETS_PER_ACCOUNT,
+            audit,
         })
     }
 
@@ -217,6 +222,13 @@ impl Vault {
                 revoked_at: None,
             })
             .await?;
+        // Made by an operator's tool, not by a key: the event names the key
+        // made.
+        let mut record = audit::event(Action::KeyCreate.as_str(), Outcome::Ok, None, None, now);
+        record.account_id = Some(account.id);
+        record.key_id = Some(key_id.clone());
+        record.role = Some(ROLE_OWNER.to_owned());
+        self.record_done(record).await;
         Ok(NewApiKey {
             account: Account {
                 id: account.id,
@@ -249,9 +261,30 @@ impl Vault {
     /// Revokes a key; `NotFound` if there is no such active key.
     pub async fn revoke_api_key(&self, key_id: &str, now: UnixTime) -> Result<(), VaultError> {
         self.key_cache.forget(key_id);
-        if self.store.revoke_api_key(key_id, now.0).await? {
+        // The event names the key revoked, and its account; a key id that
+        // names no key is operator text and is not recorded.
+        let row = if keys::is_well_formed_key_id(key_id) {
+            self.store.api_key(key_id).await?
+        } else {
+            None
+        };
+        let revoked = self.store.revoke_api_key(key_id, now.0).await?;
+        let outcome = if revoked {
+            Outcome::Ok
+        } else {
+            Outcome::Invalid
+        };
+        let mut record = audit::event(Action::KeyRevoke.as_str(), outcome, None, None, now);
+        if let Some(row) = row {
+            record.account_id = Some(row.account_id);
+            record.key_id = Some(row.key_id);
+            record.role = Some(row.role);
+        }
+        if revoked {
+            self.record_done(record).await;
             Ok(())
         } else {
+            self.audit.record(record);
             Err(VaultError::NotFound)
         }
     }
@@ -294,17 +327,22 @@ impl Vault {
         let Some(key) = key else {
             // The same work as for a known key, so timing tells nothing.
             let _ = keys::hash_secret(&self.pepper, HASH_CURRENT, &UNKNOWN_KEY, secret);
+            // The key id is client text (a client that swapped its headers
+            // sends its secret there): it names no key, so it is not kept.
+            self.record_auth_failure(None, now, &origin);
             return Err(VaultError::Unauthorized);
         };
         let presented =
             keys::hash_secret(&self.pepper, key.hash_version, &key.binding(key_id), secret);
         let matches = presented.is_some_and(|h| keys::hashes_match(&h, &key.secret_hash));
         if key.revoked || !matches {
+            self.record_auth_failure(Some((key_id, &key)), now, &origin);
             return Err(VaultError::Unauthorized);
         }
         // The hash covers the role, so a name this build does not know is a
         // row from a newer version or a damaged one: it grants nothing.
         let Ok(role) = key.role.parse::<Role>() else {
+            self.record_auth_failure(Some((key_id, &key)), now, &origin);
             return Err(VaultError::Unauthorized);
         };
         if key.hash_version != HASH_CURRENT && self.key_cache.begin_upgrade(key_id, now) {
@@ -317,6 +355,127 @@ impl Vault {
             scope: Scope::All,
             origin,
         })
+    }
+
+    /// Records a failed authentication (not waited for). The key id is kept
+    /// only when it is a well-formed id of a stored key.
+    fn record_auth_failure(&self, key: Option<(&str, &CachedKey)>, now: UnixTime, origin: &Origin) {
+        let mut record = audit::event(audit::AUTH_FAILURE, Outcome::Denied, None, None, now);
+        if let Some((key_id, key)) = key
+            && keys::is_well_formed_key_id(key_id)
+        {
+            record.account_id = Some(key.account_id);
+            record.key_id = Some(key_id.to_owned());
+            record.role = Some(key.role.clone());
+        }
+        audit::with_origin(&mut record, origin);
+        self.audit.record(record);
+    }
+
+    /// Records that `principal` was refused `action` by a rate limit
+    /// answered before the vault (not waited for).
+    pub fn record_rate_limited(
+        &self,
+        principal: &Principal,
+        action: Action,
+        secret_id: Option<Uuid>,
+        now: UnixTime,
+    ) {
+        self.audit.record(audit::event(
+            action.as_str(),
+            Outcome::RateLimited,
+            Some(principal),
+            secret_id,
+            now,
+        ));
+    }
+
+    /// Waits for the record of a completed write. The write is committed
+    /// whatever happens here, so a failure is logged (loudly) rather than
+    /// turned into an error that would tell the client it did not happen.
+    async fn record_done(&self, record: AuditRecord) {
+        let action = record.action.clone();
+        if let Err(error) = self.audit.record_durably(record).await {
+            tracing::error!(%error, action, "a completed operation could not be recorded in the audit log");
+        }
+    }
+
+    /// Records how an operation of `principal` ended: a success is waited
+    /// for (see [`Vault::record_done`]), a failure only queued.
+    async fn record_result<T>(
+        &self,
+        action: Action,
+        principal: &Principal,
+        secret_id: Option<Uuid>,
+        now: UnixTime,
+        result: &Result<T, VaultError>,
+    ) {
+        match result {
+            Ok(_) => {
+                let record = audit::event(
+                    action.as_str(),
+                    Outcome::Ok,
+                    Some(principal),
+                    secret_id,
+                    now,
+                );
+                self.record_done(record).await;
+            }
+            Err(error) => self.audit.record(audit::event(
+                action.as_str(),
+                outcome_of(error),
+                Some(principal),
+                secret_id,
+                now,
+            )),
+        }
+    }
+
+    /// Waits until every audit event recorded so far is written (for a
+    /// graceful shutdown: events that are not waited for are otherwise
+    /// written a batch later).
+    pub async fn flush_audit(&self) {
+        self.audit.flush().await;
+    }
+
+    /// What the audit recorder has done.
+    pub fn audit_stats(&self) -> &AuditStats {
+        self.audit.stats()
+    }
+
+    /// A page of the caller's account's audit log (owner and admin keys).
+    pub async fn list_audit(
+        &self,
+        principal: &Principal,
+        query: &AuditQuery,
+    ) -> Result<Vec<AuditRow>, VaultError> {
+        principal
+            .authorize(Action::AuditRead, None)
+            .map_err(|denial| match denial {
+                Denial::Forbidden => VaultError::Forbidden,
+                Denial::OutOfScope => VaultError::NotFound,
+            })?;
+        Ok(self.store.list_audit(principal.account_id, query).await?)
+    }
+
+    /// A page of every account's audit log (for the operator's tools).
+    pub async fn list_audit_all(&self, query: &AuditQuery) -> Result<Vec<AuditRow>, VaultError> {
+        Ok(self.store.list_audit_all(query).await?)
+    }
+
+    /// Deletes audit events older than `before`, a batch at a time (so no
+    /// transaction grows with the backlog); returns how many.
+    pub async fn prune_audit(&self, before: UnixTime) -> Result<u64, VaultError> {
+        let mut total = 0;
+        loop {
+            let deleted = self.store.prune_audit(before.0, PRUNE_BATCH).await?;
+            total += deleted;
+            if deleted < u64::from(PRUNE_BATCH) {
+                return Ok(total);
+            }
+            // Let other writes in between batches.
+            tokio::task::yield_now().await;
+        }
     }
 
     /// Rewrites an authenticated old-version key row under the current
@@ -358,8 +517,21 @@ impl Vault {
         }
     }
 
-    /// Enrolls a secret in the caller's account.
+    /// Enrolls a secret in the caller's account, and records it.
     pub async fn create_secret(
+        &self,
+        principal: &Principal,
+        new: NewSecret,
+        now: UnixTime,
+    ) -> Result<CreatedSecret, VaultError> {
+        let created = self.create_secret_unrecorded(principal, new, now).await;
+        let id = created.as_ref().ok().map(|c| c.info.id);
+        self.record_result(Action::SecretCreate, principal, id, now, &created)
+            .await;
+        created
+    }
+
+    async fn create_secret_unrecorded(
         &self,
         principal: &Principal,
         new: NewSecret,
@@ -451,17 +623,57 @@ impl Vault {
         Ok((infos, next))
     }
 
-    /// Deletes one of the caller's secrets for good.
-    pub async fn delete_secret(&self, principal: &Principal, id: Uuid) -> Result<(), VaultError> {
-        if self.store.delete_secret(principal.account_id, id).await? {
-            Ok(())
-        } else {
-            Err(VaultError::NotFound)
-        }
+    /// Deletes one of the caller's secrets for good, and records it.
+    pub async fn delete_secret(
+        &self,
+        principal: &Principal,
+        id: Uuid,
+        now: UnixTime,
+    ) -> Result<(), VaultError> {
+        let deleted = match self.store.delete_secret(principal.account_id, id).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(VaultError::NotFound),
+            Err(error) => Err(error.into()),
+        };
+        self.record_result(Action::SecretDelete, principal, Some(id), now, &deleted)
+            .await;
+        deleted
     }
 
-    /// The current code of one of the caller's secrets at `now`.
+    /// The current code of one of the caller's secrets at `now`. The code
+    /// is returned only once its `code.read` record is durable; if that
+    /// record cannot be written the answer is `Unavailable`, and the code
+    /// is dropped unseen.
     pub async fn code(
+        &self,
+        principal: &Principal,
+        id: Uuid,
+        now: UnixTime,
+    ) -> Result<CodeAt, VaultError> {
+        let code = self.code_unrecorded(principal, id, now).await;
+        let outcome = match &code {
+            Ok(_) => Outcome::Ok,
+            Err(error) => outcome_of(error),
+        };
+        let record = audit::event(
+            Action::CodeRead.as_str(),
+            outcome,
+            Some(principal),
+            Some(id),
+            now,
+        );
+        if code.is_err() {
+            self.audit.record(record);
+            return code;
+        }
+        self.audit
+            .record_durably(record)
+            .await
+            .map_err(VaultError::Unavailable)?;
+        code
+    }
+
+    async fn code_unrecorded(
         &self,
         principal: &Principal,
         id: Uuid,
@@ -520,6 +732,20 @@ impl Vault {
             period: info.period,
             digits: info.digits,
         })
+    }
+}
+
+/// Audit events deleted per transaction by [`Vault::prune_audit`].
+const PRUNE_BATCH: u32 = 1000;
+
+/// The audit outcome of a failed operation.
+fn outcome_of(error: &VaultError) -> Outcome {
+    match error {
+        VaultError::Unauthorized | VaultError::Forbidden | VaultError::QuotaExceeded { .. } => {
+            Outcome::Denied
+        }
+        VaultError::NotFound | VaultError::Invalid(_) => Outcome::Invalid,
+        _ => Outcome::Error,
     }
 }
 

@@ -16,7 +16,8 @@ Environment:
   TOTPD_MASTER_KEY_FILE  path of the master key file
   TOTPD_LOG              log filter, e.g. info, debug, totpd_api=debug (default info)
   TOTPD_LOG_FORMAT       text (default) or json
-  TOTPD_MAX_SECRETS_PER_ACCOUNT  most secrets per account (serve; default 1000000)";
+  TOTPD_MAX_SECRETS_PER_ACCOUNT  most secrets per account (serve; default 1000000)
+  TOTPD_AUDIT_RETENTION  days audit events are kept (serve; default 365)";
 
 /// A self-hosted TOTP vault for AI agents and automation.
 ///
@@ -46,6 +47,14 @@ pub(crate) enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Print the audit log: the newest events, oldest first, one per line.
+    ///
+    /// With --follow, keeps printing events as they are recorded (by any
+    /// node) until SIGINT or SIGTERM, then exits 0. Reads the database only
+    /// (a SQLite file is opened read-only) and needs no master key. Never
+    /// prints a code, a secret or a key secret: the log holds none.
+    #[command(after_help = ENV_HELP)]
+    Audit(AuditArgs),
     /// Compute codes offline, like oathtool (no server, no database).
     Otp(OtpArgs),
     /// Fill an account with generated secrets (benchmark builds only).
@@ -248,6 +257,16 @@ pub(crate) struct ServeArgs {
         value_parser = clap::value_parser!(u64).range(1..=MAX_SECRETS_PER_ACCOUNT_CEILING)
     )]
     pub max_secrets_per_account: u64,
+    /// Days audit events are kept (1 to 36500); each node deletes older
+    /// ones at start and then hourly.
+    #[arg(
+        long,
+        env = "TOTPD_AUDIT_RETENTION",
+        value_name = "DAYS",
+        default_value_t = 365,
+        value_parser = clap::value_parser!(u32).range(1..=36_500)
+    )]
+    pub audit_retention: u32,
     #[command(flatten)]
     pub store: StoreArgs,
 }
@@ -318,6 +337,51 @@ pub(crate) struct KeysRevokeArgs {
     pub key_id: String,
     #[command(flatten)]
     pub store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AuditArgs {
+    /// Keep printing new events until SIGINT or SIGTERM.
+    #[arg(long)]
+    pub follow: bool,
+    /// One JSON object per line: {"id","at","account_id","action","outcome",
+    /// "key_id","role","secret_id","remote_addr","user_agent","request_id"}.
+    #[arg(long)]
+    pub json: bool,
+    /// Only events of this account (by name). Default: every account, and
+    /// failed authentications that name no key.
+    #[arg(long, value_name = "NAME")]
+    pub account: Option<String>,
+    /// Only this action (code.read, secret.create, auth.failure, ...).
+    #[arg(long, value_name = "ACTION")]
+    pub action: Option<String>,
+    /// Only events on this secret.
+    #[arg(long, value_name = "ID")]
+    pub secret: Option<uuid::Uuid>,
+    /// Only events of this API key.
+    #[arg(long = "key", value_name = "KEY_ID")]
+    pub key: Option<String>,
+    /// Only events at or after this time (RFC 3339, e.g. 2026-01-01T00:00:00Z).
+    #[arg(long, value_name = "TIME", value_parser = parse_rfc3339)]
+    pub since: Option<i64>,
+    /// How many of the newest events to print first (1 to 1000).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 100,
+        value_parser = clap::value_parser!(u32).range(1..=1000)
+    )]
+    pub limit: u32,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// An RFC 3339 time as Unix milliseconds.
+fn parse_rfc3339(text: &str) -> Result<i64, String> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .and_then(|t| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok())
+        .ok_or_else(|| "expected an RFC 3339 time, e.g. 2026-01-01T00:00:00Z".to_owned())
 }
 
 /// (`Debug`, in config.rs, hides the database passwords.)

@@ -3,6 +3,7 @@
 //! `main` only parses arguments and hands over to [`run`]; each subcommand
 //! lives in its own module.
 
+mod audit_cmd;
 #[cfg(feature = "bench-bare")]
 mod bench_seed;
 mod cli;
@@ -36,6 +37,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Otp(args) => otp_cmd::run(args),
         #[cfg(feature = "bench-bare")]
         Command::BenchSeed(args) => runtime()?.block_on(bench_seed::run(args)),
+        Command::Audit(args) => runtime()?.block_on(audit_cmd::run(args)),
         Command::Migrate(args) => runtime()?.block_on(migrate_cmd::run(args)),
         Command::Serve(args) => runtime()?.block_on(serve::run(args)),
         Command::Keys(KeysCommand::Create(args)) => runtime()?.block_on(keys_cmd::create(args)),

@@ -75,8 +75,8 @@ async fn migrate(args: &MigrateArgs) -> anyhow::Result<ExitCode> {
         })?;
     drop(snapshot);
     println!(
-        "migrated and verified: {} accounts, {} API keys, {} secrets, {} settings",
-        report.accounts, report.api_keys, report.secrets, report.meta
+        "migrated and verified: {} accounts, {} API keys, {} secrets, {} settings, {} audit events",
+        report.accounts, report.api_keys, report.secrets, report.meta, report.audit_events
     );
     println!("start totpd serve with --database pointing at the target and the same master key");
     Ok(ExitCode::SUCCESS)

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use tokio::net::TcpListener;
 use totpd_api::{AppState, Limits, Metrics, MetricsAccess, MetricsToken};
-use totpd_vault::{Clock as _, SystemClock};
+use totpd_vault::{Clock as _, SystemClock, UnixTime, Vault};
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::ServeArgs;
@@ -19,6 +19,10 @@ use crate::server::{self, ServerConfig, load_tls};
 
 /// Longest accepted `--auth-failure-window`, in seconds (one day).
 const MAX_AUTH_FAILURE_WINDOW_SECS: u64 = 86_400;
+/// How often each node deletes audit events past `--audit-retention`.
+const AUDIT_PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// Milliseconds in a day.
+const DAY_MS: i64 = 86_400_000;
 /// Most connections the `--metrics-listen` listener serves at once.
 const METRICS_MAX_CONNECTIONS: usize = 16;
 
@@ -144,6 +148,11 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         },
         ..config.clone()
     };
+    tokio::spawn(prune_audit_log(
+        Arc::clone(&state.vault),
+        args.audit_retention,
+    ));
+    let vault = Arc::clone(&state.vault);
     let metrics_app = totpd_api::metrics_app(state.clone());
     let app = totpd_api::router(state, &limits);
 
@@ -166,8 +175,30 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
         None => main.await,
     }
+    // Refusals and failures are recorded without waiting: write what the
+    // last requests left queued before exiting.
+    vault.flush_audit().await;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Deletes audit events older than `days` days, at start and then every
+/// [`AUDIT_PRUNE_EVERY`]. Every node does it; two nodes pruning at once
+/// delete disjoint or already-deleted rows, which is harmless. With nothing
+/// to delete it costs one probe of the time index.
+async fn prune_audit_log(vault: Arc<Vault>, days: u32) {
+    let keep = i64::from(days).saturating_mul(DAY_MS);
+    let mut every = tokio::time::interval(AUDIT_PRUNE_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let before = UnixTime(SystemClock.now().0.saturating_sub(keep));
+        match vault.prune_audit(before).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, days, "deleted audit events past the retention"),
+            Err(error) => tracing::warn!(%error, "could not delete old audit events; will retry"),
+        }
+    }
 }
 
 fn init_logging() {

@@ -6,11 +6,12 @@
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { rmSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import SendblueAPI, { AuthenticationError, BadRequestError, NotFoundError } from 'sendblue';
 
+import { Received, checkDatabaseHoldsNoneOfIt, checkEveryCodeRecordedOnce } from '../lib/audit.js';
 import { allowedCodeResponses, base32Decode, base32Encode, totpAt } from '../lib/otp.js';
 import { TotpdServer } from '../lib/server.js';
 
@@ -24,17 +25,25 @@ const SEEDS = {
 let server;
 let accounts = 0;
 let anyFailed = false;
+// What the clients received, checked against the audit log at the end.
+const received = new Received();
 
 before(async () => {
   server = new TotpdServer();
   // The first key is made before serve starts, the rest while it runs.
   server.createKey('sdk-ts-owner');
   await server.start();
+  received.install();
 });
 
 after(async () => {
   if (!server) return;
+  received.uninstall();
+  const problems = await checkEveryCodeRecordedOnce(received, server.baseURL);
   const exit = await server.stop();
+  problems.push(...checkDatabaseHoldsNoneOfIt(received, join(server.dataDir, 'totpd.db')));
+  assert.ok(received.codes.length > 0, 'the suite received no code: nothing was checked');
+  assert.deepEqual(problems, [], `audit log check of ${received.codes.length} codes received`);
   rmSync(server.dataDir, { recursive: true, force: true });
   // The log is kept when a test failed: its path is in the failure message.
   if (!anyFailed) rmSync(dirname(server.logPath), { recursive: true, force: true });
@@ -63,7 +72,9 @@ function it(name, fn) {
 
 function newAccount(name) {
   accounts += 1;
-  return server.createKey(`sdk-ts-${accounts}-${name.replace(/[^A-Za-z0-9_-]+/g, '-').slice(0, 50)}`);
+  const key = server.createKey(`sdk-ts-${accounts}-${name.replace(/[^A-Za-z0-9_-]+/g, '-').slice(0, 50)}`);
+  received.addKey(key.key_id, key.secret);
+  return key;
 }
 
 // max_retries 0 so a 5xx or 429 fails at once instead of being retried into

@@ -6,16 +6,16 @@ use std::fmt;
 use async_trait::async_trait;
 use sqlx::postgres::PgPool;
 use sqlx::{PgConnection, Postgres, Transaction};
-use totpd_vault::{AccountRow, ApiKeyRow, CopyReport, SecretRow, Snapshot, StoreError};
+use totpd_vault::{AccountRow, ApiKeyRow, AuditRow, CopyReport, SecretRow, Snapshot, StoreError};
 use uuid::Uuid;
 
 use super::{
-    ApiKeyTuple, SecretTuple, api_key_row, insert_account_query, insert_api_key_query,
-    insert_secret_query, secret_row,
+    ApiKeyTuple, AuditTuple, SecretTuple, api_key_row, audit_row, copy_audit_query,
+    insert_account_query, insert_api_key_query, insert_secret_query, secret_row,
 };
 use crate::error::classify;
 use crate::queries as q;
-use crate::verify::{count, mismatch, same_secrets};
+use crate::verify::{count, mismatch, same_audit_events, same_secrets};
 
 /// One `REPEATABLE READ READ ONLY` transaction on a pooled connection, held
 /// until the snapshot is dropped (which rolls it back and returns the
@@ -74,6 +74,32 @@ impl Snapshot for PgSnapshot {
     ) -> Result<Vec<SecretRow>, StoreError> {
         secrets(&mut self.tx, after, limit).await
     }
+
+    async fn audit_events(
+        &mut self,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        audit_events(&mut self.tx, after, limit).await
+    }
+}
+
+/// Up to `limit` audit events with ids above `after`, by id.
+async fn audit_events(
+    conn: &mut PgConnection,
+    after: Option<i64>,
+    limit: u32,
+) -> Result<Vec<AuditRow>, StoreError> {
+    let query = match after {
+        None => sqlx::query_as::<_, AuditTuple>(q::DUMP_AUDIT_FIRST),
+        Some(after) => sqlx::query_as::<_, AuditTuple>(q::DUMP_AUDIT_AFTER).bind(after),
+    };
+    query
+        .bind(i64::from(limit))
+        .fetch_all(conn)
+        .await
+        .map(|rows| rows.into_iter().map(audit_row).collect())
+        .map_err(classify)
 }
 
 /// Every `meta` row, by name.
@@ -220,6 +246,24 @@ async fn copy_in(
         .execute(&mut *tx)
         .await
         .map_err(classify)?;
+    let mut after = None;
+    loop {
+        let page = source.audit_events(after, q::COPY_PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        for event in &page {
+            copy_audit_query(event)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+        }
+        report.audit_events += count(&page);
+    }
+    // The copied ids were given, not drawn: new events must come after them.
+    sqlx::raw_sql(AUDIT_IDS_AFTER_COPY)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
     verify(tx, source).await?;
     Ok(report)
 }
@@ -231,6 +275,10 @@ const COPY_WITHOUT_COUNTING: &str = "ALTER TABLE secrets DISABLE TRIGGER secrets
 const COUNT_AFTER_COPY: &str = "UPDATE accounts a SET secret_count = \
      (SELECT COUNT(*) FROM secrets s WHERE s.account_id = a.id); \
      ALTER TABLE secrets ENABLE TRIGGER secrets_count_insert";
+
+/// See `copy_in`.
+const AUDIT_IDS_AFTER_COPY: &str = "SELECT setval(pg_get_serial_sequence('audit_events', 'id'), \
+     COALESCE((SELECT MAX(id) FROM audit_events), 0) + 1, false)";
 
 /// Reads the snapshot a second time and the target inside the copy's
 /// transaction, and requires them to be equal.
@@ -251,6 +299,16 @@ async fn verify(tx: &mut PgConnection, source: &mut dyn Snapshot) -> Result<(), 
         // source's last, empty page finds the target's end too).
         let limit = u32::try_from(page.len().max(1)).unwrap_or(u32::MAX);
         same_secrets(&page, &secrets(tx, after, limit).await?)?;
+        match page.last() {
+            Some(last) => after = Some(last.id),
+            None => break,
+        }
+    }
+    let mut after = None;
+    loop {
+        let page = source.audit_events(after, q::COPY_PAGE).await?;
+        let limit = u32::try_from(page.len().max(1)).unwrap_or(u32::MAX);
+        same_audit_events(&page, &audit_events(tx, after, limit).await?)?;
         match page.last() {
             Some(last) => after = Some(last.id),
             None => return Ok(()),

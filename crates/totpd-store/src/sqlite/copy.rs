@@ -2,14 +2,14 @@
 
 use rusqlite::{Connection, params};
 use tokio::sync::mpsc;
-use totpd_vault::{AccountRow, ApiKeyRow, CopyReport, SecretRow, Snapshot, StoreError};
+use totpd_vault::{AccountRow, ApiKeyRow, AuditRow, CopyReport, SecretRow, Snapshot, StoreError};
 use uuid::Uuid;
 
 use super::conn::Opener;
 use super::{rows, snapshot};
 use crate::error::classify_sqlite;
 use crate::queries as q;
-use crate::verify::{count, mismatch, same_secrets};
+use crate::verify::{count, mismatch, same_audit_events, same_secrets};
 
 /// A page of rows of one table, as read from the source.
 enum Rows {
@@ -18,6 +18,8 @@ enum Rows {
     ApiKeys(Vec<ApiKeyRow>),
     /// One page of secrets; an empty page ends the table.
     Secrets(Vec<SecretRow>),
+    /// One page of audit events; an empty page ends the table.
+    Audit(Vec<AuditRow>),
 }
 
 /// What the transaction side is asked to do next.
@@ -107,6 +109,19 @@ async fn send_all(
         send(Rows::Secrets(page)).await?;
         match last {
             Some(id) => after = Some(id),
+            None => break,
+        }
+    }
+    let mut after = None;
+    loop {
+        let page = source
+            .audit_events(after, q::COPY_PAGE)
+            .await
+            .map_err(Feed::Source)?;
+        let last = page.last().map(|row| row.id);
+        send(Rows::Audit(page)).await?;
+        match last {
+            Some(id) => after = Some(id),
             None => return Ok(()),
         }
     }
@@ -133,6 +148,10 @@ struct Checked {
     secrets_after: Option<Uuid>,
     /// The source's last (empty) page of secrets was compared too.
     secrets: bool,
+    /// The last audit event compared so far.
+    audit_after: Option<i64>,
+    /// The source's last (empty) page of audit events was compared too.
+    audit: bool,
 }
 
 fn copy_all(conn: &Connection, inbox: &mut mpsc::Receiver<Step>) -> Result<CopyReport, StoreError> {
@@ -151,7 +170,12 @@ fn copy_all(conn: &Connection, inbox: &mut mpsc::Receiver<Step>) -> Result<CopyR
             Step::Insert(rows) => insert(conn, &rows, &mut report).map_err(classify_sqlite)?,
             Step::Check(rows) => check(conn, &rows, &mut checked)?,
             Step::Commit => {
-                if !(checked.meta && checked.accounts && checked.api_keys && checked.secrets) {
+                if !(checked.meta
+                    && checked.accounts
+                    && checked.api_keys
+                    && checked.secrets
+                    && checked.audit)
+                {
                     return Err(StoreError::Other(
                         "the copy was about to commit unverified".to_owned(),
                     ));
@@ -191,6 +215,11 @@ fn insert(conn: &Connection, rows: &Rows, report: &mut CopyReport) -> rusqlite::
             rows.iter()
                 .try_for_each(|row| rows::insert_secret(conn, row).map(drop))
         }
+        Rows::Audit(rows) => {
+            report.audit_events += count(rows);
+            rows.iter()
+                .try_for_each(|row| rows::copy_audit(conn, row).map(drop))
+        }
     }
 }
 
@@ -226,6 +255,16 @@ fn check(conn: &Connection, rows: &Rows, checked: &mut Checked) -> Result<(), St
             match page.last() {
                 Some(last) => checked.secrets_after = Some(last.id),
                 None => checked.secrets = true,
+            }
+        }
+        Rows::Audit(page) => {
+            let limit = u32::try_from(page.len().max(1)).unwrap_or(u32::MAX);
+            let mine = snapshot::audit_events(conn, checked.audit_after, limit)
+                .map_err(classify_sqlite)?;
+            same_audit_events(page, &mine)?;
+            match page.last() {
+                Some(last) => checked.audit_after = Some(last.id),
+                None => checked.audit = true,
             }
         }
     }

@@ -3,7 +3,7 @@
 
 use rusqlite::types::Type;
 use rusqlite::{Connection, Row, params};
-use totpd_vault::{AccountRow, ApiKeyRow, SecretRow};
+use totpd_vault::{AccountRow, ApiKeyRow, AuditRecord, AuditRow, SecretRow};
 use uuid::Uuid;
 
 use crate::error::bad_column;
@@ -91,5 +91,69 @@ pub(crate) fn insert_secret(conn: &Connection, row: &SecretRow) -> rusqlite::Res
         row.nonce,
         row.ciphertext,
         row.aad_version
+    ])
+}
+
+/// The UUID in column `index`, or `None` for NULL.
+fn optional_uuid(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<Uuid>> {
+    match row.get_ref(index)?.as_blob_or_null()? {
+        None => Ok(None),
+        Some(bytes) => Uuid::from_slice(bytes)
+            .map(Some)
+            .map_err(|_| bad_column(index, Type::Blob, "a UUID is 16 bytes")),
+    }
+}
+
+/// `id, at, account_id, action, outcome, key_id, role, secret_id,
+/// remote_addr, user_agent, request_id`
+pub(crate) fn audit(row: &Row<'_>) -> rusqlite::Result<AuditRow> {
+    Ok(AuditRow {
+        id: row.get(0)?,
+        record: AuditRecord {
+            at: row.get(1)?,
+            account_id: optional_uuid(row, 2)?,
+            action: row.get(3)?,
+            outcome: row.get(4)?,
+            key_id: row.get(5)?,
+            role: row.get(6)?,
+            secret_id: optional_uuid(row, 7)?,
+            remote_addr: row.get(8)?,
+            user_agent: row.get(9)?,
+            request_id: row.get(10)?,
+        },
+    })
+}
+
+/// Appends one audit event (the database picks its id).
+pub(crate) fn insert_audit(conn: &Connection, r: &AuditRecord) -> rusqlite::Result<usize> {
+    conn.prepare_cached(q::INSERT_AUDIT)?.execute(params![
+        r.at,
+        r.account_id.as_ref().map(|id| id.as_bytes().as_slice()),
+        r.action,
+        r.outcome,
+        r.key_id,
+        r.role,
+        r.secret_id.as_ref().map(|id| id.as_bytes().as_slice()),
+        r.remote_addr,
+        r.user_agent,
+        r.request_id
+    ])
+}
+
+/// Inserts one audit event with its id (for copies).
+pub(crate) fn copy_audit(conn: &Connection, row: &AuditRow) -> rusqlite::Result<usize> {
+    let r = &row.record;
+    conn.prepare_cached(q::COPY_AUDIT)?.execute(params![
+        row.id,
+        r.at,
+        r.account_id.as_ref().map(|id| id.as_bytes().as_slice()),
+        r.action,
+        r.outcome,
+        r.key_id,
+        r.role,
+        r.secret_id.as_ref().map(|id| id.as_bytes().as_slice()),
+        r.remote_addr,
+        r.user_agent,
+        r.request_id
     ])
 }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use rusqlite::{Connection, params};
-use totpd_vault::{AccountRow, ApiKeyRow, SecretRow, Snapshot, StoreError};
+use totpd_vault::{AccountRow, ApiKeyRow, AuditRow, SecretRow, Snapshot, StoreError};
 use uuid::Uuid;
 
 use super::conn::Opener;
@@ -92,6 +92,15 @@ impl Snapshot for SqliteSnapshot {
     ) -> Result<Vec<SecretRow>, StoreError> {
         self.read(move |conn| secrets(conn, after, limit)).await
     }
+
+    async fn audit_events(
+        &mut self,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        self.read(move |conn| audit_events(conn, after, limit))
+            .await
+    }
 }
 
 fn task_failed(error: tokio::task::JoinError) -> StoreError {
@@ -137,6 +146,27 @@ pub(crate) fn secrets(
             let secrets =
                 statement.query_map(params![after.as_bytes().as_slice(), limit], rows::secret)?;
             secrets.collect()
+        }
+    }
+}
+
+/// Up to `limit` audit events with ids above `after`, by id.
+pub(crate) fn audit_events(
+    conn: &Connection,
+    after: Option<i64>,
+    limit: u32,
+) -> rusqlite::Result<Vec<AuditRow>> {
+    let limit = i64::from(limit);
+    match after {
+        None => {
+            let mut statement = conn.prepare_cached(q::DUMP_AUDIT_FIRST)?;
+            let rows = statement.query_map([limit], rows::audit)?;
+            rows.collect()
+        }
+        Some(after) => {
+            let mut statement = conn.prepare_cached(q::DUMP_AUDIT_AFTER)?;
+            let rows = statement.query_map(params![after, limit], rows::audit)?;
+            rows.collect()
         }
     }
 }

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use totpd_vault::{AccountRow, ApiKeyRow, CopyReport, SecretRow, Snapshot, Store, StoreError};
+use totpd_vault::{
+    AccountRow, ApiKeyRow, AuditRow, CopyReport, SecretRow, Snapshot, Store, StoreError,
+};
 use uuid::Uuid;
 
 use crate::db::{TestDb, for_each_backend};
@@ -53,8 +55,18 @@ async fn filled_source() -> TestDb {
     for insert in inserts {
         insert.await.unwrap().unwrap();
     }
+    // More audit events than one copy page, some without an account.
+    let events: Vec<_> = (0..AUDIT_EVENTS)
+        .map(|i| crate::audit::record(i64::try_from(i).unwrap(), (i % 7 != 0).then_some(alice.id)))
+        .collect();
+    for batch in events.chunks(500) {
+        store.append_audit(batch).await.unwrap();
+    }
     source
 }
+
+/// More audit events than one copy page.
+const AUDIT_EVENTS: usize = 1_234;
 
 /// Every row of every table, read from one snapshot.
 pub async fn tables(
@@ -96,8 +108,31 @@ async fn a_copy_from_sqlite_carries_every_row(target: &TestDb) {
             accounts: 2,
             api_keys: 2,
             secrets: u64::try_from(SECRETS).unwrap(),
+            audit_events: u64::try_from(AUDIT_EVENTS).unwrap(),
         }
     );
+    let mut from_snapshot = source.store.snapshot().await.unwrap();
+    let mut to_snapshot = target.store.snapshot().await.unwrap();
+    let copied_events = crate::audit::all_events(to_snapshot.as_mut()).await;
+    assert_eq!(copied_events.len(), AUDIT_EVENTS);
+    assert!(copied_events == crate::audit::all_events(from_snapshot.as_mut()).await);
+    drop((from_snapshot, to_snapshot));
+    // New events come after the copied ones (PostgreSQL's identity moved on).
+    let last = copied_events.last().unwrap().id;
+    target
+        .store
+        .append_audit(&[crate::audit::record(9, None)])
+        .await
+        .unwrap();
+    let newest = target
+        .store
+        .list_audit_all(&totpd_vault::AuditQuery {
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(newest[0].id > last, "{} after {last}", newest[0].id);
     let (from, to) = (&source.store, &target.store);
     let copied = tables(to.as_ref()).await;
     assert_eq!(copied.3.len(), SECRETS);
@@ -229,5 +264,12 @@ impl Snapshot for Faulty {
             }
         }
         Ok(page)
+    }
+    async fn audit_events(
+        &mut self,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        self.inner.audit_events(after, limit).await
     }
 }

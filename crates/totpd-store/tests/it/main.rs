@@ -13,6 +13,7 @@
     clippy::disallowed_methods
 )]
 
+mod audit;
 mod contract;
 mod copy;
 mod db;

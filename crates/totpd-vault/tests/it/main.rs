@@ -11,6 +11,7 @@
     clippy::disallowed_methods
 )]
 
+mod audit;
 mod binding;
 mod memory_store;
 mod redaction;

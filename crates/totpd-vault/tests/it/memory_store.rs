@@ -6,8 +6,8 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use totpd_vault::{
-    AccountRow, ApiKeyHashUpgrade, ApiKeyRow, CopyReport, ListCursor, PoolStatus, SecretRow,
-    Snapshot, Store, StoreError,
+    AccountRow, ApiKeyHashUpgrade, ApiKeyRow, AuditPage, AuditQuery, AuditRecord, AuditRow,
+    CopyReport, ListCursor, PoolStatus, SecretRow, Snapshot, Store, StoreError,
 };
 use uuid::Uuid;
 
@@ -17,6 +17,9 @@ pub struct MemoryStore {
     accounts: Mutex<Vec<AccountRow>>,
     api_keys: Mutex<Vec<ApiKeyRow>>,
     secrets: Mutex<Vec<SecretRow>>,
+    audit: Mutex<Vec<AuditRow>>,
+    /// Whether `append_audit` fails as if the database were down.
+    audit_fails: Mutex<bool>,
     /// Calls of `upgrade_api_key_hash`, applied or not.
     upgrade_calls: Mutex<u64>,
     /// Whether `upgrade_api_key_hash` fails as if the database were down.
@@ -44,6 +47,16 @@ impl MemoryStore {
     pub fn edit_secret(&self, id: Uuid, edit: impl FnOnce(&mut SecretRow)) {
         let mut secrets = self.secrets.lock().unwrap();
         edit(secrets.iter_mut().find(|s| s.id == id).unwrap());
+    }
+
+    /// Makes audit appends fail (true) or work again (false).
+    pub fn fail_audit(&self, fail: bool) {
+        *self.audit_fails.lock().unwrap() = fail;
+    }
+
+    /// Every audit event stored, oldest first.
+    pub fn audit_events(&self) -> Vec<AuditRow> {
+        self.audit.lock().unwrap().clone()
     }
 
     /// Every `meta` value, as the vault stored it.
@@ -214,6 +227,83 @@ impl Store for MemoryStore {
         let before = secrets.len();
         secrets.retain(|s| !(s.account_id == account_id && s.id == id));
         Ok(secrets.len() < before)
+    }
+
+    async fn append_audit(&self, records: &[AuditRecord]) -> Result<(), StoreError> {
+        if *self.audit_fails.lock().unwrap() {
+            return Err(StoreError::Unavailable("injected audit failure".to_owned()));
+        }
+        // A commit takes time (an fsync): records queue meanwhile.
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        let mut audit = self.audit.lock().unwrap();
+        for record in records {
+            let id = audit.last().map_or(1, |row| row.id + 1);
+            audit.push(AuditRow {
+                id,
+                record: record.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn list_audit(
+        &self,
+        account_id: Uuid,
+        query: &AuditQuery,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        let mut rows = self.list_audit_all(query).await?;
+        rows.retain(|row| row.record.account_id == Some(account_id));
+        Ok(rows)
+    }
+
+    async fn list_audit_all(&self, query: &AuditQuery) -> Result<Vec<AuditRow>, StoreError> {
+        let mut rows: Vec<AuditRow> = self
+            .audit
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|row| {
+                let r = &row.record;
+                query.action.as_ref().is_none_or(|a| *a == r.action)
+                    && query.secret_id.is_none_or(|s| Some(s) == r.secret_id)
+                    && query
+                        .key_id
+                        .as_ref()
+                        .is_none_or(|k| Some(k) == r.key_id.as_ref())
+                    && query.since.is_none_or(|t| r.at >= t)
+                    && query.until.is_none_or(|t| r.at < t)
+                    && match query.page {
+                        AuditPage::Newest => true,
+                        AuditPage::Before(id) => row.id < id,
+                        AuditPage::After(id) => row.id > id,
+                    }
+            })
+            .cloned()
+            .collect();
+        if !matches!(query.page, AuditPage::After(_)) {
+            rows.reverse();
+        }
+        rows.truncate(query.limit as usize);
+        Ok(rows)
+    }
+
+    async fn prune_audit(&self, before: i64, limit: u32) -> Result<u64, StoreError> {
+        let mut audit = self.audit.lock().unwrap();
+        let old = audit
+            .iter()
+            .filter(|row| row.record.at < before)
+            .take(limit as usize)
+            .count();
+        let mut left = old;
+        audit.retain(|row| {
+            if left > 0 && row.record.at < before {
+                left -= 1;
+                false
+            } else {
+                true
+            }
+        });
+        Ok(old as u64)
     }
 
     async fn is_empty(&self) -> Result<bool, StoreError> {

@@ -22,6 +22,7 @@ mod otp;
 
 mod abuse_limits;
 mod answers_and_state;
+mod audit;
 mod auth;
 mod bad_input;
 mod binding;
