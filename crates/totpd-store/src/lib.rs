@@ -15,6 +15,7 @@ mod inspect;
 mod migrate;
 mod postgres;
 mod queries;
+mod scope_text;
 mod sqlite;
 mod verify;
 
