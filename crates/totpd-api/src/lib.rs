@@ -12,6 +12,7 @@ mod bench;
 mod error;
 mod health;
 mod json;
+mod keys;
 mod limits;
 mod metrics;
 mod openapi;
@@ -116,6 +117,7 @@ fn bench_router() -> Router<AppState> {
 pub fn router(state: AppState, limits: &Limits) -> Router {
     Router::new()
         .merge(secrets::router())
+        .merge(keys::router())
         .merge(health::router())
         .merge(openapi::router())
         .merge(metrics::router())
