@@ -84,9 +84,9 @@ impl From<VaultError> for ApiError {
     fn from(error: VaultError) -> ApiError {
         match error {
             VaultError::Unauthorized => ApiError::Unauthorized,
-            VaultError::Forbidden => ApiError::Forbidden(
-                "this API key's role or scope does not allow this request",
-            ),
+            VaultError::Forbidden => {
+                ApiError::Forbidden("this API key's role or scope does not allow this request")
+            }
             VaultError::NotFound => ApiError::NotFound("no TOTP secret with this id"),
             VaultError::Invalid(message) => ApiError::InvalidRequest(message),
             VaultError::QuotaExceeded { limit } => ApiError::QuotaExceeded { limit },
@@ -155,7 +155,10 @@ mod tests {
     #[test]
     fn a_forbidden_operation_is_403_forbidden() {
         let error = ApiError::from(VaultError::Forbidden);
-        assert_eq!(error.status_and_code(), (StatusCode::FORBIDDEN, "forbidden"));
+        assert_eq!(
+            error.status_and_code(),
+            (StatusCode::FORBIDDEN, "forbidden")
+        );
     }
 
     #[test]

@@ -202,20 +202,29 @@ mod tests {
         assert_eq!(spec.expires_at, Some(UnixTime(1_798_758_000_500)));
         assert_eq!(spec.name, "bot");
         let spec = parse(r#"{"role":"owner","secret_ids":null}"#).unwrap();
-        assert_eq!((spec.scope, spec.expires_at, spec.name), (Scope::All, None, String::new()));
+        assert_eq!(
+            (spec.scope, spec.expires_at, spec.name),
+            (Scope::All, None, String::new())
+        );
         for (body, field) in [
             (r#"{}"#, "role"),
             (r#"{"role":"root"}"#, "role"),
             (r#"{"role":1}"#, "role"),
             (r#"{"role":"agent","name":5}"#, "name"),
             (r#"{"role":"agent","secret_ids":"x"}"#, "secret_ids"),
-            (r#"{"role":"agent","secret_ids":["not-a-uuid"]}"#, "secret_ids"),
+            (
+                r#"{"role":"agent","secret_ids":["not-a-uuid"]}"#,
+                "secret_ids",
+            ),
             (r#"{"role":"agent","secret_ids":[1]}"#, "secret_ids"),
             (r#"{"role":"agent","expires_at":"tomorrow"}"#, "expires_at"),
             (r#"{"role":"agent","expires_at":1700000000}"#, "expires_at"),
         ] {
             let message = parse(body).unwrap_err();
-            assert!(message.contains(&format!("\"{field}\"")), "{body}: {message}");
+            assert!(
+                message.contains(&format!("\"{field}\"")),
+                "{body}: {message}"
+            );
         }
     }
 }

@@ -145,6 +145,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ..config.clone()
     };
     let metrics_app = totpd_api::metrics_app(state.clone());
+    let vault = Arc::clone(&state.vault);
     let app = totpd_api::router(state, &limits);
 
     // One signal stops both listeners.
@@ -157,6 +158,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         // An error means the sender is gone: stop as well.
         let _ = stopped.wait_for(|stop| *stop).await;
     };
+    let flusher = tokio::spawn(flush_key_uses_every(Arc::clone(&vault), KEY_USE_FLUSH));
     let main = server::serve(listener, app, config, until_stopped(stopped.clone()));
     match metrics_listener {
         Some(metrics) => {
@@ -166,8 +168,30 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
         None => main.await,
     }
+    flusher.abort();
+    // The uses of the last few seconds, so `keys list` is current after a
+    // clean stop.
+    if let Err(error) = vault.flush_key_uses().await {
+        tracing::warn!(%error, "could not record the last API key uses at shutdown");
+    }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// How often a node writes the key uses it has seen (`last_used_at`): one
+/// batched write per interval, never one per request.
+const KEY_USE_FLUSH: Duration = Duration::from_secs(5);
+
+/// Writes the recorded key uses every `every`, until aborted.
+async fn flush_key_uses_every(vault: Arc<totpd_vault::Vault>, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Err(error) = vault.flush_key_uses().await {
+            tracing::warn!(%error, "could not record API key uses; will retry");
+        }
+    }
 }
 
 fn init_logging() {
