@@ -36,6 +36,7 @@ mod input_echo;
 mod lists_and_quota;
 mod migrate;
 mod postgres_tls;
+mod roles;
 mod scale_out;
 mod secrets;
 mod service;
