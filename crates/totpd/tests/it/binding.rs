@@ -343,7 +343,7 @@ async fn a_previous_version_database_still_authenticates_upgrades_its_keys_and_y
     }
     assert_eq!(
         read_integer(&env, &hash_version_sql(&alice.key_id)).await,
-        2
+        3
     );
     assert_eq!(read_integer(&env, &hash_version_sql(&bob.key_id)).await, 1);
     let listed = server.api_as(alice).list_ok().await;
@@ -356,7 +356,7 @@ async fn a_previous_version_database_still_authenticates_upgrades_its_keys_and_y
         let key = if account == "alice" { alice } else { bob };
         assert_code(&server.api_as(key), id, known).await;
     }
-    assert_eq!(read_integer(&env, &hash_version_sql(&bob.key_id)).await, 2);
+    assert_eq!(read_integer(&env, &hash_version_sql(&bob.key_id)).await, 3);
     // Secrets are enrolled under the new associated data beside the old ones.
     let fresh = server
         .api_as(bob)
@@ -405,7 +405,7 @@ async fn a_previous_version_database_migrated_to_postgresql_keeps_its_keys_and_c
     drop(server);
     assert_eq!(
         read_integer(&source, &hash_version_sql(&alice.key_id)).await,
-        2
+        3
     );
 
     let target = Env::new(Backend::Postgres).await;
@@ -421,7 +421,7 @@ async fn a_previous_version_database_migrated_to_postgresql_keeps_its_keys_and_c
     let served = source.on_database_of(&target);
     assert_eq!(
         read_integer(&served, &hash_version_sql(&alice.key_id)).await,
-        2
+        3
     );
     assert_eq!(
         read_integer(&served, &hash_version_sql(&bob.key_id)).await,
@@ -447,6 +447,6 @@ async fn a_previous_version_database_migrated_to_postgresql_keeps_its_keys_and_c
         .expect_ok();
     assert_eq!(
         read_integer(&served, &hash_version_sql(&bob.key_id)).await,
-        2
+        3
     );
 }
