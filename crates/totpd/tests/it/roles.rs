@@ -192,7 +192,7 @@ async fn a_key_scoped_to_one_secret_sees_that_secret_only(backend: Backend) {
         .await,
     );
     let api = server.api_as(&agent);
-    assert_eq!(api.listed_ids().await, [mine.clone()]);
+    assert_eq!(api.listed_ids().await, std::slice::from_ref(&mine));
     api.code(&mine).await.expect_ok();
     api.code(&other).await.expect_error(404, "not_found");
     // A scoped key cannot enroll what it could never read.
@@ -456,7 +456,7 @@ async fn the_cli_makes_scoped_expiring_keys_and_lists_role_scope_expiry_and_last
         secret: object["secret"].as_str().unwrap().to_owned(),
     };
     let api = server.api_as(&key);
-    assert_eq!(api.listed_ids().await, [id.clone()]);
+    assert_eq!(api.listed_ids().await, std::slice::from_ref(&id));
     api.code(&other).await.expect_error(404, "not_found");
     api.get(&code_path(&id)).await.expect_ok();
     api.delete(&id).await.expect_error(403, "forbidden");
