@@ -80,12 +80,13 @@ pub(crate) async fn list_keys(
 }
 
 /// Revoke one of the account's API keys (owner keys only); every node
-/// refuses it within a second. An owner may revoke the key it calls with.
+/// refuses it within a second. A key cannot revoke itself (400).
 #[utoipa::path(delete, path = "/api/v2/keys/{key_id}", tag = "keys",
     params(("key_id" = String, Path, description = "Key id (`tk_...`)")),
     security(("api_key_id" = [], "api_secret_key" = []), ("bearer" = [])),
     responses(
         (status = 200, description = "Revoked", body = StatusOnly),
+        (status = 400, description = "The key named is the one making the request: a key cannot revoke itself", body = crate::wire::ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = crate::wire::ErrorBody),
         (status = 403, description = "forbidden: only owner keys manage keys", body = crate::wire::ErrorBody),
         (status = 404, description = "No such unrevoked key in this account", body = crate::wire::ErrorBody),

@@ -318,12 +318,17 @@ impl From<&CodeAt> for CodeResponse {
 #[allow(dead_code)] // Only the schema: the handler reads the JSON object.
 pub struct CreateKeyRequest {
     /// A name for people (at most 128 characters, no control characters).
-    #[schema(example = "deploy bot")]
+    #[schema(
+        example = "deploy bot",
+        max_length = 128,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub name: Option<String>,
     /// What the key may do.
     pub role: RoleName,
     /// The secrets the key sees (1 to 100 ids of this account); omitted or
     /// null: every secret. A scoped key cannot create secrets.
+    #[schema(min_items = 1, max_items = 100)]
     pub secret_ids: Option<Vec<Uuid>>,
     /// When the key stops authenticating, RFC 3339, in the future; omitted
     /// or null: never.

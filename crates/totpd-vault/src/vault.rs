@@ -340,8 +340,10 @@ impl Vault {
 
     /// Revokes a key of the caller's account (`DELETE /api/v2/keys/{id}`):
     /// owners only. A key of another account, an unknown or an already
-    /// revoked key is `NotFound`. An owner may revoke the key it is using:
-    /// the request succeeds and the key is refused from then on.
+    /// revoked key is `NotFound`. A key cannot revoke itself (`Invalid`):
+    /// one request, by mistake or by a tool walking the key list, would
+    /// otherwise lock its caller out; another owner key or `totpd keys
+    /// revoke` does it.
     pub async fn revoke_key(
         &self,
         principal: &Principal,
@@ -349,6 +351,11 @@ impl Vault {
         now: UnixTime,
     ) -> Result<(), VaultError> {
         authorize(principal, Action::KeyRevoke, None)?;
+        if key_id == principal.key_id {
+            return Err(VaultError::Invalid(
+                "\"key_id\" is the key making this request, which cannot revoke itself; revoke it with another owner key or `totpd keys revoke`".to_owned(),
+            ));
+        }
         match self.store.api_key(key_id).await? {
             Some(row) if row.account_id == principal.account_id => {
                 self.revoke_api_key(key_id, now).await

@@ -228,6 +228,15 @@ async fn roles_are_enforced_by_the_vault_and_a_scope_hides_other_secrets() {
     ));
     vault.delete_secret(&admin, other).await.unwrap();
     assert_eq!(vault.list_keys(&owner).await.unwrap().len(), 4);
+    assert!(matches!(
+        vault.revoke_key(&owner, &owner.key_id, NOW).await,
+        Err(VaultError::Invalid(_))
+    ));
+    vault.revoke_key(&owner, &admin.key_id, NOW).await.unwrap();
+    assert!(matches!(
+        vault.revoke_key(&owner, &admin.key_id, NOW).await,
+        Err(VaultError::NotFound)
+    ));
 }
 
 #[tokio::test]

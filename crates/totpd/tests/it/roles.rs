@@ -389,19 +389,24 @@ async fn the_keys_api_validates_every_field_and_stays_in_its_account(backend: Ba
         .unwrap()
         .clone();
     assert!(revoked["revoked_at"].is_string(), "{revoked}");
-    // An owner may revoke the key it calls with; it is refused afterwards.
+    // A key cannot revoke itself (a tool walking the list would lock its
+    // caller out); another owner key can.
     let spare = key_of(&create_key(&server, &server.key, json!({"role": "owner"})).await);
     let spare_api = server.api_as(&spare);
-    spare_api
-        .request(
-            Method::DELETE,
-            &format!("{KEYS}/{}", spare.key_id),
-            Body::None,
-        )
+    let spare_path = format!("{KEYS}/{}", spare.key_id);
+    let refused = spare_api
+        .request(Method::DELETE, &spare_path, Body::None)
+        .await
+        .expect_error(400, "invalid_request");
+    assert!(
+        refused["message"].as_str().unwrap().contains("\"key_id\""),
+        "{refused}"
+    );
+    spare_api.list_ok().await;
+    api.request(Method::DELETE, &spare_path, Body::None)
         .await
         .expect_ok();
-    let since = Instant::now();
-    refused_after(&spare_api, SECRETS, since).await;
+    refused_after(&spare_api, SECRETS, Instant::now()).await;
 }
 
 async fn the_cli_makes_scoped_expiring_keys_and_lists_role_scope_expiry_and_last_use(
