@@ -17,9 +17,9 @@ pub enum ApiError {
     /// 401: missing, wrong or revoked credentials (never says which).
     #[error("missing, invalid or revoked API key")]
     Unauthorized,
-    /// 403: the key's role does not allow this operation.
-    #[error("this API key's role does not allow this operation")]
-    Forbidden,
+    /// 403: the API key's role (or scope) does not allow the request.
+    #[error("{0}")]
+    Forbidden(&'static str),
     /// 404: no such resource in the caller's account.
     #[error("{0}")]
     NotFound(&'static str),
@@ -61,7 +61,7 @@ impl ApiError {
         match self {
             ApiError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
@@ -84,7 +84,9 @@ impl From<VaultError> for ApiError {
     fn from(error: VaultError) -> ApiError {
         match error {
             VaultError::Unauthorized => ApiError::Unauthorized,
-            VaultError::Forbidden => ApiError::Forbidden,
+            VaultError::Forbidden => {
+                ApiError::Forbidden("this API key's role or scope does not allow this request")
+            }
             VaultError::NotFound => ApiError::NotFound("no TOTP secret with this id"),
             VaultError::Invalid(message) => ApiError::InvalidRequest(message),
             VaultError::QuotaExceeded { limit } => ApiError::QuotaExceeded { limit },
@@ -149,6 +151,15 @@ pub(crate) async fn method_not_allowed_fallback() -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_forbidden_operation_is_403_forbidden() {
+        let error = ApiError::from(VaultError::Forbidden);
+        assert_eq!(
+            error.status_and_code(),
+            (StatusCode::FORBIDDEN, "forbidden")
+        );
+    }
 
     #[test]
     fn a_full_account_is_403_quota_exceeded_naming_the_quota() {

@@ -13,6 +13,7 @@ mod bench;
 mod error;
 mod health;
 mod json;
+mod keys;
 mod limits;
 mod metrics;
 mod openapi;
@@ -118,6 +119,7 @@ pub fn router(state: AppState, limits: &Limits) -> Router {
     Router::new()
         .merge(secrets::router())
         .merge(audit::router())
+        .merge(keys::router())
         .merge(health::router())
         .merge(openapi::router())
         .merge(metrics::router())

@@ -21,11 +21,14 @@ use crate::AppState;
         crate::secrets::delete_secret,
         crate::secrets::get_code,
         crate::audit::list_audit,
+        crate::keys::create_key,
+        crate::keys::list_keys,
+        crate::keys::revoke_key,
         crate::health::get_healthz,
         crate::health::get_readyz,
     ),
     modifiers(&SecuritySchemes),
-    tags((name = "totp", description = "TOTP secrets and codes"), (name = "audit", description = "The audit log"), (name = "health", description = "Liveness and readiness"))
+    tags((name = "totp", description = "TOTP secrets and codes"), (name = "keys", description = "API keys: roles, scopes and expiry (owner keys only)"), (name = "audit", description = "The audit log"), (name = "health", description = "Liveness and readiness"))
 )]
 struct ApiDoc;
 

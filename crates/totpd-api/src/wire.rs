@@ -8,7 +8,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use totpd_otp::Algorithm;
-use totpd_vault::{AuditRow, CodeAt, CreatedSecret, SecretInfo, UnixTime};
+use totpd_vault::{ApiKeyInfo, AuditRow, CodeAt, CreatedSecret, SecretInfo, UnixTime};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -360,6 +360,83 @@ impl From<AuditRow> for AuditEvent {
     }
 }
 
+/// Request body of `POST /api/v2/keys`. Unknown fields are ignored.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)] // Only the schema: the handler reads the JSON object.
+pub struct CreateKeyRequest {
+    /// A name for people (at most 128 characters, no control characters).
+    #[schema(
+        example = "deploy bot",
+        max_length = 128,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
+    pub name: Option<String>,
+    /// What the key may do.
+    pub role: RoleName,
+    /// The secrets the key sees (1 to 100 ids of this account); omitted or
+    /// null: every secret. A scoped key cannot create secrets.
+    #[schema(min_items = 1, max_items = 100)]
+    pub secret_ids: Option<Vec<Uuid>>,
+    /// When the key stops authenticating, RFC 3339, in the future; omitted
+    /// or null: never.
+    #[schema(format = DateTime, example = "2027-01-01T00:00:00Z")]
+    pub expires_at: Option<String>,
+}
+
+/// Role names on the wire (the schema of `role`; values travel as text).
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[allow(dead_code)] // Only the schema.
+#[serde(rename_all = "lowercase")]
+pub enum RoleName {
+    /// Everything, keys included.
+    Owner,
+    /// Everything except managing keys.
+    Admin,
+    /// List and read secrets, get codes, create secrets.
+    Agent,
+    /// Only verify codes.
+    Verifier,
+}
+
+/// An API key as listed: never its secret or hash.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKey {
+    /// Public key id.
+    #[schema(example = "tk_0123456789abcdef01234567")]
+    pub key_id: String,
+    /// A name for people (`""` when none was given).
+    pub name: String,
+    /// What the key may do.
+    #[schema(value_type = RoleName, example = "agent")]
+    pub role: String,
+    /// The secrets the key sees, or null for every secret.
+    pub secret_ids: Option<Vec<Uuid>>,
+    /// Creation time, RFC 3339 UTC.
+    pub created_at: String,
+    /// Expiry, RFC 3339 UTC, or null for never.
+    pub expires_at: Option<String>,
+    /// Revocation time, RFC 3339 UTC, or null.
+    pub revoked_at: Option<String>,
+    /// Last recorded use, RFC 3339 UTC, or null; recorded every few
+    /// seconds, so it may lag.
+    pub last_used_at: Option<String>,
+}
+
+impl From<&ApiKeyInfo> for ApiKey {
+    fn from(info: &ApiKeyInfo) -> ApiKey {
+        ApiKey {
+            key_id: info.key_id.clone(),
+            name: info.name.clone(),
+            role: info.role.clone(),
+            secret_ids: info.secret_ids.clone(),
+            created_at: rfc3339_millis(info.created_at),
+            expires_at: info.expires_at.map(rfc3339_millis),
+            revoked_at: info.revoked_at.map(rfc3339_millis),
+            last_used_at: info.last_used_at.map(rfc3339_millis),
+        }
+    }
+}
+
 /// A page of the audit log, newest first.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuditListResponse {
@@ -378,6 +455,58 @@ impl AuditListResponse {
             status: OK,
             events,
             next_cursor,
+        }
+    }
+}
+
+/// Answer of `POST /api/v2/keys`: the key and its secret, shown this once.
+/// `Debug` does not show the secret.
+#[derive(Serialize, ToSchema)]
+pub struct CreateKeyResponse {
+    /// Always `"OK"`.
+    #[schema(value_type = String, example = "OK")]
+    pub status: &'static str,
+    /// The new key.
+    pub api_key: ApiKey,
+    /// The key's secret: send it as `sb-api-secret-key`. Shown only here.
+    pub secret: String,
+}
+
+impl CreateKeyResponse {
+    pub(crate) fn new(api_key: ApiKey, secret: String) -> CreateKeyResponse {
+        CreateKeyResponse {
+            status: OK,
+            api_key,
+            secret,
+        }
+    }
+}
+
+impl fmt::Debug for CreateKeyResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CreateKeyResponse")
+            .field("status", &self.status)
+            .field("api_key", &self.api_key)
+            .field("secret", &Redacted)
+            .finish()
+    }
+}
+
+/// Answer of `GET /api/v2/keys`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ListKeysResponse {
+    /// Always `"OK"`.
+    #[schema(value_type = String, example = "OK")]
+    pub status: &'static str,
+    /// The account's keys, revoked ones included, oldest first.
+    pub api_keys: Vec<ApiKey>,
+}
+
+impl ListKeysResponse {
+    pub(crate) fn new(api_keys: Vec<ApiKey>) -> ListKeysResponse {
+        ListKeysResponse {
+            status: OK,
+            api_keys,
         }
     }
 }

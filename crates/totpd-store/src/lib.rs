@@ -15,6 +15,7 @@ mod inspect;
 mod postgres;
 mod queries;
 mod schema;
+mod scope_text;
 mod sqlite;
 mod verify;
 

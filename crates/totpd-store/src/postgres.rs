@@ -5,8 +5,8 @@ mod copy;
 use std::str::FromStr;
 
 use async_trait::async_trait;
-use sqlx::Postgres;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{FromRow as _, Postgres, Row as _};
 use totpd_vault::deadline;
 use totpd_vault::{
     AccountRow, ApiKeyHashUpgrade, ApiKeyRow, AuditQuery, AuditRecord, AuditRow, CopyReport,
@@ -18,8 +18,9 @@ use crate::ConnectOptions;
 use crate::error::classify;
 use crate::queries as q;
 use crate::schema::{Migration, pending};
+use crate::scope_text;
 
-static MIGRATIONS: [Migration; 4] = [
+static MIGRATIONS: [Migration; 5] = [
     Migration {
         version: 1,
         sql: include_str!("../migrations/postgres/0001_init.sql"),
@@ -33,10 +34,19 @@ static MIGRATIONS: [Migration; 4] = [
         sql: include_str!("../migrations/postgres/0003_secret_count.sql"),
     },
     Migration {
+        version: 4,
+        sql: include_str!("../migrations/postgres/0004_key_scopes.sql"),
+    },
+    Migration {
         version: 5,
         sql: include_str!("../migrations/postgres/0005_audit.sql"),
     },
 ];
+
+/// Moves many keys' `last_used_at` forward in one statement (never back).
+const RECORD_API_KEY_USES: &str = "UPDATE api_keys k SET last_used_at = u.used_at \
+     FROM UNNEST($1::text[], $2::bigint[]) AS u (key_id, used_at) \
+     WHERE k.key_id = u.key_id AND (k.last_used_at IS NULL OR k.last_used_at < u.used_at)";
 
 /// Advisory lock key that serialises migrations of nodes starting together
 /// (the ASCII bytes of "totpdmig").
@@ -121,7 +131,19 @@ type SecretTuple = (
 );
 
 /// The columns of an `api_keys` row, in query order.
-type ApiKeyTuple = (String, Uuid, Vec<u8>, String, i64, Option<i64>, i64);
+pub(crate) type ApiKeyTuple = (
+    String,
+    Uuid,
+    Vec<u8>,
+    String,
+    i64,
+    Option<i64>,
+    i64,
+    String,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+);
 
 fn secret_row(t: SecretTuple) -> SecretRow {
     let (
@@ -154,9 +176,23 @@ fn secret_row(t: SecretTuple) -> SecretRow {
     }
 }
 
-fn api_key_row(t: ApiKeyTuple) -> ApiKeyRow {
-    let (key_id, account_id, secret_hash, role, created_at, revoked_at, hash_version) = t;
-    ApiKeyRow {
+fn api_key_row(t: ApiKeyTuple) -> Result<ApiKeyRow, StoreError> {
+    let (
+        key_id,
+        account_id,
+        secret_hash,
+        role,
+        created_at,
+        revoked_at,
+        hash_version,
+        name,
+        secret_ids,
+        expires_at,
+        last_used_at,
+    ) = t;
+    Ok(ApiKeyRow {
+        secret_ids: scope_text::decode(secret_ids.as_deref())
+            .map_err(|why| StoreError::Corrupt(why.to_owned()))?,
         key_id,
         account_id,
         secret_hash,
@@ -164,7 +200,10 @@ fn api_key_row(t: ApiKeyTuple) -> ApiKeyRow {
         role,
         created_at,
         revoked_at,
-    }
+        name,
+        expires_at,
+        last_used_at,
+    })
 }
 
 fn insert_account_query(row: &AccountRow) -> PgQuery<'_> {
@@ -183,6 +222,10 @@ fn insert_api_key_query(row: &ApiKeyRow) -> PgQuery<'_> {
         .bind(row.created_at)
         .bind(row.revoked_at)
         .bind(row.hash_version)
+        .bind(row.name.as_str())
+        .bind(scope_text::encode(row.secret_ids.as_deref()))
+        .bind(row.expires_at)
+        .bind(row.last_used_at)
 }
 
 fn insert_secret_query(row: &SecretRow) -> PgQuery<'_> {
@@ -388,27 +431,23 @@ impl Store for PgStore {
             .bind(key_id)
             .fetch_optional(&self.pool)
             .await
-            .map(|row| row.map(api_key_row))
-            .map_err(classify)
+            .map_err(classify)?
+            .map(api_key_row)
+            .transpose()
     }
 
     async fn list_api_keys(&self) -> Result<Vec<(ApiKeyRow, String)>, StoreError> {
-        type Listed = (String, Uuid, Vec<u8>, String, i64, Option<i64>, i64, String);
-        let rows = sqlx::query_as::<_, Listed>(q::LIST_API_KEYS)
+        let rows = sqlx::query(q::LIST_API_KEYS)
             .fetch_all(&self.pool)
             .await
             .map_err(classify)?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(key_id, account_id, hash, role, created_at, revoked_at, version, name)| {
-                    let key = (
-                        key_id, account_id, hash, role, created_at, revoked_at, version,
-                    );
-                    (api_key_row(key), name)
-                },
-            )
-            .collect())
+        rows.iter()
+            .map(|row| {
+                let key = ApiKeyTuple::from_row(row).map_err(classify)?;
+                let name: String = row.try_get(11).map_err(classify)?;
+                Ok((api_key_row(key)?, name))
+            })
+            .collect()
     }
 
     async fn revoke_api_key(&self, key_id: &str, revoked_at: i64) -> Result<bool, StoreError> {
@@ -434,6 +473,21 @@ impl Store for PgStore {
             .await
             .map_err(classify)?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn record_api_key_uses(&self, uses: &[(String, i64)]) -> Result<u64, StoreError> {
+        if uses.is_empty() {
+            return Ok(0);
+        }
+        let (key_ids, times): (Vec<&str>, Vec<i64>) =
+            uses.iter().map(|(k, t)| (k.as_str(), *t)).unzip();
+        let done = sqlx::query(RECORD_API_KEY_USES)
+            .bind(key_ids)
+            .bind(times)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected())
     }
 
     async fn insert_secret(&self, row: &SecretRow) -> Result<(), StoreError> {

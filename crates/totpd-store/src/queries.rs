@@ -37,16 +37,19 @@ pub(crate) const COUNT_ACCOUNTS: &str = "SELECT COUNT(*) FROM accounts";
 
 /// Inserts an API key.
 pub(crate) const INSERT_API_KEY: &str = "INSERT INTO api_keys \
-     (key_id, account_id, secret_hash, role, created_at, revoked_at, hash_version) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+     (key_id, account_id, secret_hash, role, created_at, revoked_at, hash_version, name, \
+     secret_ids, expires_at, last_used_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 
 /// An API key by id, revoked or not.
 pub(crate) const API_KEY: &str = "SELECT key_id, account_id, secret_hash, role, created_at, \
-     revoked_at, hash_version FROM api_keys WHERE key_id = $1";
+     revoked_at, hash_version, name, secret_ids, expires_at, last_used_at \
+     FROM api_keys WHERE key_id = $1";
 
 /// Every API key with its account's name, oldest first.
 pub(crate) const LIST_API_KEYS: &str = "SELECT k.key_id, k.account_id, k.secret_hash, k.role, \
-     k.created_at, k.revoked_at, k.hash_version, a.name \
+     k.created_at, k.revoked_at, k.hash_version, k.name, k.secret_ids, k.expires_at, \
+     k.last_used_at, a.name \
      FROM api_keys k JOIN accounts a ON a.id = k.account_id \
      ORDER BY k.created_at, k.key_id";
 
@@ -56,10 +59,15 @@ pub(crate) const REVOKE_API_KEY: &str =
 
 /// Rewrites an unrevoked key's hash under a newer version, only while the
 /// row still holds the hash, version, account and role it was verified
-/// against (one row changed if it did).
+/// against, and neither scope nor expiry, as every row of an older version
+/// does (one row changed if it did).
 pub(crate) const UPGRADE_API_KEY_HASH: &str = "UPDATE api_keys SET secret_hash = $1, hash_version = $2 \
      WHERE key_id = $3 AND secret_hash = $4 AND hash_version = $5 AND account_id = $6 \
-     AND role = $7 AND revoked_at IS NULL";
+     AND role = $7 AND revoked_at IS NULL AND secret_ids IS NULL AND expires_at IS NULL";
+
+/// Moves one key's `last_used_at` forward to `$1` (never back).
+pub(crate) const RECORD_API_KEY_USE: &str = "UPDATE api_keys SET last_used_at = $1 \
+     WHERE key_id = $2 AND (last_used_at IS NULL OR last_used_at < $1)";
 
 /// Inserts a secret.
 pub(crate) const INSERT_SECRET: &str = "INSERT INTO secrets \
@@ -106,7 +114,8 @@ pub(crate) const DUMP_ACCOUNTS: &str = "SELECT id, name, created_at FROM account
 
 /// Every API key, by key id.
 pub(crate) const DUMP_API_KEYS: &str = "SELECT key_id, account_id, secret_hash, role, \
-     created_at, revoked_at, hash_version FROM api_keys ORDER BY key_id";
+     created_at, revoked_at, hash_version, name, secret_ids, expires_at, last_used_at \
+     FROM api_keys ORDER BY key_id";
 
 /// The first page of all secrets, by id. Two statements rather than one with
 /// `$1 IS NULL OR id > $1`, which neither planner turns into an index range:
@@ -237,6 +246,7 @@ pub(crate) const WITH_PARAMETERS: &[&str] = &[
     API_KEY,
     REVOKE_API_KEY,
     UPGRADE_API_KEY_HASH,
+    RECORD_API_KEY_USE,
     INSERT_SECRET,
     SECRET,
     DELETE_SECRET,

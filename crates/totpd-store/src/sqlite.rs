@@ -256,7 +256,8 @@ impl Store for SqliteStore {
         self.reads()
             .run_blocking(|conn| {
                 let mut statement = conn.prepare_cached(q::LIST_API_KEYS)?;
-                let keys = statement.query_map([], |row| Ok((rows::api_key(row)?, row.get(7)?)))?;
+                let keys =
+                    statement.query_map([], |row| Ok((rows::api_key(row)?, row.get(11)?)))?;
                 keys.collect()
             })
             .await
@@ -290,6 +291,25 @@ impl Store for SqliteStore {
                         u.role
                     ])?;
                 Ok(changed == 1)
+            })
+            .await
+    }
+
+    async fn record_api_key_uses(&self, uses: &[(String, i64)]) -> Result<u64, StoreError> {
+        if uses.is_empty() {
+            return Ok(0);
+        }
+        let uses = uses.to_vec();
+        self.writer()
+            .run(move |conn| {
+                // One job: every update commits in the same transaction.
+                let mut statement = conn.prepare_cached(q::RECORD_API_KEY_USE)?;
+                let mut changed = 0u64;
+                for (key_id, used_at) in &uses {
+                    changed +=
+                        u64::try_from(statement.execute(params![used_at, key_id])?).unwrap_or(0);
+                }
+                Ok(changed)
             })
             .await
     }

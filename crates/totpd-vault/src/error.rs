@@ -10,8 +10,9 @@ pub enum VaultError {
     /// carries no detail, so callers cannot tell which.
     #[error("invalid or revoked API key")]
     Unauthorized,
-    /// The caller's role does not allow the operation.
-    #[error("this API key's role does not allow this operation")]
+    /// The key's role does not allow the operation (or a scoped key asked
+    /// to create a secret, which its scope could never include).
+    #[error("this API key's role or scope does not allow this request")]
     Forbidden,
     /// No such secret in the caller's account (also when it exists in another).
     #[error("no such TOTP secret")]

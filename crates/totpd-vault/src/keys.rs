@@ -52,6 +52,8 @@ pub struct NewApiKey {
     pub key_id: String,
     /// The secret, shown once.
     pub secret: ApiKeySecret,
+    /// The key as it is listed from now on.
+    pub info: crate::ApiKeyInfo,
 }
 
 /// Whether `key_id` has the shape of a key id this vault makes: the
@@ -82,44 +84,58 @@ pub(crate) fn generate_secret() -> Result<ApiKeySecret, getrandom::Error> {
 
 /// The first stored hash: HMAC over the key id and the secret only, so the
 /// row's account and role were not covered. Rows of this version still
-/// authenticate and are rewritten as [`HASH_V2`] on their first successful
-/// use.
+/// authenticate and are rewritten as [`HASH_CURRENT`] on their first
+/// successful use, or by [`crate::Vault::upgrade_legacy_key_hashes`]
+/// without the secret.
 pub(crate) const HASH_V1: i64 = 1;
-/// The hash covers every field authorisation rests on: key id, account and
-/// role (see [`KeyBinding`]).
+/// The hash covers key id, account and role, but neither scope nor expiry:
+/// rows of this version predate both (they see every secret and never
+/// expire) and are rewritten as [`HASH_CURRENT`] on their first use.
 pub(crate) const HASH_V2: i64 = 2;
+/// The hash covers every field authorisation rests on: key id, account,
+/// role, scope and expiry (see [`KeyBinding`]).
+pub(crate) const HASH_V3: i64 = 3;
 /// The version every new or upgraded key is stored with.
-pub(crate) const HASH_CURRENT: i64 = HASH_V2;
+pub(crate) const HASH_CURRENT: i64 = HASH_V3;
 
 /// What an API key's authority rests on, as stored beside its hash. The
 /// keyed hash covers all of it, so a database writer who changes any field
 /// of the row makes the key authenticate as nothing.
 ///
-/// The hash is HMAC-SHA-256 under the pepper of a [`Canonical`] encoding:
-/// domain `totpd/api-key/v2`, then the fields `key_id`, `account_id` (16
-/// bytes), `role` and `secret`. Fields added later (a scope, an expiry)
-/// get a new hash version with a new domain; rows of older versions keep
-/// verifying under the encoding they were made with and are rewritten on
-/// use.
+/// Version 3 is HMAC-SHA-256 under the pepper of a [`Canonical`] encoding:
+/// domain `totpd/api-key/v3`, then the fields `key_id`, `account_id` (16
+/// bytes), `role`, `scope` (byte 0 for every secret; byte 1 then each id's
+/// 16 bytes, sorted, for a list, so "every secret" and "none listed"
+/// differ), `expires_at` (byte 0 for never; byte 1 then the Unix
+/// milliseconds as 8 bytes big endian) and `secret_digest`, the version-1
+/// hash HMAC(pepper, key_id ‖ 0 ‖ secret). Because a version-1 row stores
+/// exactly that digest, it can be rewritten as version 3 without the
+/// key's secret. Version 2 is domain `totpd/api-key/v2` with `key_id`,
+/// `account_id`, `role` and `secret`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct KeyBinding<'a> {
     pub key_id: &'a str,
     pub account_id: uuid::Uuid,
     pub role: &'a str,
+    /// `None` for every secret of the account.
+    pub scope: Option<&'a [uuid::Uuid]>,
+    pub expires_at: Option<i64>,
 }
 
 /// The hash of `secret` bound to `binding` under hash `version`; `None`
-/// for a version this build does not know (such a row authenticates as
-/// nothing).
+/// for a version this build does not know, and for a version-1 or -2 row
+/// that claims a scope or an expiry (those versions could not carry one,
+/// so the row was changed): such a row authenticates as nothing.
 pub(crate) fn hash_secret(
     pepper: &[u8],
     version: i64,
     binding: &KeyBinding<'_>,
     secret: &str,
 ) -> Option<[u8; 32]> {
+    let unscoped = binding.scope.is_none() && binding.expires_at.is_none();
     match version {
-        HASH_V1 => Some(hash_v1(pepper, binding.key_id, secret)),
-        HASH_V2 => {
+        HASH_V1 if unscoped => Some(hash_v1(pepper, binding.key_id, secret)),
+        HASH_V2 if unscoped => {
             let message = Canonical::new("totpd/api-key/v2")
                 .field("key_id", binding.key_id.as_bytes())
                 .field("account_id", binding.account_id.as_bytes())
@@ -128,8 +144,46 @@ pub(crate) fn hash_secret(
                 .finish();
             Some(hmac_sha256(pepper, &message))
         }
+        HASH_V3 => Some(hash_v3(
+            pepper,
+            binding,
+            &hash_v1(pepper, binding.key_id, secret),
+        )),
         _ => None,
     }
+}
+
+/// Hash version 3 of `binding` from the key's version-1 digest (see
+/// [`KeyBinding`]): what a version-1 row is rewritten to without the secret.
+pub(crate) fn hash_v3(pepper: &[u8], binding: &KeyBinding<'_>, digest: &[u8]) -> [u8; 32] {
+    let mut scope = Vec::new();
+    match binding.scope {
+        None => scope.push(0),
+        Some(ids) => {
+            scope.reserve(1 + 16 * ids.len());
+            scope.push(1);
+            for id in ids {
+                scope.extend_from_slice(id.as_bytes());
+            }
+        }
+    }
+    let mut expires_at = Vec::with_capacity(9);
+    match binding.expires_at {
+        None => expires_at.push(0),
+        Some(ms) => {
+            expires_at.push(1);
+            expires_at.extend_from_slice(&ms.to_be_bytes());
+        }
+    }
+    let message = Canonical::new("totpd/api-key/v3")
+        .field("key_id", binding.key_id.as_bytes())
+        .field("account_id", binding.account_id.as_bytes())
+        .field("role", binding.role.as_bytes())
+        .field("scope", &scope)
+        .field("expires_at", &expires_at)
+        .field("secret_digest", digest)
+        .finish();
+    hmac_sha256(pepper, &message)
 }
 
 /// Hash version 1: `key_id NUL secret`, binding the hash to its key id only.
@@ -159,6 +213,11 @@ pub(crate) struct CachedKey {
     pub secret_hash: Vec<u8>,
     pub hash_version: i64,
     pub revoked: bool,
+    /// The row's scope, as stored (`None`: every secret).
+    pub secret_ids: Option<std::sync::Arc<[uuid::Uuid]>>,
+    /// Unix milliseconds from which the key is refused, checked against
+    /// the request's time on every use, cached or not.
+    pub expires_at: Option<i64>,
     fetched_at: i64,
 }
 
@@ -169,7 +228,14 @@ impl CachedKey {
             key_id,
             account_id: self.account_id,
             role: &self.role,
+            scope: self.secret_ids.as_deref(),
+            expires_at: self.expires_at,
         }
+    }
+
+    /// Whether the key has expired at `now` (the same refusal as revoked).
+    pub(crate) fn expired(&self, now: crate::UnixTime) -> bool {
+        self.expires_at.is_some_and(|at| now.0 >= at)
     }
 }
 
@@ -206,6 +272,8 @@ impl KeyCache {
             secret_hash: row.secret_hash.clone(),
             hash_version: row.hash_version,
             revoked: row.revoked_at.is_some(),
+            secret_ids: row.secret_ids.as_deref().map(std::sync::Arc::from),
+            expires_at: row.expires_at,
             fetched_at: now.0,
         };
         self.put(&row.key_id, key.clone());
@@ -264,6 +332,46 @@ impl KeyCache {
     }
 }
 
+/// Key uses seen by this node since the last flush: key id → the latest
+/// request time. Bounded: past [`KEY_CACHE_MAX`] distinct keys between two
+/// flushes, further keys' uses wait for a later request (the listed last
+/// use lags, memory does not grow).
+#[derive(Default)]
+pub(crate) struct KeyUses {
+    seen: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+}
+
+impl KeyUses {
+    /// Notes that `key_id` authenticated at `now`.
+    pub(crate) fn record(&self, key_id: &str, now: crate::UnixTime) {
+        let Ok(mut seen) = self.seen.lock() else {
+            return;
+        };
+        if let Some(at) = seen.get_mut(key_id) {
+            *at = (*at).max(now.0);
+        } else if seen.len() < KEY_CACHE_MAX {
+            seen.insert(key_id.to_owned(), now.0);
+        }
+    }
+
+    /// Every use noted since the last call, sorted by key id.
+    pub(crate) fn take(&self) -> Vec<(String, i64)> {
+        let Ok(mut seen) = self.seen.lock() else {
+            return Vec::new();
+        };
+        let mut uses: Vec<(String, i64)> = std::mem::take(&mut *seen).into_iter().collect();
+        uses.sort_unstable();
+        uses
+    }
+
+    /// Puts back uses whose write failed, so the next flush writes them.
+    pub(crate) fn restore(&self, uses: Vec<(String, i64)>) {
+        for (key_id, at) in uses {
+            self.record(&key_id, crate::UnixTime(at));
+        }
+    }
+}
+
 /// Constant-time comparison of two hashes.
 pub(crate) fn hashes_match(a: &[u8], b: &[u8]) -> bool {
     a.ct_eq(b).into()
@@ -295,6 +403,10 @@ mod tests {
             role: "owner".to_owned(),
             created_at: 0,
             revoked_at,
+            name: String::new(),
+            secret_ids: None,
+            expires_at: None,
+            last_used_at: None,
         }
     }
 
@@ -337,6 +449,8 @@ mod tests {
             key_id,
             account_id: uuid::Uuid::from_u128(account),
             role,
+            scope: None,
+            expires_at: None,
         }
     }
 
@@ -375,9 +489,81 @@ mod tests {
             "version 1 never covered account or role"
         );
         assert_ne!(hash_secret(b"pepper", HASH_V2, &b, "s"), Some(v1));
-        for unknown in [0, 3, -1, i64::MAX] {
+        for unknown in [0, 4, -1, i64::MAX] {
             assert_eq!(hash_secret(b"pepper", unknown, &b, "s"), None);
         }
+    }
+
+    #[test]
+    fn version_3_covers_scope_and_expiry_and_is_computable_from_the_version_1_digest() {
+        let ids = [uuid::Uuid::from_u128(5), uuid::Uuid::from_u128(6)];
+        let with = |scope: Option<&'static [uuid::Uuid]>, expires_at: Option<i64>| KeyBinding {
+            scope,
+            expires_at,
+            ..binding("tk_1", 1, "agent")
+        };
+        let ids: &'static [uuid::Uuid] = Box::leak(Box::new(ids));
+        let h = |b: KeyBinding<'_>| hash_secret(b"pepper", HASH_V3, &b, "s").unwrap();
+        let variants = [
+            h(with(None, None)),
+            h(with(Some(&[]), None)),
+            h(with(Some(&ids[..1]), None)),
+            h(with(Some(ids), None)),
+            h(with(None, Some(0))),
+            h(with(None, Some(1))),
+            h(with(Some(ids), Some(1))),
+        ];
+        for (i, a) in variants.iter().enumerate() {
+            for b in &variants[i + 1..] {
+                assert!(!hashes_match(a, b), "variant {i} collides");
+            }
+        }
+        // The offline upgrade: from the stored version-1 digest alone.
+        let b = with(Some(ids), Some(9));
+        let digest = hash_secret(b"pepper", HASH_V1, &binding("tk_1", 7, "owner"), "s").unwrap();
+        assert_eq!(
+            hash_v3(b"pepper", &b, &digest),
+            hash_secret(b"pepper", HASH_V3, &b, "s").unwrap()
+        );
+        // Versions 1 and 2 cannot carry a scope or an expiry.
+        for version in [HASH_V1, HASH_V2] {
+            assert_eq!(
+                hash_secret(b"pepper", version, &with(Some(ids), None), "s"),
+                None
+            );
+            assert_eq!(
+                hash_secret(b"pepper", version, &with(None, Some(1)), "s"),
+                None
+            );
+        }
+    }
+
+    #[test]
+    fn an_expired_key_is_refused_from_the_cache_at_once() {
+        let cache = KeyCache::default();
+        let mut expiring = row(None);
+        expiring.expires_at = Some(10_100);
+        cache.insert(&expiring, crate::UnixTime(10_000));
+        let key = cache.get("tk_1", crate::UnixTime(10_099)).unwrap();
+        assert!(!key.expired(crate::UnixTime(10_099)));
+        let key = cache.get("tk_1", crate::UnixTime(10_100)).unwrap();
+        assert!(key.expired(crate::UnixTime(10_100)));
+    }
+
+    #[test]
+    fn key_uses_keep_the_latest_time_per_key_and_are_taken_once() {
+        let uses = KeyUses::default();
+        uses.record("tk_b", crate::UnixTime(5));
+        uses.record("tk_a", crate::UnixTime(9));
+        uses.record("tk_a", crate::UnixTime(7));
+        assert_eq!(
+            uses.take(),
+            [("tk_a".to_owned(), 9), ("tk_b".to_owned(), 5)]
+        );
+        assert!(uses.take().is_empty());
+        uses.restore(vec![("tk_a".to_owned(), 3)]);
+        uses.record("tk_a", crate::UnixTime(2));
+        assert_eq!(uses.take(), [("tk_a".to_owned(), 3)]);
     }
 
     #[test]

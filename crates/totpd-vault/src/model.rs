@@ -175,14 +175,67 @@ pub struct ApiKeyInfo {
     pub key_id: String,
     /// Owning account's id.
     pub account_id: Uuid,
-    /// Owning account's name.
+    /// Owning account's name (empty when the key was made through the API,
+    /// which knows the account by id only).
     pub account_name: String,
-    /// What the key may do (`owner` for now).
+    /// What the key may do (`owner`, `admin`, `agent`, `verifier`), as stored.
     pub role: String,
+    /// A name for people (`""` when none was given).
+    pub name: String,
+    /// The secrets the key sees, sorted; `None` for every secret.
+    pub secret_ids: Option<Vec<Uuid>>,
     /// Creation time.
     pub created_at: UnixTime,
+    /// When the key stops authenticating, if ever.
+    pub expires_at: Option<UnixTime>,
     /// Revocation time, if revoked.
     pub revoked_at: Option<UnixTime>,
+    /// The last recorded use (written every few seconds, so it may lag).
+    pub last_used_at: Option<UnixTime>,
+}
+
+/// What a new API key may do: its role, scope and expiry are bound into
+/// its stored hash for its whole life.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeySpec {
+    /// A name for people; may be empty.
+    pub name: String,
+    /// What the key may do.
+    pub role: crate::Role,
+    /// Which secrets it sees: every one, or 1 to
+    /// [`crate::MAX_SCOPE_IDS`] secrets of the account.
+    pub scope: crate::Scope,
+    /// When it stops authenticating (must be in the future); `None`: never.
+    pub expires_at: Option<UnixTime>,
+}
+
+impl KeySpec {
+    /// An unnamed owner key that sees every secret and never expires.
+    pub fn owner() -> KeySpec {
+        KeySpec {
+            name: String::new(),
+            role: crate::Role::Owner,
+            scope: crate::Scope::All,
+            expires_at: None,
+        }
+    }
+}
+
+/// Most characters of a key's name.
+pub const MAX_KEY_NAME_CHARS: usize = 128;
+
+/// A key's name: empty, or up to [`MAX_KEY_NAME_CHARS`] characters without
+/// control characters. Returns the name to store.
+pub fn validate_key_name(name: &str) -> Result<String, String> {
+    if name.chars().count() > MAX_KEY_NAME_CHARS {
+        return Err(format!(
+            "\"name\" must be at most {MAX_KEY_NAME_CHARS} characters"
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err("\"name\" must not contain control characters".to_owned());
+    }
+    Ok(name.to_owned())
 }
 
 impl fmt::Display for UnixTime {

@@ -239,10 +239,22 @@ impl Principal {
 
     /// The one permission check: may this caller perform `action` on
     /// `secret` (for actions that target one)? A role that does not permit
-    /// the action is [`Denial::Forbidden`], whatever the secret; a secret
-    /// outside the key's scope is [`Denial::OutOfScope`].
+    /// the action is [`Denial::Forbidden`], whatever the secret; so is a
+    /// create or import by a scoped key (the new secret could never join
+    /// the scope, which is bound into the key's hash, so the key would
+    /// enroll a secret it cannot read); a secret outside the key's scope is
+    /// [`Denial::OutOfScope`].
+    ///
+    /// A rule that depends on the secret itself (a per-secret policy such
+    /// as "a person approves each code") is added here: every vault
+    /// operation already calls this with the secret it acts on, before it
+    /// reads or writes, and no front end decides anything itself.
     pub fn authorize(&self, action: Action, secret: Option<Uuid>) -> Result<(), Denial> {
         if !self.role.permits(action) {
+            return Err(Denial::Forbidden);
+        }
+        if matches!(action, Action::SecretCreate | Action::SecretImport) && self.scope != Scope::All
+        {
             return Err(Denial::Forbidden);
         }
         if let Some(id) = secret
@@ -341,5 +353,15 @@ mod tests {
             Err(Denial::Forbidden)
         );
         assert!(Scope::All.contains(other));
+        assert_eq!(
+            agent.authorize(Action::SecretCreate, None),
+            Err(Denial::Forbidden),
+            "a scoped key cannot enroll secrets it could never read"
+        );
+        let unscoped = Principal {
+            scope: Scope::All,
+            ..agent
+        };
+        assert_eq!(unscoped.authorize(Action::SecretCreate, None), Ok(()));
     }
 }

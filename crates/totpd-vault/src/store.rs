@@ -29,7 +29,7 @@ pub struct ApiKeyRow {
     pub secret_hash: Vec<u8>,
     /// Which keyed hash `secret_hash` is: 1 covers the key id and secret
     /// only (rows written before hash version 2 existed), 2 also the
-    /// account and role.
+    /// account and role, 3 also the scope and expiry.
     pub hash_version: i64,
     /// Role of the key.
     pub role: String,
@@ -37,6 +37,16 @@ pub struct ApiKeyRow {
     pub created_at: i64,
     /// Unix milliseconds, when revoked.
     pub revoked_at: Option<i64>,
+    /// A name for people (`''` when none was given); not covered by the hash.
+    pub name: String,
+    /// The secrets the key sees, sorted; `None` for every secret of the
+    /// account.
+    pub secret_ids: Option<Vec<Uuid>>,
+    /// Unix milliseconds from which the key no longer authenticates.
+    pub expires_at: Option<i64>,
+    /// Unix milliseconds of the last use that was recorded (uses are
+    /// written in batches, so this may lag by seconds).
+    pub last_used_at: Option<i64>,
 }
 
 impl fmt::Debug for ApiKeyRow {
@@ -49,6 +59,10 @@ impl fmt::Debug for ApiKeyRow {
             .field("role", &self.role)
             .field("created_at", &self.created_at)
             .field("revoked_at", &self.revoked_at)
+            .field("name", &self.name)
+            .field("secret_ids", &self.secret_ids)
+            .field("expires_at", &self.expires_at)
+            .field("last_used_at", &self.last_used_at)
             .finish()
     }
 }
@@ -335,9 +349,14 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn revoke_api_key(&self, key_id: &str, revoked_at: i64) -> Result<bool, StoreError>;
     /// Replaces an unrevoked key's hash and hash version, but only while its
     /// row still holds exactly the old hash, hash version, account and role
-    /// of `upgrade` (a row changed since it was read is left alone);
-    /// returns whether the row was changed.
+    /// of `upgrade`, and no scope and no expiry (as every row of an older
+    /// version does); a row changed since it was read is left alone.
+    /// Returns whether the row was changed.
     async fn upgrade_api_key_hash(&self, upgrade: &ApiKeyHashUpgrade) -> Result<bool, StoreError>;
+    /// Records when keys were last used, `(key_id, unix_ms)` each, in one
+    /// write (one transaction): a key's `last_used_at` only ever moves
+    /// forward, and unknown key ids are skipped. Returns the rows changed.
+    async fn record_api_key_uses(&self, uses: &[(String, i64)]) -> Result<u64, StoreError>;
 
     /// Inserts a secret (no quota: for copies and tools).
     async fn insert_secret(&self, row: &SecretRow) -> Result<(), StoreError>;

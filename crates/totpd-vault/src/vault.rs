@@ -10,10 +10,12 @@ use crate::audit::{self, AuditLog, AuditStats, Outcome};
 use crate::crypto::{Canonical, CryptoError, MasterKey, Sealed};
 use crate::error::VaultError;
 pub use crate::keys::KEY_CACHE_TTL_MS;
-use crate::keys::{self, CachedKey, HASH_CURRENT, KEY_ID_PREFIX, KeyBinding, KeyCache, NewApiKey};
+use crate::keys::{
+    self, CachedKey, HASH_CURRENT, KEY_ID_PREFIX, KeyBinding, KeyCache, KeyUses, NewApiKey,
+};
 use crate::model::{
-    Account, ApiKeyInfo, CodeAt, CreatedSecret, NewSecret, SecretInfo, SecretSource, UnixTime,
-    validate_account_name,
+    Account, ApiKeyInfo, CodeAt, CreatedSecret, KeySpec, NewSecret, SecretInfo, SecretSource,
+    UnixTime, validate_account_name, validate_key_name,
 };
 use crate::policy::{Action, Denial, Origin, Principal, Role, Scope};
 use crate::store::{
@@ -29,14 +31,16 @@ const META_BOOTSTRAPPED: &str = "bootstrapped";
 const PEPPER_AAD: &[u8] = b"totpd/v1/pepper";
 /// Name of the account created on first start.
 pub const DEFAULT_ACCOUNT: &str = "default";
-/// Role of a key that may do everything within its account.
-const ROLE_OWNER: &str = "owner";
 /// What an unknown key id is hashed against, so it costs what a known one does.
 const UNKNOWN_KEY: KeyBinding<'static> = KeyBinding {
     key_id: "",
     account_id: Uuid::nil(),
     role: "",
+    scope: None,
+    expires_at: None,
 };
+/// Most secret ids one key's scope may list (a scoped list reads each).
+pub const MAX_SCOPE_IDS: usize = 100;
 /// Bytes drawn for a vault-generated secret (RFC 4226 §4 R6: 160 bits).
 const GENERATED_SECRET_LEN: usize = 20;
 
@@ -76,6 +80,7 @@ pub struct Vault {
     master: MasterKey,
     pepper: Zeroizing<Vec<u8>>,
     key_cache: KeyCache,
+    key_uses: KeyUses,
     max_secrets_per_account: u64,
     audit: AuditLog,
 }
@@ -130,6 +135,7 @@ impl Vault {
             master,
             pepper,
             key_cache: KeyCache::default(),
+            key_uses: KeyUses::default(),
             max_secrets_per_account: DEFAULT_MAX_SECRETS_PER_ACCOUNT,
             audit,
         })
@@ -183,15 +189,35 @@ impl Vault {
         self.create_api_key(DEFAULT_ACCOUNT, now).await.map(Some)
     }
 
-    /// Creates the account if needed and a new owner API key for it.
+    /// Creates the account if needed and a new owner API key for it that
+    /// sees every secret and never expires.
     pub async fn create_api_key(
         &self,
         account_name: &str,
         now: UnixTime,
     ) -> Result<NewApiKey, VaultError> {
+        self.create_api_key_with(account_name, KeySpec::owner(), now)
+            .await
+    }
+
+    /// Creates the account if needed and a new API key for it as `spec`
+    /// says (the operator's path: `totpd keys create`). A scope names
+    /// secrets of that account, so an account that does not exist yet
+    /// cannot be given a scoped key.
+    pub async fn create_api_key_with(
+        &self,
+        account_name: &str,
+        spec: KeySpec,
+        now: UnixTime,
+    ) -> Result<NewApiKey, VaultError> {
         validate_account_name(account_name).map_err(VaultError::Invalid)?;
         let account = match self.store.account_by_name(account_name).await? {
             Some(row) => row,
+            None if spec.scope != Scope::All => {
+                return Err(VaultError::Invalid(format!(
+                    "\"secret_ids\": the account {account_name:?} does not exist, so it has no such secret"
+                )));
+            }
             None => {
                 self.store
                     .insert_account(&AccountRow {
@@ -202,41 +228,116 @@ impl Vault {
                     .await?
             }
         };
+        let account = Account {
+            id: account.id,
+            name: account.name,
+            created_at: UnixTime(account.created_at),
+        };
+        let role = spec.role;
+        let made = self.insert_key(account, spec, now).await?;
+        // Made by an operator's tool, not by a key: the event names the key
+        // made.
+        let mut record = audit::event(Action::KeyCreate.as_str(), Outcome::Ok, None, None, now);
+        record.account_id = Some(made.account.id);
+        record.key_id = Some(made.key_id.clone());
+        record.role = Some(role.as_str().to_owned());
+        self.record_done(record).await;
+        Ok(made)
+    }
+
+    /// Creates an API key in the caller's account (`POST /api/v2/keys`):
+    /// owners only.
+    pub async fn create_key(
+        &self,
+        principal: &Principal,
+        spec: KeySpec,
+        now: UnixTime,
+    ) -> Result<NewApiKey, VaultError> {
+        let made = match authorize(principal, Action::KeyCreate, None) {
+            Err(denied) => Err(denied),
+            Ok(()) => {
+                let account = Account {
+                    id: principal.account_id,
+                    name: String::new(),
+                    created_at: now,
+                };
+                self.insert_key(account, spec, now).await
+            }
+        };
+        // The event names the key that made it (the new key's id is in the
+        // answer only).
+        self.record_result(Action::KeyCreate, principal, None, now, &made)
+            .await;
+        made
+    }
+
+    /// Validates `spec` against `account` and stores a new key under hash
+    /// version 3.
+    async fn insert_key(
+        &self,
+        account: Account,
+        spec: KeySpec,
+        now: UnixTime,
+    ) -> Result<NewApiKey, VaultError> {
+        let name = validate_key_name(&spec.name).map_err(VaultError::Invalid)?;
+        if let Some(at) = spec.expires_at
+            && at <= now
+        {
+            return Err(VaultError::Invalid(
+                "\"expires_at\" must be in the future".to_owned(),
+            ));
+        }
+        if let Some(ids) = spec.scope.ids() {
+            if ids.is_empty() {
+                return Err(VaultError::Invalid(
+                    "\"secret_ids\" must list at least one secret id (omit it for every secret)"
+                        .to_owned(),
+                ));
+            }
+            if ids.len() > MAX_SCOPE_IDS {
+                return Err(VaultError::Invalid(format!(
+                    "\"secret_ids\" may list at most {MAX_SCOPE_IDS} secrets"
+                )));
+            }
+            for id in ids {
+                if self.store.secret(account.id, *id).await?.is_none() {
+                    return Err(VaultError::Invalid(format!(
+                        "\"secret_ids\": {id} is not a secret of this account"
+                    )));
+                }
+            }
+        }
         let key_id = keys::generate_key_id().map_err(random_failed)?;
         let secret = keys::generate_secret().map_err(random_failed)?;
         let binding = KeyBinding {
             key_id: &key_id,
             account_id: account.id,
-            role: ROLE_OWNER,
+            role: spec.role.as_str(),
+            scope: spec.scope.ids(),
+            expires_at: spec.expires_at.map(|t| t.0),
         };
         let hash = keys::hash_secret(&self.pepper, HASH_CURRENT, &binding, secret.expose())
             .ok_or_else(|| VaultError::Internal("no current API-key hash".to_owned()))?;
-        self.store
-            .insert_api_key(&ApiKeyRow {
-                key_id: key_id.clone(),
-                account_id: account.id,
-                secret_hash: hash.to_vec(),
-                hash_version: HASH_CURRENT,
-                role: ROLE_OWNER.to_owned(),
-                created_at: now.0,
-                revoked_at: None,
-            })
-            .await?;
-        // Made by an operator's tool, not by a key: the event names the key
-        // made.
-        let mut record = audit::event(Action::KeyCreate.as_str(), Outcome::Ok, None, None, now);
-        record.account_id = Some(account.id);
-        record.key_id = Some(key_id.clone());
-        record.role = Some(ROLE_OWNER.to_owned());
-        self.record_done(record).await;
+        let row = ApiKeyRow {
+            key_id: key_id.clone(),
+            account_id: account.id,
+            secret_hash: hash.to_vec(),
+            hash_version: HASH_CURRENT,
+            role: spec.role.as_str().to_owned(),
+            created_at: now.0,
+            revoked_at: None,
+            name,
+            secret_ids: spec.scope.ids().map(<[Uuid]>::to_vec),
+            expires_at: spec.expires_at.map(|t| t.0),
+            last_used_at: None,
+        };
+        self.store.insert_api_key(&row).await?;
+        let info = key_info(row, account.name.clone());
         Ok(NewApiKey {
-            account: Account {
-                id: account.id,
-                name: account.name,
-                created_at: UnixTime(account.created_at),
-            },
+            account,
             key_id,
             secret,
+            info,
         })
     }
 
@@ -247,15 +348,67 @@ impl Vault {
             .list_api_keys()
             .await?
             .into_iter()
-            .map(|(row, account_name)| ApiKeyInfo {
-                key_id: row.key_id,
-                account_id: row.account_id,
-                account_name,
-                role: row.role,
-                created_at: UnixTime(row.created_at),
-                revoked_at: row.revoked_at.map(UnixTime),
-            })
+            .map(|(row, account_name)| key_info(row, account_name))
             .collect())
+    }
+
+    /// The API keys of the caller's account, revoked ones included
+    /// (`GET /api/v2/keys`): owners only.
+    pub async fn list_keys(&self, principal: &Principal) -> Result<Vec<ApiKeyInfo>, VaultError> {
+        authorize(principal, Action::KeyList, None)?;
+        Ok(self
+            .store
+            .list_api_keys()
+            .await?
+            .into_iter()
+            .filter(|(row, _)| row.account_id == principal.account_id)
+            .map(|(row, account_name)| key_info(row, account_name))
+            .collect())
+    }
+
+    /// Revokes a key of the caller's account (`DELETE /api/v2/keys/{id}`):
+    /// owners only. A key of another account, an unknown or an already
+    /// revoked key is `NotFound`. A key cannot revoke itself (`Invalid`):
+    /// one request, by mistake or by a tool walking the key list, would
+    /// otherwise lock its caller out; another owner key or `totpd keys
+    /// revoke` does it.
+    pub async fn revoke_key(
+        &self,
+        principal: &Principal,
+        key_id: &str,
+        now: UnixTime,
+    ) -> Result<(), VaultError> {
+        let revoked = self.revoke_key_unrecorded(principal, key_id, now).await;
+        // The event names the key that revoked (the key revoked is in the
+        // request).
+        self.record_result(Action::KeyRevoke, principal, None, now, &revoked)
+            .await;
+        revoked
+    }
+
+    async fn revoke_key_unrecorded(
+        &self,
+        principal: &Principal,
+        key_id: &str,
+        now: UnixTime,
+    ) -> Result<(), VaultError> {
+        authorize(principal, Action::KeyRevoke, None)?;
+        if key_id == principal.key_id {
+            return Err(VaultError::Invalid(
+                "\"key_id\" is the key making this request, which cannot revoke itself; revoke it with another owner key or `totpd keys revoke`".to_owned(),
+            ));
+        }
+        match self.store.api_key(key_id).await? {
+            Some(row) if row.account_id == principal.account_id => {
+                self.key_cache.forget(key_id);
+                if self.store.revoke_api_key(key_id, now.0).await? {
+                    Ok(())
+                } else {
+                    Err(VaultError::NotFound)
+                }
+            }
+            _ => Err(VaultError::NotFound),
+        }
     }
 
     /// Revokes a key; `NotFound` if there is no such active key.
@@ -289,16 +442,80 @@ impl Vault {
         }
     }
 
+    /// Rewrites every unrevoked key row of hash version 1 as version 3,
+    /// without the keys' secrets (a version-1 hash is the digest version 3
+    /// covers), each with one conditional write that leaves a row changed
+    /// meanwhile alone; returns how many rows were rewritten. Revoked
+    /// version-1 rows are left as they are: they authenticate as nothing
+    /// whatever their hash. Version-2 rows cannot be rewritten without the
+    /// secret; they are upgraded on their first use. Safe to run again and
+    /// while nodes serve.
+    pub async fn upgrade_legacy_key_hashes(&self) -> Result<u64, VaultError> {
+        let mut upgraded = 0;
+        for (row, _) in self.store.list_api_keys().await? {
+            if row.hash_version != keys::HASH_V1
+                || row.revoked_at.is_some()
+                || row.secret_ids.is_some()
+                || row.expires_at.is_some()
+            {
+                continue;
+            }
+            let binding = KeyBinding {
+                key_id: &row.key_id,
+                account_id: row.account_id,
+                role: &row.role,
+                scope: None,
+                expires_at: None,
+            };
+            let new_hash = keys::hash_v3(&self.pepper, &binding, &row.secret_hash);
+            let upgrade = ApiKeyHashUpgrade {
+                key_id: row.key_id.clone(),
+                account_id: row.account_id,
+                role: row.role.clone(),
+                old_hash: row.secret_hash.clone(),
+                old_version: row.hash_version,
+                new_hash: new_hash.to_vec(),
+                new_version: HASH_CURRENT,
+            };
+            if self.store.upgrade_api_key_hash(&upgrade).await? {
+                self.key_cache.forget(&row.key_id);
+                upgraded += 1;
+            }
+        }
+        Ok(upgraded)
+    }
+
+    /// Writes the key uses recorded since the last flush in one batched
+    /// write, so `last_used_at` costs one write every few seconds per node,
+    /// not one per request. On failure the uses are kept for the next
+    /// flush. Returns the rows changed.
+    pub async fn flush_key_uses(&self) -> Result<u64, VaultError> {
+        let uses = self.key_uses.take();
+        if uses.is_empty() {
+            return Ok(0);
+        }
+        match self.store.record_api_key_uses(&uses).await {
+            Ok(changed) => Ok(changed),
+            Err(error) => {
+                self.key_uses.restore(uses);
+                Err(error.into())
+            }
+        }
+    }
+
     /// Checks an API key at time `now`. Every failure is the same
     /// `Unauthorized`, and an unknown key id costs the same hash as a known one.
     ///
-    /// The stored hash covers the key id, account and role (hash version
-    /// 2), so a row whose account or role a database writer changed
-    /// authenticates as nothing. A row of hash version 1 (made before
-    /// version 2 existed) is checked the old way and, once it has
-    /// authenticated, rewritten as version 2: one conditional write per key
-    /// and node, never one per request; if that write fails the request
-    /// still succeeds and the rewrite is retried later.
+    /// The stored hash covers the key id, account, role, scope and expiry
+    /// (hash version 3), so a row whose account, role, scope or expiry a
+    /// database writer changed authenticates as nothing. An expired key is
+    /// the same `Unauthorized` as a revoked one, from the cache too. A row
+    /// of hash version 1 or 2 (made before version 3 existed: no scope, no
+    /// expiry) is checked the old way and, once it has authenticated,
+    /// rewritten as version 3: one conditional write per key and node,
+    /// never one per request; if that write fails the request still
+    /// succeeds and the rewrite is retried later. The use is recorded in
+    /// memory for [`Vault::flush_key_uses`].
     ///
     /// Key rows are cached for at most [`KEY_CACHE_TTL_MS`], so a revocation
     /// made anywhere (another node, the CLI) takes effect within a second
@@ -335,7 +552,7 @@ impl Vault {
         let presented =
             keys::hash_secret(&self.pepper, key.hash_version, &key.binding(key_id), secret);
         let matches = presented.is_some_and(|h| keys::hashes_match(&h, &key.secret_hash));
-        if key.revoked || !matches {
+        if key.revoked || key.expired(now) || !matches {
             self.record_auth_failure(Some((key_id, &key)), now, &origin);
             return Err(VaultError::Unauthorized);
         }
@@ -348,11 +565,15 @@ impl Vault {
         if key.hash_version != HASH_CURRENT && self.key_cache.begin_upgrade(key_id, now) {
             self.upgrade_key_hash(key_id, secret, &key).await;
         }
+        self.key_uses.record(key_id, now);
         Ok(Principal {
             account_id: key.account_id,
             key_id: key_id.to_owned(),
             role,
-            scope: Scope::All,
+            scope: match &key.secret_ids {
+                None => Scope::All,
+                Some(ids) => Scope::Only(Arc::clone(ids)),
+            },
             origin,
         })
     }
@@ -537,6 +758,7 @@ impl Vault {
         new: NewSecret,
         now: UnixTime,
     ) -> Result<CreatedSecret, VaultError> {
+        authorize(principal, Action::SecretCreate, None)?;
         let secret = match new.source {
             SecretSource::Provided(secret) => secret,
             SecretSource::Generate => {
@@ -592,12 +814,29 @@ impl Vault {
     /// The caller's secrets, oldest first, without secret material. Memory
     /// grows with the account; the API reads [`Vault::list_secrets_page`].
     pub async fn list_secrets(&self, principal: &Principal) -> Result<Vec<SecretInfo>, VaultError> {
-        self.store
-            .list_secrets(principal.account_id)
-            .await?
-            .iter()
-            .map(secret_info)
-            .collect()
+        authorize(principal, Action::SecretList, None)?;
+        let rows = match principal.scope.ids() {
+            None => self.store.list_secrets(principal.account_id).await?,
+            Some(ids) => self.scoped_rows(principal.account_id, ids).await?,
+        };
+        rows.iter().map(secret_info).collect()
+    }
+
+    /// The listed secrets of the account that exist, in list order: a
+    /// scoped key's list reads its few ids rather than scanning the account.
+    async fn scoped_rows(
+        &self,
+        account_id: Uuid,
+        ids: &[Uuid],
+    ) -> Result<Vec<SecretRow>, VaultError> {
+        let mut rows = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(row) = self.store.secret(account_id, *id).await? {
+                rows.push(row);
+            }
+        }
+        rows.sort_by_key(ListCursor::after);
+        Ok(rows)
     }
 
     /// Up to `limit` of the caller's secrets after `after` (oldest first,
@@ -609,10 +848,23 @@ impl Vault {
         after: Option<ListCursor>,
         limit: u32,
     ) -> Result<(Vec<SecretInfo>, Option<ListCursor>), VaultError> {
-        let rows = self
-            .store
-            .list_secrets_page(principal.account_id, after, limit)
-            .await?;
+        authorize(principal, Action::SecretList, None)?;
+        let rows = match principal.scope.ids() {
+            None => {
+                self.store
+                    .list_secrets_page(principal.account_id, after, limit)
+                    .await?
+            }
+            Some(ids) => {
+                let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+                self.scoped_rows(principal.account_id, ids)
+                    .await?
+                    .into_iter()
+                    .filter(|row| after.is_none_or(|a| ListCursor::after(row) > a))
+                    .take(limit)
+                    .collect()
+            }
+        };
         let full = u32::try_from(rows.len()).is_ok_and(|n| n >= limit);
         let next = if full {
             rows.last().map(ListCursor::after)
@@ -630,10 +882,13 @@ impl Vault {
         id: Uuid,
         now: UnixTime,
     ) -> Result<(), VaultError> {
-        let deleted = match self.store.delete_secret(principal.account_id, id).await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(VaultError::NotFound),
-            Err(error) => Err(error.into()),
+        let deleted = match authorize(principal, Action::SecretDelete, Some(id)) {
+            Err(denied) => Err(denied),
+            Ok(()) => match self.store.delete_secret(principal.account_id, id).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(VaultError::NotFound),
+                Err(error) => Err(error.into()),
+            },
         };
         self.record_result(Action::SecretDelete, principal, Some(id), now, &deleted)
             .await;
@@ -679,6 +934,7 @@ impl Vault {
         id: Uuid,
         now: UnixTime,
     ) -> Result<CodeAt, VaultError> {
+        authorize(principal, Action::CodeRead, Some(id))?;
         let row = self
             .store
             .secret(principal.account_id, id)
@@ -746,6 +1002,39 @@ fn outcome_of(error: &VaultError) -> Outcome {
         }
         VaultError::NotFound | VaultError::Invalid(_) => Outcome::Invalid,
         _ => Outcome::Error,
+    }
+}
+
+/// The vault's side of [`Principal::authorize`], which every operation
+/// calls before it reads or writes anything: a role that does not permit
+/// the action is [`VaultError::Forbidden`] (403), a secret outside the
+/// key's scope [`VaultError::NotFound`], exactly as if it did not exist.
+fn authorize(
+    principal: &Principal,
+    action: Action,
+    secret: Option<Uuid>,
+) -> Result<(), VaultError> {
+    principal
+        .authorize(action, secret)
+        .map_err(|denial| match denial {
+            Denial::Forbidden => VaultError::Forbidden,
+            Denial::OutOfScope => VaultError::NotFound,
+        })
+}
+
+/// A key row as listed: no hash.
+fn key_info(row: ApiKeyRow, account_name: String) -> ApiKeyInfo {
+    ApiKeyInfo {
+        key_id: row.key_id,
+        account_id: row.account_id,
+        account_name,
+        role: row.role,
+        name: row.name,
+        secret_ids: row.secret_ids,
+        created_at: UnixTime(row.created_at),
+        expires_at: row.expires_at.map(UnixTime),
+        revoked_at: row.revoked_at.map(UnixTime),
+        last_used_at: row.last_used_at.map(UnixTime),
     }
 }
 

@@ -296,12 +296,46 @@ fn parse_secret_arg(text: &str) -> Result<SecretArg, std::convert::Infallible> {
     Ok(SecretArg(zeroize::Zeroizing::new(text.to_owned())))
 }
 
+/// Most a key's `--expires-in` may be: 100 years.
+const MAX_EXPIRES_IN_DAYS: i64 = 36_500;
+
+/// A duration like `30d`, `12h`, `90m` or `3600s`, in milliseconds.
+pub(crate) fn parse_duration_ms(text: &str) -> Result<i64, String> {
+    let rule = || {
+        format!(
+            "{text:?} is not a duration: use a whole number and a unit, d, h, m or s (e.g. 30d, 12h, 90m, 3600s), at most {MAX_EXPIRES_IN_DAYS}d"
+        )
+    };
+    let split = text.len().checked_sub(1).ok_or_else(rule)?;
+    let (number, unit) = (
+        text.get(..split).ok_or_else(rule)?,
+        text.get(split..).ok_or_else(rule)?,
+    );
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(rule());
+    }
+    let n: i64 = number.parse().map_err(|_| rule())?;
+    let unit_ms: i64 = match unit {
+        "d" => 86_400_000,
+        "h" => 3_600_000,
+        "m" => 60_000,
+        "s" => 1_000,
+        _ => return Err(rule()),
+    };
+    let ms = n.checked_mul(unit_ms).ok_or_else(rule)?;
+    if ms <= 0 || ms > MAX_EXPIRES_IN_DAYS * 86_400_000 {
+        return Err(rule());
+    }
+    Ok(ms)
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum KeysCommand {
     /// Create an API key (and its account, if new). The secret is shown once.
     #[command(after_help = ENV_HELP)]
     Create(KeysCreateArgs),
-    /// List API keys (never their secrets).
+    /// List API keys (never their secrets) with role, scope, expiry and
+    /// last use (uses are recorded every few seconds, so it may lag).
     #[command(after_help = ENV_HELP)]
     List(KeysListArgs),
     /// Revoke an API key; every node refuses it within a second.
@@ -314,7 +348,27 @@ pub(crate) struct KeysCreateArgs {
     /// Account name (1-64 of A-Z a-z 0-9 . _ -); created if it does not exist.
     #[arg(long, value_name = "NAME")]
     pub account: String,
-    /// Print exactly one JSON object: {"account","account_id","key_id","secret"}.
+    /// What the key may do: owner (everything), admin (everything but
+    /// keys), agent (list and read secrets, get codes, create secrets) or
+    /// verifier (only verify codes).
+    #[arg(long, value_name = "ROLE", default_value = "owner")]
+    pub role: totpd_vault::Role,
+    /// A name for people, shown by `keys list` (at most 128 characters).
+    #[arg(long, value_name = "N", default_value = "")]
+    pub name: String,
+    /// Scope the key to this secret id (UUID) of the account; repeat for
+    /// more (at most 100). Without it the key sees every secret. A scoped
+    /// key cannot create secrets.
+    #[arg(long = "secret", value_name = "ID")]
+    pub secrets: Vec<uuid::Uuid>,
+    /// The key stops working this long from now: a whole number with a
+    /// unit, d (days), h (hours), m (minutes) or s (seconds), e.g. 30d,
+    /// 12h, 90m, 3600s; at most 36500d. Without it the key never expires.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_ms)]
+    pub expires_in: Option<i64>,
+    /// Print exactly one JSON object: {"account","account_id","key_id","secret",
+    /// "role","name","secret_ids","expires_at"} (secret_ids null for every
+    /// secret; expires_at RFC 3339 or null).
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -323,7 +377,10 @@ pub(crate) struct KeysCreateArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct KeysListArgs {
-    /// Print a JSON array instead of a table.
+    /// Print a JSON array instead of a table: per key "key_id", "account",
+    /// "account_id", "role", "name", "secret_ids" (null: every secret),
+    /// "created_at", "expires_at", "revoked_at", "last_used_at" (RFC 3339
+    /// UTC or null).
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -421,4 +478,34 @@ pub(crate) struct BenchSeedArgs {
     pub count: u64,
     #[command(flatten)]
     pub store: StoreArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration_ms;
+
+    #[test]
+    fn durations_take_a_whole_number_and_one_unit() {
+        assert_eq!(parse_duration_ms("30d"), Ok(30 * 86_400_000));
+        assert_eq!(parse_duration_ms("12h"), Ok(12 * 3_600_000));
+        assert_eq!(parse_duration_ms("90m"), Ok(90 * 60_000));
+        assert_eq!(parse_duration_ms("3600s"), Ok(3_600_000));
+        assert_eq!(parse_duration_ms("36500d"), Ok(36_500 * 86_400_000));
+        for bad in [
+            "",
+            "d",
+            "0s",
+            "-1h",
+            "1",
+            "1w",
+            "1.5h",
+            "1 h",
+            "36501d",
+            "99999999999999999999d",
+            "1hh",
+            "é",
+        ] {
+            assert!(parse_duration_ms(bad).is_err(), "{bad:?}");
+        }
+    }
 }

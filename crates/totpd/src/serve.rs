@@ -152,8 +152,8 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Arc::clone(&state.vault),
         args.audit_retention,
     ));
-    let vault = Arc::clone(&state.vault);
     let metrics_app = totpd_api::metrics_app(state.clone());
+    let vault = Arc::clone(&state.vault);
     let app = totpd_api::router(state, &limits);
 
     // One signal stops both listeners.
@@ -166,6 +166,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         // An error means the sender is gone: stop as well.
         let _ = stopped.wait_for(|stop| *stop).await;
     };
+    let flusher = tokio::spawn(flush_key_uses_every(Arc::clone(&vault), KEY_USE_FLUSH));
     let main = server::serve(listener, app, config, until_stopped(stopped.clone()));
     match metrics_listener {
         Some(metrics) => {
@@ -174,6 +175,12 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             tokio::join!(main, metrics);
         }
         None => main.await,
+    }
+    flusher.abort();
+    // The uses of the last few seconds, so `keys list` is current after a
+    // clean stop.
+    if let Err(error) = vault.flush_key_uses().await {
+        tracing::warn!(%error, "could not record the last API key uses at shutdown");
     }
     // Refusals and failures are recorded without waiting: write what the
     // last requests left queued before exiting.
@@ -197,6 +204,22 @@ async fn prune_audit_log(vault: Arc<Vault>, days: u32) {
             Ok(0) => {}
             Ok(deleted) => tracing::info!(deleted, days, "deleted audit events past the retention"),
             Err(error) => tracing::warn!(%error, "could not delete old audit events; will retry"),
+        }
+    }
+}
+
+/// How often a node writes the key uses it has seen (`last_used_at`): one
+/// batched write per interval, never one per request.
+const KEY_USE_FLUSH: Duration = Duration::from_secs(5);
+
+/// Writes the recorded key uses every `every`, until aborted.
+async fn flush_key_uses_every(vault: Arc<totpd_vault::Vault>, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Err(error) = vault.flush_key_uses().await {
+            tracing::warn!(%error, "could not record API key uses; will retry");
         }
     }
 }

@@ -132,8 +132,10 @@ async fn api_keys(conn: &mut PgConnection) -> Result<Vec<ApiKeyRow>, StoreError>
     sqlx::query_as::<_, ApiKeyTuple>(q::DUMP_API_KEYS)
         .fetch_all(conn)
         .await
-        .map(|rows| rows.into_iter().map(api_key_row).collect())
-        .map_err(classify)
+        .map_err(classify)?
+        .into_iter()
+        .map(api_key_row)
+        .collect()
 }
 
 /// Up to `limit` secrets with ids above `after`, by id.

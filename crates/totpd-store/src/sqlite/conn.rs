@@ -10,7 +10,7 @@ use super::url::{Location, Mode};
 use crate::error::classify_sqlite;
 use crate::schema::{Migration, pending};
 
-static MIGRATIONS: [Migration; 4] = [
+static MIGRATIONS: [Migration; 5] = [
     Migration {
         version: 1,
         sql: include_str!("../../migrations/sqlite/0001_init.sql"),
@@ -22,6 +22,10 @@ static MIGRATIONS: [Migration; 4] = [
     Migration {
         version: 3,
         sql: include_str!("../../migrations/sqlite/0003_secret_count_and_list_order.sql"),
+    },
+    Migration {
+        version: 4,
+        sql: include_str!("../../migrations/sqlite/0004_key_scopes.sql"),
     },
     Migration {
         version: 5,

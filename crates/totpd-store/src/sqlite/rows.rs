@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use crate::error::bad_column;
 use crate::queries as q;
+use crate::scope_text;
 
 /// The UUID in column `index`.
 pub(crate) fn uuid(row: &Row<'_>, index: usize) -> rusqlite::Result<Uuid> {
@@ -25,8 +26,9 @@ pub(crate) fn account(row: &Row<'_>) -> rusqlite::Result<AccountRow> {
 }
 
 /// `key_id, account_id, secret_hash, role, created_at, revoked_at,
-/// hash_version`
+/// hash_version, name, secret_ids, expires_at, last_used_at`
 pub(crate) fn api_key(row: &Row<'_>) -> rusqlite::Result<ApiKeyRow> {
+    let scope: Option<String> = row.get(8)?;
     Ok(ApiKeyRow {
         key_id: row.get(0)?,
         account_id: uuid(row, 1)?,
@@ -35,6 +37,11 @@ pub(crate) fn api_key(row: &Row<'_>) -> rusqlite::Result<ApiKeyRow> {
         created_at: row.get(4)?,
         revoked_at: row.get(5)?,
         hash_version: row.get(6)?,
+        name: row.get(7)?,
+        secret_ids: scope_text::decode(scope.as_deref())
+            .map_err(|why| bad_column(8, Type::Text, why))?,
+        expires_at: row.get(9)?,
+        last_used_at: row.get(10)?,
     })
 }
 
@@ -73,7 +80,11 @@ pub(crate) fn insert_api_key(conn: &Connection, row: &ApiKeyRow) -> rusqlite::Re
         row.role,
         row.created_at,
         row.revoked_at,
-        row.hash_version
+        row.hash_version,
+        row.name,
+        scope_text::encode(row.secret_ids.as_deref()),
+        row.expires_at,
+        row.last_used_at
     ])
 }
 

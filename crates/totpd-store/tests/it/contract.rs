@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use totpd_vault::{ApiKeyHashUpgrade, StoreError};
+use totpd_vault::{ApiKeyHashUpgrade, ApiKeyRow, StoreError};
 use uuid::Uuid;
 
 use crate::db::{TestDb, for_each_backend, options};
@@ -14,6 +14,8 @@ for_each_backend!(
     concurrent_account_inserts_all_return_the_stored_row,
     api_keys_are_stored_found_listed_and_revoked_once,
     a_key_hash_is_upgraded_only_while_the_row_holds_what_was_verified,
+    a_key_name_scope_expiry_and_last_use_round_trip,
+    key_uses_are_recorded_in_one_batch_and_only_move_forward,
     a_duplicate_key_id_is_a_conflict,
     a_secret_round_trips_and_is_found_only_under_its_account,
     a_secret_id_is_unique_across_accounts,
@@ -190,6 +192,88 @@ async fn a_key_hash_is_upgraded_only_while_the_row_holds_what_was_verified(db: &
         ..upgrade.clone()
     };
     assert!(!store.upgrade_api_key_hash(&attempt).await.unwrap());
+}
+
+async fn a_key_name_scope_expiry_and_last_use_round_trip(db: &TestDb) {
+    let store = &db.store;
+    let alice = store.insert_account(&account("alice")).await.unwrap();
+    let mut ids = vec![Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()];
+    ids.sort_unstable();
+    let mut scoped = api_key(&alice, "tk_scoped", 1_000);
+    scoped.role = "agent".to_owned();
+    scoped.name = "CI runner \u{e9}".to_owned();
+    scoped.secret_ids = Some(ids.clone());
+    scoped.expires_at = Some(9_000_000_000_000);
+    scoped.last_used_at = Some(2_000);
+    store.insert_api_key(&scoped).await.unwrap();
+    let mut none_listed = api_key(&alice, "tk_none", 1_001);
+    none_listed.secret_ids = Some(Vec::new());
+    store.insert_api_key(&none_listed).await.unwrap();
+    let unnamed = ApiKeyRow {
+        name: String::new(),
+        ..api_key(&alice, "tk_all", 1_002)
+    };
+    store.insert_api_key(&unnamed).await.unwrap();
+
+    for row in [&scoped, &none_listed, &unnamed] {
+        assert_eq!(
+            store.api_key(&row.key_id).await.unwrap().as_ref(),
+            Some(row)
+        );
+    }
+    let listed: Vec<ApiKeyRow> = store
+        .list_api_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(row, name)| {
+            assert_eq!(name, "alice");
+            row
+        })
+        .collect();
+    assert_eq!(listed, [scoped.clone(), none_listed, unnamed]);
+
+    // An older row (no scope) may be upgraded; a scoped or expiring row
+    // cannot be of an older version, so it is never rewritten.
+    let attempt = ApiKeyHashUpgrade {
+        key_id: scoped.key_id.clone(),
+        account_id: scoped.account_id,
+        role: scoped.role.clone(),
+        old_hash: scoped.secret_hash.clone(),
+        old_version: scoped.hash_version,
+        new_hash: vec![7; 32],
+        new_version: 4,
+    };
+    assert!(!store.upgrade_api_key_hash(&attempt).await.unwrap());
+}
+
+async fn key_uses_are_recorded_in_one_batch_and_only_move_forward(db: &TestDb) {
+    let store = &db.store;
+    let alice = store.insert_account(&account("alice")).await.unwrap();
+    for key_id in ["tk_1", "tk_2", "tk_3"] {
+        store
+            .insert_api_key(&api_key(&alice, key_id, 1_000))
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.record_api_key_uses(&[]).await.unwrap(), 0);
+    let uses = [
+        ("tk_1".to_owned(), 5_000),
+        ("tk_2".to_owned(), 6_000),
+        ("tk_unknown".to_owned(), 7_000),
+    ];
+    assert_eq!(store.record_api_key_uses(&uses).await.unwrap(), 2);
+    let last = |key_id: &'static str| async move {
+        store.api_key(key_id).await.unwrap().unwrap().last_used_at
+    };
+    assert_eq!(last("tk_1").await, Some(5_000));
+    assert_eq!(last("tk_2").await, Some(6_000));
+    assert_eq!(last("tk_3").await, None);
+    // An older time (another node's late flush) never moves it back.
+    let uses = [("tk_1".to_owned(), 4_000), ("tk_2".to_owned(), 8_000)];
+    assert_eq!(store.record_api_key_uses(&uses).await.unwrap(), 1);
+    assert_eq!(last("tk_1").await, Some(5_000));
+    assert_eq!(last("tk_2").await, Some(8_000));
 }
 
 async fn a_duplicate_key_id_is_a_conflict(db: &TestDb) {

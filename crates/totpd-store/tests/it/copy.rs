@@ -37,6 +37,11 @@ async fn filled_source() -> TestDb {
         .unwrap();
     let mut revoked = api_key(&bob, "tk_b", 2);
     revoked.revoked_at = Some(3);
+    // Scope, expiry and last use are copied and compared like every column.
+    revoked.role = "agent".to_owned();
+    revoked.secret_ids = Some(vec![Uuid::from_u128(1), Uuid::from_u128(2)]);
+    revoked.expires_at = Some(4);
+    revoked.last_used_at = Some(3);
     store.insert_api_key(&revoked).await.unwrap();
     let inserts: Vec<_> = (0..SECRETS)
         .map(|i| {

@@ -16,10 +16,14 @@ pub fn api_key(account: &AccountRow, key_id: &str, created_at: i64) -> ApiKeyRow
         key_id: key_id.to_owned(),
         account_id: account.id,
         secret_hash: random_bytes(32),
-        hash_version: 2,
+        hash_version: 3,
         role: "owner".to_owned(),
         created_at,
         revoked_at: None,
+        name: format!("key {key_id}"),
+        secret_ids: None,
+        expires_at: None,
+        last_used_at: None,
     }
 }
 

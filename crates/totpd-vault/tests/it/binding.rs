@@ -88,12 +88,21 @@ async fn stored_key(store: &MemoryStore, key: &NewApiKey) -> totpd_vault::ApiKey
 async fn new_keys_are_stored_with_the_binding_hash_version() {
     let store = Arc::new(MemoryStore::default());
     let (_vault, key) = vault_with_key(&store).await;
-    assert_eq!(stored_key(&store, &key).await.hash_version, 2);
+    assert_eq!(stored_key(&store, &key).await.hash_version, 3);
 }
 
 #[tokio::test]
 async fn a_key_row_moved_to_another_account_or_given_another_role_authenticates_as_nothing() {
-    for edit in ["account", "role", "version 1", "unknown version"] {
+    for edit in [
+        "account",
+        "role",
+        "scope",
+        "scope of none",
+        "expiry",
+        "version 1",
+        "version 2",
+        "unknown version",
+    ] {
         let store = Arc::new(MemoryStore::default());
         let (vault, key) = vault_with_key(&store).await;
         let other = vault.create_api_key("bob", NOW).await.unwrap();
@@ -101,8 +110,12 @@ async fn a_key_row_moved_to_another_account_or_given_another_role_authenticates_
         store.edit_api_key(&key.key_id, |row| match edit {
             "account" => row.account_id = other.account.id,
             "role" => row.role = "agent".to_owned(),
+            "scope" => row.secret_ids = Some(vec![Uuid::new_v4()]),
+            "scope of none" => row.secret_ids = Some(Vec::new()),
+            "expiry" => row.expires_at = Some(NOW.0 + 3_600_000),
             "version 1" => row.hash_version = 1,
-            _ => row.hash_version = 3,
+            "version 2" => row.hash_version = 2,
+            _ => row.hash_version = 4,
         });
         let fresh = Vault::open(store.clone(), master_key()).await.unwrap();
         assert!(
@@ -141,7 +154,7 @@ async fn a_version_1_key_is_upgraded_by_one_write_however_many_requests_use_it()
             .unwrap();
     }
     assert_eq!(store.upgrade_calls(), 1);
-    assert_eq!(stored_key(&store, &key).await.hash_version, 2);
+    assert_eq!(stored_key(&store, &key).await.hash_version, 3);
 
     // Upgraded, it is bound to its account like a new key.
     store.edit_api_key(&key.key_id, |row| row.account_id = Uuid::new_v4());
@@ -168,7 +181,7 @@ async fn a_failed_upgrade_still_authenticates_and_is_retried_after_a_pause_not_p
     store.fail_upgrades(false);
     authenticate(&vault, &key, later(20_000)).await.unwrap();
     assert_eq!(store.upgrade_calls(), 3);
-    assert_eq!(stored_key(&store, &key).await.hash_version, 2);
+    assert_eq!(stored_key(&store, &key).await.hash_version, 3);
     authenticate(&vault, &key, later(40_000)).await.unwrap();
     assert_eq!(store.upgrade_calls(), 3);
 }

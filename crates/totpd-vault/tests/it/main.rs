@@ -15,3 +15,4 @@ mod audit;
 mod binding;
 mod memory_store;
 mod redaction;
+mod roles;

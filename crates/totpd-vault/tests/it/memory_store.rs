@@ -131,11 +131,52 @@ impl Store for MemoryStore {
     }
 
     async fn list_api_keys(&self) -> Result<Vec<(ApiKeyRow, String)>, StoreError> {
-        Err(unsupported("list API keys"))
+        let accounts = self.accounts.lock().unwrap();
+        let mut keys: Vec<(ApiKeyRow, String)> = self
+            .api_keys
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|k| {
+                let name = accounts
+                    .iter()
+                    .find(|a| a.id == k.account_id)
+                    .map(|a| a.name.clone())
+                    .unwrap_or_default();
+                (k.clone(), name)
+            })
+            .collect();
+        keys.sort_by(|a, b| (a.0.created_at, &a.0.key_id).cmp(&(b.0.created_at, &b.0.key_id)));
+        Ok(keys)
     }
 
-    async fn revoke_api_key(&self, _key_id: &str, _revoked_at: i64) -> Result<bool, StoreError> {
-        Err(unsupported("revoke API keys"))
+    async fn revoke_api_key(&self, key_id: &str, revoked_at: i64) -> Result<bool, StoreError> {
+        let mut keys = self.api_keys.lock().unwrap();
+        match keys
+            .iter_mut()
+            .find(|k| k.key_id == key_id && k.revoked_at.is_none())
+        {
+            Some(row) => {
+                row.revoked_at = Some(revoked_at);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn record_api_key_uses(&self, uses: &[(String, i64)]) -> Result<u64, StoreError> {
+        let mut keys = self.api_keys.lock().unwrap();
+        let mut changed = 0;
+        for (key_id, at) in uses {
+            if let Some(row) = keys
+                .iter_mut()
+                .find(|k| k.key_id == *key_id && k.last_used_at.is_none_or(|t| t < *at))
+            {
+                row.last_used_at = Some(*at);
+                changed += 1;
+            }
+        }
+        Ok(changed)
     }
 
     async fn upgrade_api_key_hash(&self, upgrade: &ApiKeyHashUpgrade) -> Result<bool, StoreError> {
@@ -151,6 +192,8 @@ impl Store for MemoryStore {
                 && k.account_id == upgrade.account_id
                 && k.role == upgrade.role
                 && k.revoked_at.is_none()
+                && k.secret_ids.is_none()
+                && k.expires_at.is_none()
         }) else {
             return Ok(false);
         };

@@ -1,5 +1,5 @@
 //! What a database writer cannot do: move an API key to another account or
-//! change its role (the keyed hash covers them), or change the OTP
+//! change its role, scope or expiry (the keyed hash covers them), or change the OTP
 //! parameters of a secret (the ciphertext's associated data covers them).
 //! And what earlier versions wrote keeps working: a data directory made by
 //! the schema-1 release (`tests/fixtures/v1-data`) still authenticates,
@@ -27,6 +27,9 @@ on_both_backends! {
     a_secret_whose_otp_parameters_were_changed_yields_no_code
         => a_secret_whose_otp_parameters_were_changed_yields_no_code_on_sqlite,
            a_secret_whose_otp_parameters_were_changed_yields_no_code_on_postgres;
+    a_key_whose_scope_or_expiry_was_changed_is_unauthorized
+        => a_key_whose_scope_or_expiry_was_changed_is_unauthorized_on_sqlite,
+           a_key_whose_scope_or_expiry_was_changed_is_unauthorized_on_postgres;
 }
 
 on_postgres_only! {
@@ -154,6 +157,94 @@ async fn a_key_whose_role_was_changed_is_unauthorized(backend: Backend) {
     let other = server.api_as(&untouched);
     assert_eq!(other.listed_ids().await, [id.as_str()]);
     other.code(&id).await.expect_ok();
+}
+
+/// Widening a scope, removing it, or moving an expiry: each edit of a key
+/// row makes that key authenticate as nothing, while its neighbours work.
+async fn a_key_whose_scope_or_expiry_was_changed_is_unauthorized(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let env = &server.env;
+    let mine = server.api().create_ok(json!({"label": "mine"})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let other = server.api().create_ok(json!({"label": "other"})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let expiring = (crate::harness::unix_ms() + 3_600_000).to_string();
+    let edits = [
+        ("widened scope", format!("secret_ids = '{mine},{other}'")),
+        ("scope removed", "secret_ids = NULL".to_owned()),
+        ("scope emptied", "secret_ids = ''".to_owned()),
+        ("expiry removed", "expires_at = NULL".to_owned()),
+        ("expiry moved", format!("expires_at = {expiring}0")),
+    ];
+    let mut keys = Vec::new();
+    for (what, _) in &edits {
+        let out = env.run_ok(&[
+            "keys",
+            "create",
+            "--account",
+            "default",
+            "--role",
+            "agent",
+            "--secret",
+            &mine,
+            "--expires-in",
+            "1h",
+            "--name",
+            what,
+            "--json",
+        ]);
+        let object: Value = serde_json::from_str(out.trim()).unwrap();
+        let key = ApiKey {
+            key_id: object["key_id"].as_str().unwrap().to_owned(),
+            secret: object["secret"].as_str().unwrap().to_owned(),
+        };
+        server.api_as(&key).code(&mine).await.expect_ok();
+        keys.push(key);
+    }
+    let untouched = env.run_ok(&[
+        "keys",
+        "create",
+        "--account",
+        "default",
+        "--role",
+        "agent",
+        "--secret",
+        &mine,
+        "--expires-in",
+        "1h",
+        "--json",
+    ]);
+    let untouched: Value = serde_json::from_str(untouched.trim()).unwrap();
+    let untouched = ApiKey {
+        key_id: untouched["key_id"].as_str().unwrap().to_owned(),
+        secret: untouched["secret"].as_str().unwrap().to_owned(),
+    };
+    for ((_, set), key) in edits.iter().zip(&keys) {
+        write_database(
+            env,
+            &format!("UPDATE api_keys SET {set} WHERE key_id = '{}'", key.key_id),
+        )
+        .await;
+    }
+    tokio::time::sleep(PAST_KEY_CACHE).await;
+    for ((what, _), key) in edits.iter().zip(&keys) {
+        let api = server.api_as(key);
+        for reply in [
+            api.list().await,
+            api.code(&other).await,
+            api.code(&mine).await,
+        ] {
+            assert_eq!(reply.status, 401, "{what}: {}", reply.text);
+            reply.expect_error(401, "unauthorized");
+        }
+    }
+    let api = server.api_as(&untouched);
+    assert_eq!(api.listed_ids().await, [mine.as_str()]);
+    api.code(&other).await.expect_error(404, "not_found");
 }
 
 async fn a_secret_whose_otp_parameters_were_changed_yields_no_code(backend: Backend) {
@@ -344,7 +435,7 @@ async fn a_previous_version_database_still_authenticates_upgrades_its_keys_and_y
     }
     assert_eq!(
         read_integer(&env, &hash_version_sql(&alice.key_id)).await,
-        2
+        3
     );
     assert_eq!(read_integer(&env, &hash_version_sql(&bob.key_id)).await, 1);
     let listed = server.api_as(alice).list_ok().await;
@@ -357,7 +448,7 @@ async fn a_previous_version_database_still_authenticates_upgrades_its_keys_and_y
         let key = if account == "alice" { alice } else { bob };
         assert_code(&server.api_as(key), id, known).await;
     }
-    assert_eq!(read_integer(&env, &hash_version_sql(&bob.key_id)).await, 2);
+    assert_eq!(read_integer(&env, &hash_version_sql(&bob.key_id)).await, 3);
     // Secrets are enrolled under the new associated data beside the old ones.
     let fresh = server
         .api_as(bob)
@@ -406,7 +497,7 @@ async fn a_previous_version_database_migrated_to_postgresql_keeps_its_keys_and_c
     drop(server);
     assert_eq!(
         read_integer(&source, &hash_version_sql(&alice.key_id)).await,
-        2
+        3
     );
 
     let target = Env::new(Backend::Postgres).await;
@@ -422,7 +513,7 @@ async fn a_previous_version_database_migrated_to_postgresql_keeps_its_keys_and_c
     let served = source.on_database_of(&target);
     assert_eq!(
         read_integer(&served, &hash_version_sql(&alice.key_id)).await,
-        2
+        3
     );
     assert_eq!(
         read_integer(&served, &hash_version_sql(&bob.key_id)).await,
@@ -448,6 +539,6 @@ async fn a_previous_version_database_migrated_to_postgresql_keeps_its_keys_and_c
         .expect_ok();
     assert_eq!(
         read_integer(&served, &hash_version_sql(&bob.key_id)).await,
-        2
+        3
     );
 }

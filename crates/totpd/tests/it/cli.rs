@@ -12,9 +12,9 @@ use crate::harness::{
 };
 
 on_both_backends! {
-    keys_create_json_prints_exactly_one_object_with_the_four_fields_while_serve_runs
-        => keys_create_json_prints_exactly_one_object_with_the_four_fields_while_serve_runs_on_sqlite,
-           keys_create_json_prints_exactly_one_object_with_the_four_fields_while_serve_runs_on_postgres;
+    keys_create_json_prints_exactly_one_object_with_the_contract_fields_while_serve_runs
+        => keys_create_json_prints_exactly_one_object_with_the_contract_fields_while_serve_runs_on_sqlite,
+           keys_create_json_prints_exactly_one_object_with_the_contract_fields_while_serve_runs_on_postgres;
     keys_list_shows_every_key_without_its_secret_and_revoke_marks_it_revoked
         => keys_list_shows_every_key_without_its_secret_and_revoke_marks_it_revoked_on_sqlite,
            keys_list_shows_every_key_without_its_secret_and_revoke_marks_it_revoked_on_postgres;
@@ -57,7 +57,7 @@ fn key_of(object: &serde_json::Map<String, Value>) -> ApiKey {
     }
 }
 
-async fn keys_create_json_prints_exactly_one_object_with_the_four_fields_while_serve_runs(
+async fn keys_create_json_prints_exactly_one_object_with_the_contract_fields_while_serve_runs(
     backend: Backend,
 ) {
     let mut server = TestServer::start(backend).await;
@@ -68,8 +68,24 @@ async fn keys_create_json_prints_exactly_one_object_with_the_four_fields_while_s
     let object = one_json_object(&out.stdout);
     let mut fields: Vec<&str> = object.keys().map(String::as_str).collect();
     fields.sort_unstable();
-    assert_eq!(fields, ["account", "account_id", "key_id", "secret"]);
+    // DESIGN §5's four fields, and §2.3's role, name, scope and expiry.
+    assert_eq!(
+        fields,
+        [
+            "account",
+            "account_id",
+            "expires_at",
+            "key_id",
+            "name",
+            "role",
+            "secret",
+            "secret_ids"
+        ]
+    );
     assert_eq!(object["account"], "agents");
+    assert_eq!(object["role"], "owner");
+    assert_eq!(object["secret_ids"], Value::Null);
+    assert_eq!(object["expires_at"], Value::Null);
     let account_id = object["account_id"]
         .as_str()
         .expect("account_id is a string");

@@ -35,7 +35,7 @@ fn keyless() -> Options {
 
 /// Node A (which bootstraps the database) and node B, each with its own
 /// data directory; both use A's key.
-async fn two_nodes() -> (TestServer, TestServer) {
+pub(crate) async fn two_nodes() -> (TestServer, TestServer) {
     let env = Env::new(Backend::Postgres)
         .await
         .with_master_key(Some(random_master_key()));

@@ -40,6 +40,7 @@ mod migrate;
 mod migrate_to_postgres;
 mod pg_outage;
 mod postgres_tls;
+mod roles;
 mod secrets;
 mod service;
 mod settings;

@@ -192,9 +192,10 @@ async fn a_sqlite_installation_migrated_to_postgresql_serves_the_same_ids_codes_
         tenant.listed = sorted_by_id(server.api_as(&tenant.active[0]).list_ok().await);
         assert_eq!(tenant.listed.len(), SPECS.len(), "{}", tenant.name);
     }
+    assert_eq!(server.kill().code(), Some(0), "serve exits 0 on SIGTERM");
+    // After the stop: a stopping node writes the key uses it last saw.
     let keys_before: Value = serde_json::from_str(env.run_ok(&["keys", "list", "--json"]).trim())
         .expect("keys list --json");
-    assert_eq!(server.kill().code(), Some(0), "serve exits 0 on SIGTERM");
     let source_rows = sorted(env.dump_rows().await);
 
     // The migration into a fresh PostgreSQL database.
