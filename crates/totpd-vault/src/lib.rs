@@ -17,7 +17,7 @@ mod store;
 mod vault;
 
 pub use clock::{Clock, SystemClock};
-pub use crypto::{CryptoError, MasterKey, MasterKeyError, Sealed};
+pub use crypto::{CryptoError, MasterKey, MasterKeyError, MasterKeyRing, RingError, Sealed};
 pub use error::VaultError;
 pub use keys::{ApiKeySecret, NewApiKey};
 pub use model::{
@@ -27,6 +27,9 @@ pub use model::{
 pub use policy::{Action, Denial, Origin, Principal, Role, Scope};
 pub use store::{
     AccountRow, ApiKeyHashUpgrade, ApiKeyRow, CopyReport, LIST_PAGE, ListCursor, PoolStatus,
-    SecretRow, Snapshot, Store, StoreError,
+    SealCensus, SecretReseal, SecretRow, Snapshot, Store, StoreError,
 };
-pub use vault::{DEFAULT_MAX_SECRETS_PER_ACCOUNT, KEY_CACHE_TTL_MS, OpenError, Vault};
+pub use vault::{
+    DEFAULT_MAX_SECRETS_PER_ACCOUNT, KEY_CACHE_TTL_MS, OpenError, RekeyBatch, SealCount, SealStatus,
+    Vault,
+};
