@@ -447,9 +447,7 @@ impl Store for SqliteStore {
             .run_blocking(|conn| {
                 let mut statement = conn.prepare_cached(q::COUNT_SECRETS_BY_SEAL)?;
                 let secrets = statement
-                    .query_map([], |row| {
-                        Ok((row.get(0)?, row.get(1)?, count(row.get(2)?)))
-                    })?
+                    .query_map([], |row| Ok((row.get(0)?, row.get(1)?, count(row.get(2)?))))?
                     .collect::<rusqlite::Result<_>>()?;
                 let mut statement = conn.prepare_cached(q::COUNT_API_KEYS_BY_HASH)?;
                 let api_keys = statement

@@ -504,7 +504,11 @@ mod tests {
         let old = MasterKey::generate().unwrap();
         let new = MasterKey::generate().unwrap();
         let by_old = MasterKeyRing::from(old.clone()).seal(b"s", b"x").unwrap();
-        let text = format!("\n  {}  \n\n{}\n", new.to_base64().as_str(), old.to_base64().as_str());
+        let text = format!(
+            "\n  {}  \n\n{}\n",
+            new.to_base64().as_str(),
+            old.to_base64().as_str()
+        );
         let ring = MasterKeyRing::from_lines(&text).unwrap();
         assert_eq!(ring.ids(), [new.id().to_owned(), old.id().to_owned()]);
         assert_eq!(ring.sealing().id(), new.id());
@@ -515,8 +519,15 @@ mod tests {
             MasterKeyRing::from(old.clone()).open(&sealed, b"x"),
             Err(CryptoError::UnknownKey)
         ));
-        let list = format!(" {} , {},", new.to_base64().as_str(), old.to_base64().as_str());
-        assert_eq!(MasterKeyRing::from_comma_list(&list).unwrap().ids(), ring.ids());
+        let list = format!(
+            " {} , {},",
+            new.to_base64().as_str(),
+            old.to_base64().as_str()
+        );
+        assert_eq!(
+            MasterKeyRing::from_comma_list(&list).unwrap().ids(),
+            ring.ids()
+        );
     }
 
     #[test]

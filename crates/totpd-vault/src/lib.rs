@@ -30,6 +30,6 @@ pub use store::{
     SealCensus, SecretReseal, SecretRow, Snapshot, Store, StoreError,
 };
 pub use vault::{
-    DEFAULT_MAX_SECRETS_PER_ACCOUNT, KEY_CACHE_TTL_MS, OpenError, RekeyBatch, SealCount, SealStatus,
-    Vault,
+    DEFAULT_MAX_SECRETS_PER_ACCOUNT, KEY_CACHE_TTL_MS, OpenError, RekeyBatch, SealCount,
+    SealStatus, Vault,
 };

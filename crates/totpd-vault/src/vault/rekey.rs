@@ -84,7 +84,9 @@ impl SealStatus {
     pub fn secrets_to_reseal(&self) -> u64 {
         self.secrets
             .iter()
-            .filter(|c| c.key_id != self.sealing_key_id() || c.aad_version != self.current_aad_version)
+            .filter(|c| {
+                c.key_id != self.sealing_key_id() || c.aad_version != self.current_aad_version
+            })
             .map(|c| c.rows)
             .sum()
     }
