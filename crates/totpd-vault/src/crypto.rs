@@ -539,7 +539,7 @@ mod tests {
         let message = MasterKeyRing::from_lines(&text).unwrap_err().to_string();
         assert_eq!(
             message,
-            "line 3 is invalid: master key must be 32 bytes (base64 of 32 random bytes), got 17 bytes"
+            "line 3 is invalid: master key must be 32 bytes (base64 of 32 random bytes), got 16 bytes"
         );
         assert!(!message.contains(bad) && !message.contains(good.as_str()));
         let message = MasterKeyRing::from_comma_list(&format!("{},sec!ret", good.as_str()))

@@ -14,3 +14,4 @@
 mod binding;
 mod memory_store;
 mod redaction;
+mod ring;
