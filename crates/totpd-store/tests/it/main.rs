@@ -16,6 +16,7 @@
 mod contract;
 mod copy;
 mod db;
+mod reseal;
 mod rows;
 mod schema;
 mod snapshot;
