@@ -28,6 +28,9 @@ on_both_backends! {
     a_ring_that_does_not_hold_the_sealing_key_of_the_database_is_refused_with_its_ids
         => a_ring_that_does_not_hold_the_sealing_key_of_the_database_is_refused_with_its_ids_on_sqlite,
            a_ring_that_does_not_hold_the_sealing_key_of_the_database_is_refused_with_its_ids_on_postgres;
+    a_previous_version_database_is_upgraded_to_the_current_associated_data_by_rekey
+        => a_previous_version_database_is_upgraded_to_the_current_associated_data_by_rekey_on_sqlite,
+           a_previous_version_database_is_upgraded_to_the_current_associated_data_by_rekey_on_postgres;
 }
 
 /// `totpd rekey --status --json`, parsed.
@@ -410,20 +413,41 @@ fn set_private(path: &Path) {
 }
 
 /// The fixture of a previous version (associated data version 1, hash
-/// version 1): `rekey` brings every secret to the current associated data
+/// version 1), as it is (SQLite) or moved to PostgreSQL by `totpd
+/// migrate`: `rekey` brings every secret to the current associated data
 /// under the same key, and the codes stay right.
-#[tokio::test]
-async fn a_previous_version_database_is_upgraded_to_the_current_associated_data_by_rekey() {
+async fn a_previous_version_database_is_upgraded_to_the_current_associated_data_by_rekey(
+    backend: Backend,
+) {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let env = Env::new(Backend::Sqlite).await;
+    let sqlite = Env::new(Backend::Sqlite).await;
     for name in ["totpd.db", "master.key"] {
         std::fs::copy(
             fixtures.join("v1-data").join(name),
-            env.data_dir().join(name),
+            sqlite.data_dir().join(name),
         )
         .unwrap_or_else(|e| panic!("copy the fixture's {name}: {e}"));
     }
-    set_private(&env.data_dir().join("master.key"));
+    set_private(&sqlite.data_dir().join("master.key"));
+    let env = match backend {
+        Backend::Sqlite => sqlite,
+        Backend::Postgres => {
+            let pg = Env::new(Backend::Postgres).await;
+            // Brings the schema up to date (rows untouched): migrate reads
+            // its source read-only.
+            sqlite.run_ok(&["keys", "list"]);
+            let from = format!("sqlite://{}", sqlite.sqlite_file().display());
+            let out = crate::harness::run_totpd(&[
+                "migrate",
+                "--from",
+                &from,
+                "--to",
+                pg.database_url().unwrap(),
+            ]);
+            assert!(out.status.success(), "migrate: {}", out.stderr);
+            sqlite.on_database_of(&pg)
+        }
+    };
     let described: Value =
         serde_json::from_str(&std::fs::read_to_string(fixtures.join("v1-data.json")).unwrap())
             .unwrap();
