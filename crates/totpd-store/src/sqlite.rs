@@ -402,31 +402,34 @@ impl Store for SqliteStore {
     async fn reseal_secrets(&self, reseals: &[SecretReseal]) -> Result<u64, StoreError> {
         let reseals = reseals.to_vec();
         // One write of the group commit: its savepoint holds every UPDATE
-        // of the batch, so they commit (and fsync) together.
+        // of the batch, so they commit (and fsync) together. The replaced
+        // ciphertexts, sealed by a key being retired, must not linger in
+        // the WAL: scrubbed as after a delete.
+        let reseal = move |conn: &rusqlite::Connection| {
+            let mut statement = conn.prepare_cached(q::RESEAL_SECRET)?;
+            let mut changed = 0_u64;
+            for r in &reseals {
+                let n = statement.execute(params![
+                    r.key_id,
+                    r.nonce,
+                    r.ciphertext,
+                    r.aad_version,
+                    r.id.as_bytes().as_slice(),
+                    r.account_id.as_bytes().as_slice(),
+                    r.old_key_id,
+                    r.old_nonce,
+                    r.old_ciphertext,
+                    r.old_aad_version,
+                    r.algorithm,
+                    r.digits,
+                    r.period
+                ])?;
+                changed += u64::try_from(n).unwrap_or(0);
+            }
+            Ok(changed)
+        };
         self.writer()
-            .run(move |conn| {
-                let mut statement = conn.prepare_cached(q::RESEAL_SECRET)?;
-                let mut changed = 0_u64;
-                for r in &reseals {
-                    let n = statement.execute(params![
-                        r.key_id,
-                        r.nonce,
-                        r.ciphertext,
-                        r.aad_version,
-                        r.id.as_bytes().as_slice(),
-                        r.account_id.as_bytes().as_slice(),
-                        r.old_key_id,
-                        r.old_nonce,
-                        r.old_ciphertext,
-                        r.old_aad_version,
-                        r.algorithm,
-                        r.digits,
-                        r.period
-                    ])?;
-                    changed += u64::try_from(n).unwrap_or(0);
-                }
-                Ok(changed)
-            })
+            .run_and_scrub(reseal, |changed| *changed > 0)
             .await
     }
 

@@ -3,8 +3,9 @@
 //! Master key precedence: `TOTPD_MASTER_KEY` (the environment wins), then the
 //! key file. Either may hold several keys, a ring for rotation: the key file
 //! one per line (blank lines and spaces around a key ignored),
-//! `TOTPD_MASTER_KEY` comma-separated. The first key seals; any opens. A new database with neither gets a freshly generated key file
-//! (mode 0600). An initialised database with neither, or with a key that does
+//! `TOTPD_MASTER_KEY` comma-separated. The first key seals; any opens. A
+//! bad entry is named by its position, never shown. A new database with
+//! neither gets a freshly generated key file (mode 0600). An initialised database with neither, or with a key that does
 //! not open it, is an error: the vault never serves codes it cannot decrypt.
 //!
 //! Several nodes may start at once on one data directory. The key file is

@@ -5,7 +5,7 @@
 use totpd_store::SqliteStore;
 use totpd_vault::{SealCensus, SecretReseal, SecretRow};
 
-use crate::db::{TestDb, for_each_backend};
+use crate::db::{TestDb, file_bytes, for_each_backend};
 use crate::rows::{account, api_key, random_bytes, secret};
 
 for_each_backend!(
@@ -203,5 +203,58 @@ async fn a_snapshot_written_to_a_new_sqlite_file_holds_every_row_in_one_file(db:
         SqliteStore::write_file(&again, snapshot.as_mut())
             .await
             .is_err()
+    );
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
+}
+
+/// A ciphertext replaced by a re-seal (sealed by a key being retired)
+/// leaves the SQLite files as a deleted one does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_ciphertext_is_gone_from_the_sqlite_files() {
+    let db = TestDb::sqlite().await;
+    let path = db.sqlite_file().unwrap();
+    let alice = db.store.insert_account(&account("alice")).await.unwrap();
+    let rows: Vec<_> = (0..600).map(|i| secret(&alice, i)).collect();
+    for row in &rows {
+        db.store.insert_secret(row).await.unwrap();
+    }
+    let old = &rows[300];
+    let checkpoint = || {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let busy: i64 = conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(busy, 0, "the checkpoint could not finish");
+    };
+    checkpoint();
+    assert!(
+        contains(&file_bytes(&path), &old.ciphertext),
+        "the ciphertext should be in the file first (or this test proves nothing)"
+    );
+    let reseal = reseal_of(old);
+    assert_eq!(db.store.reseal_secrets(&[reseal.clone()]).await.unwrap(), 1);
+    // The store scrubs the WAL itself, just after answering.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while contains(&file_bytes(&path), &old.ciphertext) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replaced ciphertext lingers"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    checkpoint();
+    let bytes = file_bytes(&path);
+    assert!(
+        !contains(&bytes, &old.ciphertext),
+        "the replaced ciphertext lingers"
+    );
+    assert!(
+        contains(&bytes, &reseal.ciphertext),
+        "the new ciphertext is missing"
     );
 }
