@@ -224,12 +224,25 @@ async fn a_replaced_ciphertext_is_gone_from_the_sqlite_files() {
         db.store.insert_secret(row).await.unwrap();
     }
     let old = &rows[300];
+    // The store's writer may be checkpointing too: wait for it.
     let checkpoint = || {
         let conn = rusqlite::Connection::open(&path).unwrap();
-        let busy: i64 = conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))
+        conn.busy_timeout(std::time::Duration::from_secs(5))
             .unwrap();
-        assert_eq!(busy, 0, "the checkpoint could not finish");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let busy: i64 = conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))
+                .unwrap();
+            if busy == 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the checkpoint could not finish"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     };
     checkpoint();
     assert!(
@@ -237,7 +250,13 @@ async fn a_replaced_ciphertext_is_gone_from_the_sqlite_files() {
         "the ciphertext should be in the file first (or this test proves nothing)"
     );
     let reseal = reseal_of(old);
-    assert_eq!(db.store.reseal_secrets(&[reseal.clone()]).await.unwrap(), 1);
+    assert_eq!(
+        db.store
+            .reseal_secrets(std::slice::from_ref(&reseal))
+            .await
+            .unwrap(),
+        1
+    );
     // The store scrubs the WAL itself, just after answering.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while contains(&file_bytes(&path), &old.ciphertext) {
