@@ -10,7 +10,7 @@ use sqlx::{FromRow as _, Postgres, Row as _};
 use totpd_vault::deadline;
 use totpd_vault::{
     AccountRow, ApiKeyHashUpgrade, ApiKeyRow, AuditQuery, AuditRecord, AuditRow, CopyReport,
-    ListCursor, PoolStatus, SecretRow, Snapshot, Store, StoreError,
+    ListCursor, PoolStatus, SealCensus, SecretReseal, SecretRow, Snapshot, Store, StoreError,
 };
 use uuid::Uuid;
 
@@ -633,6 +633,63 @@ impl Store for PgStore {
             .await
             .map_err(classify)?;
         Ok(done.rows_affected())
+    }
+
+    async fn reseal_secrets(&self, reseals: &[SecretReseal]) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let mut changed = 0_u64;
+        for r in reseals {
+            let done = sqlx::query(q::RESEAL_SECRET)
+                .bind(r.key_id.as_str())
+                .bind(r.nonce.as_slice())
+                .bind(r.ciphertext.as_slice())
+                .bind(r.aad_version)
+                .bind(r.id)
+                .bind(r.account_id)
+                .bind(r.old_key_id.as_str())
+                .bind(r.old_nonce.as_slice())
+                .bind(r.old_ciphertext.as_slice())
+                .bind(r.old_aad_version)
+                .bind(r.algorithm.as_str())
+                .bind(r.digits)
+                .bind(r.period)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+            changed += done.rows_affected();
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok(changed)
+    }
+
+    async fn replace_meta(&self, name: &str, old: &[u8], new: &[u8]) -> Result<bool, StoreError> {
+        let done = sqlx::query(q::REPLACE_META)
+            .bind(new)
+            .bind(name)
+            .bind(old)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn seal_census(&self) -> Result<SealCensus, StoreError> {
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        let secrets: Vec<(String, i64, i64)> = sqlx::query_as(q::COUNT_SECRETS_BY_SEAL)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        let api_keys: Vec<(i64, i64)> = sqlx::query_as(q::COUNT_API_KEYS_BY_HASH)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(SealCensus {
+            secrets: secrets
+                .into_iter()
+                .map(|(key, version, n)| (key, version, count(n)))
+                .collect(),
+            api_keys: api_keys.into_iter().map(|(v, n)| (v, count(n))).collect(),
+        })
     }
 
     async fn is_empty(&self) -> Result<bool, StoreError> {

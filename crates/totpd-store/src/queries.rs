@@ -229,6 +229,25 @@ pub(crate) fn audit_query(
     (sql, params)
 }
 
+/// Re-seals a secret (`totpd rekey`), only while the row still holds the
+/// ciphertext, nonce, key id, associated-data version and OTP parameters
+/// that were read (one row changed if it did).
+pub(crate) const RESEAL_SECRET: &str = "UPDATE secrets SET key_id = $1, nonce = $2, \
+     ciphertext = $3, aad_version = $4 WHERE id = $5 AND account_id = $6 AND key_id = $7 \
+     AND nonce = $8 AND ciphertext = $9 AND aad_version = $10 AND algorithm = $11 \
+     AND digits = $12 AND period = $13";
+
+/// Replaces a `meta` value while it still holds the one that was read.
+pub(crate) const REPLACE_META: &str = "UPDATE meta SET value = $1 WHERE name = $2 AND value = $3";
+
+/// Secrets per sealing key and associated-data version.
+pub(crate) const COUNT_SECRETS_BY_SEAL: &str = "SELECT key_id, aad_version, COUNT(*) \
+     FROM secrets GROUP BY key_id, aad_version ORDER BY key_id, aad_version";
+
+/// API keys per hash version.
+pub(crate) const COUNT_API_KEYS_BY_HASH: &str = "SELECT hash_version, COUNT(*) FROM api_keys \
+     GROUP BY hash_version ORDER BY hash_version";
+
 /// Rows per page when copying secrets between databases.
 pub(crate) const COPY_PAGE: u32 = 1000;
 
@@ -260,4 +279,6 @@ pub(crate) const WITH_PARAMETERS: &[&str] = &[
     DUMP_AUDIT_FIRST,
     DUMP_AUDIT_AFTER,
     PRUNE_AUDIT,
+    RESEAL_SECRET,
+    REPLACE_META,
 ];

@@ -33,7 +33,7 @@ use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 use totpd_vault::{
     AccountRow, ApiKeyHashUpgrade, ApiKeyRow, AuditQuery, AuditRecord, AuditRow, CopyReport,
-    ListCursor, PoolStatus, SecretRow, Snapshot, Store, StoreError,
+    ListCursor, PoolStatus, SealCensus, SecretReseal, SecretRow, Snapshot, Store, StoreError,
 };
 use uuid::Uuid;
 
@@ -117,6 +117,45 @@ impl SqliteStore {
         .map_err(|e| StoreError::Other(format!("opening the SQLite database failed: {e}")))?
     }
 
+    /// Copies `source` into the SQLite database file at `path`, which must
+    /// exist and be empty (a backup: the caller creates it, private, under a
+    /// name of its own), through the same verified copy as
+    /// [`Store::copy_from`]. Leaves a self-contained file: the schema is
+    /// migrated first, and once the copy has committed the file is taken
+    /// out of WAL mode (so it has no `-wal` or `-shm` companions and can be
+    /// moved alone) and every connection to it is closed.
+    pub async fn write_file(
+        path: &std::path::Path,
+        source: &mut dyn Snapshot,
+    ) -> Result<CopyReport, StoreError> {
+        let location = url::Location {
+            path: path.to_path_buf(),
+            mode: url::Mode::Existing,
+        };
+        let opener = Opener::new(location, ConnectOptions::default().acquire_timeout);
+        let migrating = opener.clone();
+        blocking(move || {
+            let writer = migrating.writer().map_err(classify_sqlite)?;
+            conn::migrate(&writer, url::Mode::Existing)
+        })
+        .await?;
+        let report = copy::copy(&opener, source).await?;
+        blocking(move || {
+            let writer = opener.writer().map_err(classify_sqlite)?;
+            let journal: String = writer
+                .query_row("PRAGMA journal_mode = DELETE", [], |row| row.get(0))
+                .map_err(classify_sqlite)?;
+            if !journal.eq_ignore_ascii_case("delete") {
+                return Err(StoreError::Other(format!(
+                    "the SQLite file could not leave WAL mode (journal mode {journal})"
+                )));
+            }
+            writer.close().map_err(|(_, e)| classify_sqlite(e))
+        })
+        .await?;
+        Ok(report)
+    }
+
     fn reads(&self) -> &Arc<ReadPool> {
         &self.inner.reads
     }
@@ -157,6 +196,20 @@ impl SqliteStore {
             })
             .await
     }
+}
+
+/// Runs `work` on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| StoreError::Other(format!("a SQLite task failed: {e}")))?
+}
+
+/// A `COUNT(*)`, which is never negative.
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
 }
 
 #[async_trait]
@@ -424,6 +477,52 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn reseal_secrets(&self, reseals: &[SecretReseal]) -> Result<u64, StoreError> {
+        let reseals = reseals.to_vec();
+        // One write of the group commit: its savepoint holds every UPDATE
+        // of the batch, so they commit (and fsync) together. The replaced
+        // ciphertexts, sealed by a key being retired, must not linger in
+        // the WAL: scrubbed as after a delete.
+        let reseal = move |conn: &rusqlite::Connection| {
+            let mut statement = conn.prepare_cached(q::RESEAL_SECRET)?;
+            let mut changed = 0_u64;
+            for r in &reseals {
+                let n = statement.execute(params![
+                    r.key_id,
+                    r.nonce,
+                    r.ciphertext,
+                    r.aad_version,
+                    r.id.as_bytes().as_slice(),
+                    r.account_id.as_bytes().as_slice(),
+                    r.old_key_id,
+                    r.old_nonce,
+                    r.old_ciphertext,
+                    r.old_aad_version,
+                    r.algorithm,
+                    r.digits,
+                    r.period
+                ])?;
+                changed += u64::try_from(n).unwrap_or(0);
+            }
+            Ok(changed)
+        };
+        self.writer()
+            .run_and_scrub(reseal, |changed| *changed > 0)
+            .await
+    }
+
+    async fn replace_meta(&self, name: &str, old: &[u8], new: &[u8]) -> Result<bool, StoreError> {
+        let (name, old, new) = (name.to_owned(), old.to_vec(), new.to_vec());
+        self.writer()
+            .run(move |conn| {
+                let changed = conn
+                    .prepare_cached(q::REPLACE_META)?
+                    .execute(params![new, name, old])?;
+                Ok(changed == 1)
+            })
+            .await
+    }
+
     async fn list_audit(
         &self,
         account_id: Uuid,
@@ -457,6 +556,22 @@ impl Store for SqliteStore {
             })
             .await?;
         Ok(u64::try_from(deleted).unwrap_or(0))
+    }
+
+    async fn seal_census(&self) -> Result<SealCensus, StoreError> {
+        self.reads()
+            .run_blocking(|conn| {
+                let mut statement = conn.prepare_cached(q::COUNT_SECRETS_BY_SEAL)?;
+                let secrets = statement
+                    .query_map([], |row| Ok((row.get(0)?, row.get(1)?, count(row.get(2)?))))?
+                    .collect::<rusqlite::Result<_>>()?;
+                let mut statement = conn.prepare_cached(q::COUNT_API_KEYS_BY_HASH)?;
+                let api_keys = statement
+                    .query_map([], |row| Ok((row.get(0)?, count(row.get(1)?))))?
+                    .collect::<rusqlite::Result<_>>()?;
+                Ok(SealCensus { secrets, api_keys })
+            })
+            .await
     }
 
     async fn is_empty(&self) -> Result<bool, StoreError> {

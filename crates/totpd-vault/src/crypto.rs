@@ -150,6 +150,140 @@ impl MasterKey {
     }
 }
 
+/// Why a master-key ring could not be read. Messages name the position of
+/// a bad key (its line, or its place in a comma-separated list), never any
+/// of its text.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RingError {
+    /// There is no key at all (only blank lines or separators).
+    #[error("holds no master key")]
+    Empty,
+    /// One entry is not a master key.
+    #[error("{unit} {position} is invalid: {reason}")]
+    Invalid {
+        /// `line` (key file) or `key` (comma-separated list).
+        unit: &'static str,
+        /// 1-based position of the entry.
+        position: usize,
+        /// What is wrong with it.
+        reason: MasterKeyError,
+    },
+    /// One entry repeats an earlier one.
+    #[error("{unit} {position} repeats {unit} {first}")]
+    Duplicate {
+        /// `line` (key file) or `key` (comma-separated list).
+        unit: &'static str,
+        /// 1-based position of the repetition.
+        position: usize,
+        /// 1-based position of the first occurrence.
+        first: usize,
+    },
+}
+
+/// The master keys in use, for rotation: the first (the sealing key) seals
+/// everything new; any of them opens a ciphertext that records its id.
+/// Never empty. `Debug` shows ids only.
+#[derive(Clone, Debug)]
+pub struct MasterKeyRing {
+    sealing: MasterKey,
+    others: Vec<MasterKey>,
+}
+
+impl From<MasterKey> for MasterKeyRing {
+    fn from(key: MasterKey) -> MasterKeyRing {
+        MasterKeyRing {
+            sealing: key,
+            others: Vec::new(),
+        }
+    }
+}
+
+impl MasterKeyRing {
+    /// A ring of `keys`, the first sealing; `None` if there is none.
+    pub fn new(keys: Vec<MasterKey>) -> Option<MasterKeyRing> {
+        let mut keys = keys.into_iter();
+        let sealing = keys.next()?;
+        Some(MasterKeyRing {
+            sealing,
+            others: keys.collect(),
+        })
+    }
+
+    /// A key file's text: one base64 key per line; blank lines and the
+    /// spaces around a key are ignored.
+    pub fn from_lines(text: &str) -> Result<MasterKeyRing, RingError> {
+        MasterKeyRing::parse(text.lines(), "line")
+    }
+
+    /// A comma-separated list of base64 keys (`TOTPD_MASTER_KEY`); empty
+    /// items and the spaces around a key are ignored.
+    pub fn from_comma_list(text: &str) -> Result<MasterKeyRing, RingError> {
+        MasterKeyRing::parse(text.split(','), "key")
+    }
+
+    fn parse<'a>(
+        entries: impl Iterator<Item = &'a str>,
+        unit: &'static str,
+    ) -> Result<MasterKeyRing, RingError> {
+        let mut keys: Vec<(usize, MasterKey)> = Vec::new();
+        for (index, entry) in entries.enumerate() {
+            let position = index + 1;
+            if entry.trim().is_empty() {
+                continue;
+            }
+            let key = MasterKey::from_base64(entry).map_err(|reason| RingError::Invalid {
+                unit,
+                position,
+                reason,
+            })?;
+            if let Some((first, _)) = keys.iter().find(|(_, k)| k.id() == key.id()) {
+                return Err(RingError::Duplicate {
+                    unit,
+                    position,
+                    first: *first,
+                });
+            }
+            keys.push((position, key));
+        }
+        MasterKeyRing::new(keys.into_iter().map(|(_, key)| key).collect()).ok_or(RingError::Empty)
+    }
+
+    /// The key that seals everything new.
+    pub fn sealing(&self) -> &MasterKey {
+        &self.sealing
+    }
+
+    /// Every key, the sealing key first.
+    pub fn keys(&self) -> impl Iterator<Item = &MasterKey> {
+        std::iter::once(&self.sealing).chain(self.others.iter())
+    }
+
+    /// The ids of every key, the sealing key first.
+    pub fn ids(&self) -> Vec<String> {
+        self.keys().map(|k| k.id().to_owned()).collect()
+    }
+
+    /// Whether the ring holds the key with this id.
+    pub fn holds(&self, key_id: &str) -> bool {
+        self.keys().any(|k| k.id() == key_id)
+    }
+
+    /// Seals with the sealing key.
+    pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Sealed, CryptoError> {
+        self.sealing.seal(plaintext, aad)
+    }
+
+    /// Opens with the key whose id `sealed` records;
+    /// [`CryptoError::UnknownKey`] if the ring does not hold it.
+    pub fn open(&self, sealed: &Sealed, aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        self.keys()
+            .find(|k| k.id() == sealed.key_id)
+            .ok_or(CryptoError::UnknownKey)?
+            .open(sealed, aad)
+    }
+}
+
 /// HMAC-SHA-256(key, label): a one-way derivation of a purpose key.
 pub(crate) fn derive(key: &[u8], label: &[u8]) -> [u8; 32] {
     hmac_sha256(key, label)
@@ -363,6 +497,67 @@ mod tests {
                 .to_vec()
         );
         assert_eq!(base, encode(&[("a", b"xy"), ("b", b"z")]));
+    }
+
+    #[test]
+    fn a_ring_seals_with_its_first_key_and_opens_with_any() {
+        let old = MasterKey::generate().unwrap();
+        let new = MasterKey::generate().unwrap();
+        let by_old = MasterKeyRing::from(old.clone()).seal(b"s", b"x").unwrap();
+        let text = format!(
+            "\n  {}  \n\n{}\n",
+            new.to_base64().as_str(),
+            old.to_base64().as_str()
+        );
+        let ring = MasterKeyRing::from_lines(&text).unwrap();
+        assert_eq!(ring.ids(), [new.id().to_owned(), old.id().to_owned()]);
+        assert_eq!(ring.sealing().id(), new.id());
+        assert_eq!(ring.open(&by_old, b"x").unwrap().as_slice(), b"s");
+        let sealed = ring.seal(b"t", b"x").unwrap();
+        assert_eq!(sealed.key_id, new.id());
+        assert!(matches!(
+            MasterKeyRing::from(old.clone()).open(&sealed, b"x"),
+            Err(CryptoError::UnknownKey)
+        ));
+        let list = format!(
+            " {} , {},",
+            new.to_base64().as_str(),
+            old.to_base64().as_str()
+        );
+        assert_eq!(
+            MasterKeyRing::from_comma_list(&list).unwrap().ids(),
+            ring.ids()
+        );
+    }
+
+    #[test]
+    fn a_bad_ring_entry_is_named_by_position_without_its_text() {
+        let good = MasterKey::generate().unwrap();
+        let good = good.to_base64();
+        let bad = "bm90IGEga2V5IGF0IGFsbA==";
+        let text = format!("{}\n\n{bad}\n", good.as_str());
+        let message = MasterKeyRing::from_lines(&text).unwrap_err().to_string();
+        assert_eq!(
+            message,
+            "line 3 is invalid: master key must be 32 bytes (base64 of 32 random bytes), got 16 bytes"
+        );
+        assert!(!message.contains(bad) && !message.contains(good.as_str()));
+        let message = MasterKeyRing::from_comma_list(&format!("{},sec!ret", good.as_str()))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(message, "key 2 is invalid: master key is not valid base64");
+        let message = MasterKeyRing::from_lines(&format!("{0}\n{0}", good.as_str()))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(message, "line 2 repeats line 1");
+        assert!(matches!(
+            MasterKeyRing::from_lines(" \n\n"),
+            Err(RingError::Empty)
+        ));
+        assert!(matches!(
+            MasterKeyRing::from_comma_list(" , "),
+            Err(RingError::Empty)
+        ));
     }
 
     #[test]

@@ -19,7 +19,7 @@ mod vault;
 
 pub use audit::{AuditStats, Outcome};
 pub use clock::{Clock, SystemClock};
-pub use crypto::{CryptoError, MasterKey, MasterKeyError, Sealed};
+pub use crypto::{CryptoError, MasterKey, MasterKeyError, MasterKeyRing, RingError, Sealed};
 pub use error::{ErrorChain, VaultError};
 pub use keys::{ApiKeySecret, NewApiKey};
 pub use model::{
@@ -29,8 +29,10 @@ pub use model::{
 pub use policy::{Action, Denial, Origin, Principal, Role, Scope};
 pub use store::{
     AccountRow, ApiKeyHashUpgrade, ApiKeyRow, AuditPage, AuditQuery, AuditRecord, AuditRow,
-    CopyReport, LIST_PAGE, ListCursor, PoolStatus, SecretRow, Snapshot, Store, StoreError,
+    CopyReport, LIST_PAGE, ListCursor, PoolStatus, SealCensus, SecretReseal, SecretRow, Snapshot,
+    Store, StoreError,
 };
 pub use vault::{
-    DEFAULT_MAX_SECRETS_PER_ACCOUNT, KEY_CACHE_TTL_MS, MAX_SCOPE_IDS, OpenError, Vault,
+    DEFAULT_MAX_SECRETS_PER_ACCOUNT, KEY_CACHE_TTL_MS, MAX_SCOPE_IDS, OpenError, RekeyBatch,
+    SealCount, SealStatus, Vault,
 };

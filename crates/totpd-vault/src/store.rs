@@ -215,6 +215,63 @@ pub struct AuditQuery {
     pub limit: u32,
 }
 
+/// A secret's ciphertext sealed again (by `totpd rekey`), applied only to a
+/// row that still holds every `old_` value and the OTP parameters the new
+/// ciphertext is bound to: a row deleted or rewritten since it was read is
+/// left alone.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretReseal {
+    /// Secret id.
+    pub id: Uuid,
+    /// Owning account.
+    pub account_id: Uuid,
+    /// `algorithm` the row holds (and the new ciphertext is bound to).
+    pub algorithm: String,
+    /// `digits` the row holds.
+    pub digits: i64,
+    /// `period` the row holds.
+    pub period: i64,
+    /// Key id the row holds now.
+    pub old_key_id: String,
+    /// Nonce the row holds now.
+    pub old_nonce: Vec<u8>,
+    /// Ciphertext the row holds now.
+    pub old_ciphertext: Vec<u8>,
+    /// Associated-data version the row holds now.
+    pub old_aad_version: i64,
+    /// Id of the key that sealed the new ciphertext.
+    pub key_id: String,
+    /// The new nonce.
+    pub nonce: Vec<u8>,
+    /// The new ciphertext and tag.
+    pub ciphertext: Vec<u8>,
+    /// Associated-data version of the new ciphertext.
+    pub aad_version: i64,
+}
+
+impl fmt::Debug for SecretReseal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecretReseal")
+            .field("id", &self.id)
+            .field("account_id", &self.account_id)
+            .field("old_key_id", &self.old_key_id)
+            .field("old_aad_version", &self.old_aad_version)
+            .field("key_id", &self.key_id)
+            .field("aad_version", &self.aad_version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How the rows of a database are sealed and hashed, counted (for `totpd
+/// rekey --status`). Counts only: no row content.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SealCensus {
+    /// Secrets per (sealing key id, associated-data version), ordered by both.
+    pub secrets: Vec<(String, i64, u64)>,
+    /// API keys per hash version, ordered by version.
+    pub api_keys: Vec<(i64, u64)>,
+}
+
 /// Storage failures, classified by what the caller should do about them.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -415,6 +472,16 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// milliseconds), oldest first; returns how many it deleted. Cheap
     /// when there are none.
     async fn prune_audit(&self, before: i64, limit: u32) -> Result<u64, StoreError>;
+    /// Applies each re-seal whose row still holds its `old_` values (see
+    /// [`SecretReseal`]), each by one conditional `UPDATE`, all in one
+    /// transaction; returns how many rows changed.
+    async fn reseal_secrets(&self, reseals: &[SecretReseal]) -> Result<u64, StoreError>;
+    /// Replaces a `meta` value, only while it still holds `old`; returns
+    /// whether it changed.
+    async fn replace_meta(&self, name: &str, old: &[u8], new: &[u8]) -> Result<bool, StoreError>;
+    /// Counts secrets per sealing key and associated-data version, and API
+    /// keys per hash version, across every account.
+    async fn seal_census(&self) -> Result<SealCensus, StoreError>;
 
     /// Whether the database holds no data at all (schema aside).
     async fn is_empty(&self) -> Result<bool, StoreError>;

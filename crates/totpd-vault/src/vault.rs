@@ -7,7 +7,7 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use crate::audit::{self, AuditLog, AuditStats, Outcome};
-use crate::crypto::{Canonical, CryptoError, MasterKey, Sealed};
+use crate::crypto::{Canonical, CryptoError, MasterKeyRing, Sealed};
 use crate::error::VaultError;
 pub use crate::keys::KEY_CACHE_TTL_MS;
 use crate::keys::{
@@ -18,9 +18,12 @@ use crate::model::{
     UnixTime, validate_account_name, validate_key_name,
 };
 use crate::policy::{Action, Denial, Origin, Principal, Role, Scope};
+mod rekey;
+pub use rekey::{RekeyBatch, SealCount, SealStatus};
+
 use crate::store::{
     AccountRow, ApiKeyHashUpgrade, ApiKeyRow, AuditQuery, AuditRecord, AuditRow, ListCursor,
-    PoolStatus, SecretRow, Store, StoreError,
+    PoolStatus, SealCensus, SecretReseal, SecretRow, Store, StoreError,
 };
 
 /// `meta` row holding the API-key pepper, sealed by the master key. Its
@@ -53,14 +56,14 @@ pub const DEFAULT_MAX_SECRETS_PER_ACCOUNT: u64 = 1_000_000;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OpenError {
-    /// The database was initialised with a different master key.
+    /// No key of the ring opens the database.
     #[error(
         "the master key does not open this database (it was sealed by key {expected}, the key given is {given}); supply the master key this database was created with"
     )]
     WrongMasterKey {
-        /// Id of the key that sealed the database.
+        /// Id of the key that sealed the database's key check record.
         expected: String,
-        /// Id of the key supplied.
+        /// Ids of the keys supplied, comma-separated, the sealing key first.
         given: String,
     },
     /// The stored pepper is damaged.
@@ -77,7 +80,7 @@ pub enum OpenError {
 /// The vault: storage plus the keys that protect it.
 pub struct Vault {
     store: Arc<dyn Store>,
-    master: MasterKey,
+    master: MasterKeyRing,
     pepper: Zeroizing<Vec<u8>>,
     key_cache: KeyCache,
     key_uses: KeyUses,
@@ -101,9 +104,15 @@ impl Vault {
         Ok(store.get_meta(META_PEPPER).await?.is_some())
     }
 
-    /// Opens the vault, initialising an empty database with this master key
-    /// or proving that the key is the one the database was created with.
-    pub async fn open(store: Arc<dyn Store>, master: MasterKey) -> Result<Vault, OpenError> {
+    /// Opens the vault, initialising an empty database with the ring's
+    /// sealing key or proving that a key of the ring opens the database
+    /// (its key check record may be sealed by any of them, e.g. while a
+    /// rotation is under way). A single [`MasterKey`] is a ring of one.
+    pub async fn open(
+        store: Arc<dyn Store>,
+        master: impl Into<MasterKeyRing>,
+    ) -> Result<Vault, OpenError> {
+        let master = master.into();
         let stored = match store.get_meta(META_PEPPER).await? {
             Some(stored) => stored,
             None => {
@@ -125,7 +134,7 @@ impl Vault {
         let pepper = master.open(&sealed, PEPPER_AAD).map_err(|e| match e {
             CryptoError::UnknownKey | CryptoError::Open => OpenError::WrongMasterKey {
                 expected: sealed.key_id.clone(),
-                given: master.id().to_owned(),
+                given: master.ids().join(", "),
             },
             _ => OpenError::Corrupt,
         })?;
@@ -155,9 +164,14 @@ impl Vault {
         self.max_secrets_per_account
     }
 
-    /// Public id of the master key in use (safe to log).
+    /// Public id of the master key that seals (the ring's first; safe to log).
     pub fn master_key_id(&self) -> &str {
-        self.master.id()
+        self.master.sealing().id()
+    }
+
+    /// Public ids of every master key of the ring, the sealing key first.
+    pub fn master_key_ids(&self) -> Vec<String> {
+        self.master.ids()
     }
 
     /// Checks that the database answers (for readiness probes).
@@ -953,6 +967,7 @@ impl Vault {
                     &format!("unknown associated-data version {}", row.aad_version),
                 )
             })?;
+        let sealed_by = row.key_id.clone();
         let plaintext = self
             .master
             .open(
@@ -964,6 +979,11 @@ impl Vault {
                 &aad,
             )
             .map_err(|e| match e {
+                CryptoError::UnknownKey => VaultError::Internal(format!(
+                    "secret {id} cannot be opened: it is sealed by master key {}, which the \
+                     master key setting does not hold",
+                    sealed_by
+                )),
                 CryptoError::Open => corrupt_secret(
                     id,
                     "its ciphertext failed authentication (the ciphertext, or the account, id \

@@ -12,7 +12,9 @@ Environment:
   TOTPD_LISTEN           address to listen on (serve)
   TOTPD_DATA_DIR         data directory
   TOTPD_DATABASE_URL     database URL (sqlite://PATH or postgres://...)
-  TOTPD_MASTER_KEY       base64 of the 32-byte master key; wins over the key file
+  TOTPD_MASTER_KEY       base64 of the 32-byte master key; wins over the key file.
+                         Several keys, comma-separated, form a ring for rotation:
+                         the first seals, any opens (see totpd rekey)
   TOTPD_MASTER_KEY_FILE  path of the master key file
   TOTPD_LOG              log filter, e.g. info, debug, totpd_api=debug (default info)
   TOTPD_LOG_FORMAT       text (default) or json
@@ -55,6 +57,36 @@ pub(crate) enum Command {
     /// prints a code, a secret or a key secret: the log holds none.
     #[command(after_help = ENV_HELP)]
     Audit(AuditArgs),
+    /// Re-seal every ciphertext under the first master key (rotation), while nodes serve.
+    ///
+    /// Rotation: (1) put the new key FIRST in the key setting of every node
+    /// (key file: one key per line; TOTPD_MASTER_KEY: comma-separated),
+    /// keeping the old key after it, and restart the nodes one by one; (2)
+    /// run totpd rekey with the same keys; (3) once totpd rekey --status
+    /// shows no row under the old key, remove it everywhere. Each secret is
+    /// rewritten by one conditional UPDATE, in batches, so a killed run can
+    /// simply be run again, and a second run changes nothing. Rows of
+    /// earlier associated-data versions are upgraded too. Progress goes to
+    /// standard error.
+    #[command(after_help = ENV_HELP)]
+    Rekey(RekeyArgs),
+    /// Write a consistent snapshot of the installation to a new SQLite file, while serve runs.
+    ///
+    /// Works from SQLite and PostgreSQL alike. Ciphertexts are copied as
+    /// stored: the backup is useless without the master key, which it does
+    /// not contain (back that up separately). The copy is verified against
+    /// the snapshot before the file appears under its name (mode 0600);
+    /// writes made after the snapshot are not in it.
+    #[command(after_help = ENV_HELP)]
+    Backup(BackupArgs),
+    /// Fill an empty database from a file written by totpd backup, and verify it.
+    ///
+    /// The target is the database of the store options (--database, or the
+    /// SQLite file in --data-dir); it must hold no data, and is left empty
+    /// if anything fails. The master key setting must open the backup:
+    /// that is checked before anything is copied.
+    #[command(after_help = ENV_HELP)]
+    Restore(RestoreArgs),
     /// Compute codes offline, like oathtool (no server, no database).
     Otp(OtpArgs),
     /// Fill an account with generated secrets (benchmark builds only).
@@ -84,9 +116,10 @@ pub(crate) struct StoreArgs {
         hide_env_values = true
     )]
     pub database: Option<String>,
-    /// Master key file (base64 of 32 bytes). Default: <data-dir>/master.key,
-    /// created with mode 0600 when a new database is initialised.
-    /// TOTPD_MASTER_KEY, when set, wins over this file.
+    /// Master key file (base64 of 32 bytes; several keys, one per line, form
+    /// a ring for rotation: the first seals, any opens). Default:
+    /// <data-dir>/master.key, created with mode 0600 when a new database is
+    /// initialised. TOTPD_MASTER_KEY, when set, wins over this file.
     #[arg(long, env = "TOTPD_MASTER_KEY_FILE", value_name = "PATH")]
     pub master_key_file: Option<PathBuf>,
     /// Largest number of pooled database connections.
@@ -433,12 +466,52 @@ pub(crate) struct AuditArgs {
     pub store: StoreArgs,
 }
 
+#[derive(Debug, Args)]
+pub(crate) struct RekeyArgs {
+    /// Change nothing: count secrets (and the key check record) per sealing
+    /// key id and associated-data version, and API keys per hash version,
+    /// marking the current sealing key and ids the given keys do not hold.
+    #[arg(long)]
+    pub status: bool,
+    /// With --status, print one JSON object instead of a table.
+    #[arg(long, requires = "status")]
+    pub json: bool,
+    /// Secrets read and rewritten per transaction (1 to 10000).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 500,
+        value_parser = clap::value_parser!(u32).range(1..=10_000)
+    )]
+    pub batch_size: u32,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
 /// An RFC 3339 time as Unix milliseconds.
 fn parse_rfc3339(text: &str) -> Result<i64, String> {
     time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
         .ok()
         .and_then(|t| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok())
         .ok_or_else(|| "expected an RFC 3339 time, e.g. 2026-01-01T00:00:00Z".to_owned())
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BackupArgs {
+    /// The backup file to create; an existing file is never overwritten.
+    #[arg(long, value_name = "FILE")]
+    pub to: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RestoreArgs {
+    /// The backup file (written by totpd backup); only read.
+    #[arg(long, value_name = "FILE")]
+    pub from: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// (`Debug`, in config.rs, hides the database passwords.)

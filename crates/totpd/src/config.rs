@@ -1,8 +1,11 @@
 //! Resolving where the vault lives and opening it with its master key.
 //!
 //! Master key precedence: `TOTPD_MASTER_KEY` (the environment wins), then the
-//! key file. A new database with neither gets a freshly generated key file
-//! (mode 0600). An initialised database with neither, or with a key that does
+//! key file. Either may hold several keys, a ring for rotation: the key file
+//! one per line (blank lines and spaces around a key ignored),
+//! `TOTPD_MASTER_KEY` comma-separated. The first key seals; any opens. A
+//! bad entry is named by its position, never shown. A new database with
+//! neither gets a freshly generated key file (mode 0600). An initialised database with neither, or with a key that does
 //! not open it, is an error: the vault never serves codes it cannot decrypt.
 //!
 //! Several nodes may start at once on one data directory. The key file is
@@ -20,11 +23,12 @@
 use std::fmt;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use totpd_store::ConnectOptions;
-use totpd_vault::{MasterKey, OpenError, Store, Vault};
+use totpd_vault::{MasterKey, MasterKeyRing, OpenError, Store, Vault};
 use zeroize::Zeroizing;
 
 use crate::cli::{MigrateArgs, StoreArgs};
@@ -174,6 +178,30 @@ pub(crate) fn redact_url_password(url: &str) -> String {
 
 /// Connects to the database and opens the vault with the right master key.
 pub(crate) async fn open_vault(args: &StoreArgs) -> anyhow::Result<(Vault, Locations)> {
+    let (store, locations) = connect_store(args).await?;
+    let master = master_key(&locations, store.as_ref()).await?;
+    let vault = open_with_ring(store, master, &locations).await?;
+    Ok((vault, locations))
+}
+
+/// Opens the vault on `store` with `ring`, saying where the keys came
+/// from when none of them opens it.
+pub(crate) async fn open_with_ring(
+    store: Arc<dyn Store>,
+    ring: MasterKeyRing,
+    locations: &Locations,
+) -> anyhow::Result<Vault> {
+    Vault::open(store, ring).await.map_err(|e| match e {
+        OpenError::WrongMasterKey { .. } => {
+            anyhow::anyhow!("{e}. The key comes from {}", master_key_source(locations))
+        }
+        other => anyhow::Error::new(other).context("could not open the vault"),
+    })
+}
+
+/// Connects to (and migrates) the database the store options name,
+/// creating the data directory and a SQLite file privately if needed.
+pub(crate) async fn connect_store(args: &StoreArgs) -> anyhow::Result<(Arc<dyn Store>, Locations)> {
     let locations = Locations::resolve(args)?;
     create_private_dir(&locations.data_dir)?;
     warn_if_accessible_by_others(&locations.data_dir, "the data directory", "700");
@@ -202,31 +230,37 @@ pub(crate) async fn open_vault(args: &StoreArgs) -> anyhow::Result<(Vault, Locat
             warn_if_accessible_by_others(Path::new(&path), "the database file", "600");
         }
     }
-    let master = master_key(&locations, store.as_ref()).await?;
-    let vault = Vault::open(store, master).await.map_err(|e| match e {
-        OpenError::WrongMasterKey { .. } => anyhow::anyhow!(
-            "{e}. The key comes from {} if set, else from {}",
-            MASTER_KEY_ENV,
-            locations.master_key_file.display()
-        ),
-        other => anyhow::Error::new(other).context("could not open the vault"),
-    })?;
-    Ok((vault, locations))
+    Ok((store, locations))
 }
 
-async fn master_key(locations: &Locations, store: &dyn Store) -> anyhow::Result<MasterKey> {
+/// The master key ring given by `TOTPD_MASTER_KEY` (which wins) or the key
+/// file; `None` if neither is there. Never creates a key.
+pub(crate) fn configured_ring(locations: &Locations) -> anyhow::Result<Option<MasterKeyRing>> {
     if let Some(text) = std::env::var_os(MASTER_KEY_ENV).filter(|v| !v.is_empty()) {
         let text = Zeroizing::new(
             text.into_string()
                 .map_err(|_| anyhow::anyhow!("{MASTER_KEY_ENV} is not valid UTF-8"))?,
         );
-        return MasterKey::from_base64(&text)
+        return MasterKeyRing::from_comma_list(&text)
+            .map(Some)
             .with_context(|| format!("{MASTER_KEY_ENV} is invalid"));
     }
-    let path = &locations.master_key_file;
-    if let Some(key) = read_key_file(path)? {
-        return Ok(key);
+    read_key_file(&locations.master_key_file)
+}
+
+/// Where the master key comes from, for messages.
+pub(crate) fn master_key_source(locations: &Locations) -> String {
+    format!(
+        "{MASTER_KEY_ENV} if set, else from {}",
+        locations.master_key_file.display()
+    )
+}
+
+async fn master_key(locations: &Locations, store: &dyn Store) -> anyhow::Result<MasterKeyRing> {
+    if let Some(ring) = configured_ring(locations)? {
+        return Ok(ring);
     }
+    let path = &locations.master_key_file;
     if Vault::is_initialized(store).await? {
         // Another node may have created the key file and initialised the
         // database since the file was looked for.
@@ -248,7 +282,7 @@ async fn master_key(locations: &Locations, store: &dyn Store) -> anyhow::Result<
             "totpd: created a new master key in {} (mode 0600); back it up: without it the vault cannot be opened",
             path.display()
         );
-        return Ok(key);
+        return Ok(MasterKeyRing::from(key));
     }
     // Another node created the file first: its key is the one.
     read_key_file(path)?.with_context(|| {
@@ -259,12 +293,12 @@ async fn master_key(locations: &Locations, store: &dyn Store) -> anyhow::Result<
     })
 }
 
-/// The key in the key file; `None` if there is no such file.
-fn read_key_file(path: &Path) -> anyhow::Result<Option<MasterKey>> {
+/// The keys in the key file (one per line); `None` if there is no such file.
+fn read_key_file(path: &Path) -> anyhow::Result<Option<MasterKeyRing>> {
     match std::fs::read_to_string(path).map(Zeroizing::new) {
         Ok(text) => {
             warn_if_accessible_by_others(path, "the master key file", "600");
-            MasterKey::from_base64(&text)
+            MasterKeyRing::from_lines(&text)
                 .map(Some)
                 .with_context(|| format!("the master key file {} is invalid", path.display()))
         }
@@ -351,7 +385,7 @@ fn create_private_file(path: &Path) {
     let _ = options.open(path);
 }
 
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         std::fs::File::open(dir)?.sync_all()
@@ -365,7 +399,7 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 
 /// The clock's nanoseconds: with the process id, a temporary name no other
 /// process (on this or another host sharing the directory) picks.
-fn unique_suffix() -> u128 {
+pub(crate) fn unique_suffix() -> u128 {
     totpd_vault::clock::unix_nanos()
 }
 

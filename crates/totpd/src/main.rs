@@ -4,6 +4,7 @@
 //! lives in its own module.
 
 mod audit_cmd;
+mod backup_cmd;
 #[cfg(feature = "bench-bare")]
 mod bench_seed;
 mod cli;
@@ -11,6 +12,7 @@ mod config;
 mod keys_cmd;
 mod migrate_cmd;
 mod otp_cmd;
+mod rekey_cmd;
 
 mod serve;
 mod server;
@@ -40,6 +42,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(args) => runtime()?.block_on(audit_cmd::run(args)),
         Command::Migrate(args) => runtime()?.block_on(migrate_cmd::run(args)),
         Command::Serve(args) => runtime()?.block_on(serve::run(args)),
+        Command::Rekey(args) => runtime()?.block_on(rekey_cmd::run(args)),
+        Command::Backup(args) => runtime()?.block_on(backup_cmd::backup(args)),
+        Command::Restore(args) => runtime()?.block_on(backup_cmd::restore(args)),
         Command::Keys(KeysCommand::Create(args)) => runtime()?.block_on(keys_cmd::create(args)),
         Command::Keys(KeysCommand::List(args)) => runtime()?.block_on(keys_cmd::list(args)),
         Command::Keys(KeysCommand::Revoke(args)) => runtime()?.block_on(keys_cmd::revoke(args)),

@@ -23,7 +23,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use totpd_store::ConnectOptions;
-use totpd_vault::StoreError;
+use totpd_vault::{CopyReport, Store, StoreError};
 
 use crate::cli::MigrateArgs;
 
@@ -59,27 +59,41 @@ async fn migrate(args: &MigrateArgs) -> anyhow::Result<ExitCode> {
     if source.is_empty().await? {
         bail!("the source database holds no data; check the --from URL");
     }
-    let mut snapshot = source
-        .snapshot()
-        .await
-        .context("could not start reading the source database (--from)")?;
-    let report = target
-        .copy_from(snapshot.as_mut())
-        .await
-        .map_err(|e| match e {
-            StoreError::Conflict(_) => anyhow::anyhow!(
-                "the target database already holds data; totpd migrate only copies into an empty database and never merges"
-            ),
-            other => anyhow::Error::new(other)
-                .context("the copy was rolled back and the target database left empty"),
-        })?;
-    drop(snapshot);
+    let report = copy_database(source.as_ref(), target.as_ref(), "migrate").await?;
     println!(
         "migrated and verified: {} accounts, {} API keys, {} secrets, {} settings, {} audit events",
         report.accounts, report.api_keys, report.secrets, report.meta, report.audit_events
     );
     println!("start totpd serve with --database pointing at the target and the same master key");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Copies every row of `source`, read as one snapshot, into `target`, which
+/// must be empty, in one verified transaction (see [`Store::copy_from`]);
+/// on failure the target is left empty. The one copy of `migrate` and
+/// `restore` (`backup` writes its new file through the same copy, see
+/// `SqliteStore::write_file`). `command` names the command in messages.
+pub(crate) async fn copy_database(
+    source: &dyn Store,
+    target: &dyn Store,
+    command: &str,
+) -> anyhow::Result<CopyReport> {
+    let mut snapshot = source
+        .snapshot()
+        .await
+        .context("could not start reading the source database")?;
+    let report = target
+        .copy_from(snapshot.as_mut())
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(_) => anyhow::anyhow!(
+                "the target database already holds data; totpd {command} only copies into an empty database and never merges"
+            ),
+            other => anyhow::Error::new(other)
+                .context("the copy was rolled back and the target database left empty"),
+        })?;
+    drop(snapshot);
+    Ok(report)
 }
 
 /// The passwords of some database URLs, to keep them out of messages.

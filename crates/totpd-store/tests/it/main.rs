@@ -17,6 +17,7 @@ mod audit;
 mod contract;
 mod copy;
 mod db;
+mod reseal;
 mod rows;
 mod schema;
 mod snapshot;

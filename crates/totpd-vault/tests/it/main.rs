@@ -15,4 +15,5 @@ mod audit;
 mod binding;
 mod memory_store;
 mod redaction;
+mod ring;
 mod roles;

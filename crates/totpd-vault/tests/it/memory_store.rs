@@ -7,7 +7,8 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use totpd_vault::{
     AccountRow, ApiKeyHashUpgrade, ApiKeyRow, AuditPage, AuditQuery, AuditRecord, AuditRow,
-    CopyReport, ListCursor, PoolStatus, SecretRow, Snapshot, Store, StoreError,
+    CopyReport, ListCursor, PoolStatus, SealCensus, SecretReseal, SecretRow, Snapshot, Store,
+    StoreError,
 };
 use uuid::Uuid;
 
@@ -351,6 +352,59 @@ impl Store for MemoryStore {
 
     async fn is_empty(&self) -> Result<bool, StoreError> {
         Ok(self.meta.lock().unwrap().is_empty())
+    }
+
+    async fn reseal_secrets(&self, reseals: &[SecretReseal]) -> Result<u64, StoreError> {
+        let mut secrets = self.secrets.lock().unwrap();
+        let mut changed = 0;
+        for r in reseals {
+            if let Some(row) = secrets.iter_mut().find(|s| {
+                s.id == r.id
+                    && s.account_id == r.account_id
+                    && s.key_id == r.old_key_id
+                    && s.nonce == r.old_nonce
+                    && s.ciphertext == r.old_ciphertext
+                    && s.aad_version == r.old_aad_version
+                    && s.algorithm == r.algorithm
+                    && s.digits == r.digits
+                    && s.period == r.period
+            }) {
+                row.key_id = r.key_id.clone();
+                row.nonce = r.nonce.clone();
+                row.ciphertext = r.ciphertext.clone();
+                row.aad_version = r.aad_version;
+                changed += 1;
+            }
+        }
+        Ok(changed)
+    }
+
+    async fn replace_meta(&self, name: &str, old: &[u8], new: &[u8]) -> Result<bool, StoreError> {
+        let mut meta = self.meta.lock().unwrap();
+        match meta.get_mut(name) {
+            Some(value) if value.as_slice() == old => {
+                *value = new.to_vec();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn seal_census(&self) -> Result<SealCensus, StoreError> {
+        let mut secrets: BTreeMap<(String, i64), u64> = BTreeMap::new();
+        for s in self.secrets.lock().unwrap().iter() {
+            *secrets
+                .entry((s.key_id.clone(), s.aad_version))
+                .or_default() += 1;
+        }
+        let mut api_keys: BTreeMap<i64, u64> = BTreeMap::new();
+        for k in self.api_keys.lock().unwrap().iter() {
+            *api_keys.entry(k.hash_version).or_default() += 1;
+        }
+        Ok(SealCensus {
+            secrets: secrets.into_iter().map(|((k, v), n)| (k, v, n)).collect(),
+            api_keys: api_keys.into_iter().collect(),
+        })
     }
 
     async fn snapshot(&self) -> Result<Box<dyn Snapshot>, StoreError> {
