@@ -13,20 +13,28 @@ import { after, before, describe, test } from 'node:test';
 
 import SendblueAPI, { NotFoundError, PermissionDeniedError } from 'sendblue';
 
+import { Received, checkEveryCodeRecordedOnce } from '../lib/audit.js';
 import { allowedCodeResponses, base32Encode } from '../lib/otp.js';
 import { TotpdServer } from '../lib/server.js';
 
 let server;
 let accounts = 0;
+// What the clients received, checked against the audit log at the end.
+const received = new Received();
 
 before(async () => {
   server = new TotpdServer();
   server.createKey('sdk-ts-roles-owner');
   await server.start();
+  received.install();
 });
 
 after(async () => {
   if (!server) return;
+  received.uninstall();
+  const problems = await checkEveryCodeRecordedOnce(received, server.baseURL);
+  assert.ok(received.codes.length > 0, 'the suite received no code: nothing was checked');
+  assert.deepEqual(problems, [], `audit log check of ${received.codes.length} codes received`);
   const exit = await server.stop();
   rmSync(server.dataDir, { recursive: true, force: true });
   rmSync(dirname(server.logPath), { recursive: true, force: true });
