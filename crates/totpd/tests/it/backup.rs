@@ -201,6 +201,23 @@ async fn backup_under_load_restores(from: Backend, to: Backend) {
     let target = Env::new(to).await.with_master_key(Some(master.clone()));
     let restored = target.run_ok(&["restore", "--from", &file.to_string_lossy()]);
     assert!(restored.contains("restored and verified"), "{restored}");
+    // The audit log came along: each secret in the backup has its
+    // secret.create event.
+    for id in in_backup.iter().take(5) {
+        let events = target.run_ok(&[
+            "audit",
+            "--json",
+            "--action",
+            "secret.create",
+            "--secret",
+            id,
+        ]);
+        assert_eq!(
+            events.lines().count(),
+            1,
+            "secret {id}: secret.create events in the restored audit log:\n{events}"
+        );
+    }
     let server = TestServer::start_in(
         &target,
         Options {
