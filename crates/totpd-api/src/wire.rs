@@ -5,8 +5,6 @@
 use std::fmt;
 
 use serde::Serialize;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use totpd_otp::Algorithm;
 use totpd_vault::{ApiKeyInfo, AuditRow, CodeAt, CreatedSecret, SecretInfo, UnixTime};
 use utoipa::ToSchema;
@@ -511,33 +509,14 @@ impl ListKeysResponse {
     }
 }
 
-fn datetime(t: UnixTime) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.0) * 1_000_000)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
-}
-
 /// `2026-01-01T00:00:00.123Z`.
 pub(crate) fn rfc3339_millis(t: UnixTime) -> String {
-    let dt = datetime(t);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        dt.year(),
-        u8::from(dt.month()),
-        dt.day(),
-        dt.hour(),
-        dt.minute(),
-        dt.second(),
-        dt.millisecond()
-    )
+    t.rfc3339_millis()
 }
 
 /// `2026-01-01T00:00:30Z`.
 pub(crate) fn rfc3339_seconds(t: UnixTime) -> String {
-    datetime(t)
-        .replace_nanosecond(0)
-        .ok()
-        .and_then(|dt| dt.format(&Rfc3339).ok())
-        .unwrap_or_default()
+    t.rfc3339_seconds()
 }
 
 #[cfg(test)]

@@ -11,7 +11,31 @@ use uuid::Uuid;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct UnixTime(pub i64);
 
+/// `2026-01-01T00:00:00.123Z`: how every time is shown (API, CLI).
+const RFC3339_MILLIS: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
+    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+);
+/// `2026-01-01T00:00:30Z`: a time on a whole second (a code's expiry).
+const RFC3339_SECONDS: &[time::format_description::BorrowedFormatItem<'static>] =
+    time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+
 impl UnixTime {
+    /// The time as a UTC date and time (the epoch for one out of range).
+    fn utc(self) -> time::OffsetDateTime {
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000_000)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+    }
+
+    /// RFC 3339 UTC with milliseconds: `2026-01-01T00:00:00.123Z`.
+    pub fn rfc3339_millis(self) -> String {
+        self.utc().format(RFC3339_MILLIS).unwrap_or_default()
+    }
+
+    /// RFC 3339 UTC in whole seconds: `2026-01-01T00:00:30Z`.
+    pub fn rfc3339_seconds(self) -> String {
+        self.utc().format(RFC3339_SECONDS).unwrap_or_default()
+    }
+
     /// Whole seconds since the epoch (never negative for real clocks).
     pub fn seconds(self) -> u64 {
         u64::try_from(self.0.div_euclid(1000)).unwrap_or(0)
@@ -247,6 +271,15 @@ impl fmt::Display for UnixTime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_are_shown_as_rfc_3339_utc() {
+        let t = UnixTime(1_767_225_600_123);
+        assert_eq!(t.rfc3339_millis(), "2026-01-01T00:00:00.123Z");
+        assert_eq!(t.rfc3339_seconds(), "2026-01-01T00:00:00Z");
+        assert_eq!(UnixTime(0).rfc3339_millis(), "1970-01-01T00:00:00.000Z");
+        assert_eq!(UnixTime(59_999).rfc3339_seconds(), "1970-01-01T00:00:59Z");
+    }
 
     #[test]
     fn labels_are_kept_exactly_as_given() {

@@ -13,7 +13,8 @@ use totpd_vault::{AuditPage, AuditQuery, AuditRow, Store};
 use uuid::Uuid;
 
 use crate::cli::AuditArgs;
-use crate::config::Locations;
+use crate::config::{self, Locations};
+use crate::serve::shutdown_signal;
 
 /// How often `--follow` asks for new events.
 const POLL: Duration = Duration::from_millis(500);
@@ -32,17 +33,7 @@ pub(crate) async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
         max_connections: args.store.db_pool_size.max(1),
         acquire_timeout: Duration::from_secs(3),
     };
-    let store = totpd_store::connect(
-        &totpd_store::read_only_url(&locations.database_url),
-        &options,
-    )
-    .await
-    .with_context(|| {
-        format!(
-            "could not open the database {}",
-            locations.database_for_display()
-        )
-    })?;
+    let store = config::connect_read_only(&locations, &options).await?;
     let store = store.as_ref();
     let account = match &args.account {
         Some(name) => Some(
@@ -160,40 +151,5 @@ fn print_event(row: &AuditRow, json: bool) {
 
 /// `2026-01-01T00:00:00.123Z`.
 fn rfc3339_millis(ms: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {},
-        () = terminate => {},
-    }
+    totpd_vault::UnixTime(ms).rfc3339_millis()
 }

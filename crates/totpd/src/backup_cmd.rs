@@ -35,17 +35,7 @@ pub(crate) async fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
     }
     // Read-only: a mistyped data directory must not create an empty
     // database, and a backup never changes what it copies.
-    let source = totpd_store::connect(
-        &totpd_store::read_only_url(&locations.database_url),
-        &ConnectOptions::default(),
-    )
-    .await
-    .with_context(|| {
-        format!(
-            "could not open the database {}",
-            locations.database_for_display()
-        )
-    })?;
+    let source = config::connect_read_only(&locations, &ConnectOptions::default()).await?;
     if !Vault::is_initialized(source.as_ref()).await? {
         bail!(
             "the database {} holds no vault: there is nothing to back up",

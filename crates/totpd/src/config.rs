@@ -233,6 +233,26 @@ pub(crate) async fn connect_store(args: &StoreArgs) -> anyhow::Result<(Arc<dyn S
     Ok((store, locations))
 }
 
+/// Opens the database of `locations` read-only (a SQLite file is opened
+/// `mode=ro`; PostgreSQL sessions are read-only), for commands that must
+/// never change or create what they read: `audit`, `backup`.
+pub(crate) async fn connect_read_only(
+    locations: &Locations,
+    options: &ConnectOptions,
+) -> anyhow::Result<Arc<dyn Store>> {
+    totpd_store::connect(
+        &totpd_store::read_only_url(&locations.database_url),
+        options,
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "could not open the database {}",
+            locations.database_for_display()
+        )
+    })
+}
+
 /// The master key ring given by `TOTPD_MASTER_KEY` (which wins) or the key
 /// file; `None` if neither is there. Never creates a key.
 pub(crate) fn configured_ring(locations: &Locations) -> anyhow::Result<Option<MasterKeyRing>> {

@@ -3,8 +3,6 @@
 
 use std::process::ExitCode;
 
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use totpd_vault::{ApiKeyInfo, Clock as _, KeySpec, Scope, SystemClock, UnixTime, VaultError};
 
 use crate::cli::{KeysCreateArgs, KeysListArgs, KeysRevokeArgs};
@@ -124,10 +122,7 @@ fn scope_text(key: &ApiKeyInfo) -> String {
 
 /// RFC 3339 UTC with milliseconds, as the API writes times.
 fn rfc3339(t: UnixTime) -> String {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.0) * 1_000_000)
-        .ok()
-        .and_then(|at| at.format(&Rfc3339).ok())
-        .unwrap_or_else(|| format!("{}ms", t.0))
+    t.rfc3339_millis()
 }
 
 pub(crate) async fn revoke(args: KeysRevokeArgs) -> anyhow::Result<ExitCode> {
