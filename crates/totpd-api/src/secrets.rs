@@ -114,7 +114,7 @@ pub(crate) async fn list_secrets(
     let (pages, body) = mpsc::channel(1);
     pages
         .try_send(Ok(Bytes::from(chunk)))
-        .map_err(|_| ApiError::Internal("the list stream refused its first page".to_owned()))?;
+        .map_err(|_| ApiError::internal("the list stream refused its first page"))?;
     let vault = Arc::clone(&state.vault);
     tokio::spawn(stream_list(vault, principal, after, pages).in_current_span());
     let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(body));
@@ -145,7 +145,7 @@ fn encode_secrets(out: &mut Vec<u8>, secrets: &[SecretInfo], first: bool) -> Res
             out.push(b',');
         }
         serde_json::to_writer(&mut *out, &TotpSecret::from(info))
-            .map_err(|e| ApiError::Internal(format!("encoding a listed secret failed: {e}")))?;
+            .map_err(|e| ApiError::internal(EncodingFailed(e)))?;
     }
     Ok(())
 }
@@ -388,6 +388,11 @@ fn new_secret_from_uri(
         period,
     })
 }
+
+/// A listed secret that could not be written as JSON (a 500).
+#[derive(Debug, thiserror::Error)]
+#[error("encoding a listed secret failed")]
+struct EncodingFailed(#[source] serde_json::Error);
 
 #[cfg(test)]
 mod tests {

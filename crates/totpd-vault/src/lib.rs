@@ -29,8 +29,8 @@ pub use model::{
 pub use policy::{Action, Denial, Origin, Principal, Role, Scope};
 pub use store::{
     AccountRow, ApiKeyHashUpgrade, ApiKeyRow, AuditPage, AuditQuery, AuditRecord, AuditRow,
-    CopyReport, LIST_PAGE, ListCursor, PoolStatus, SealCensus, SecretReseal, SecretRow, Snapshot,
-    Store, StoreError,
+    BoxError, CopyReport, LIST_PAGE, ListCursor, PoolStatus, SealCensus, SecretReseal, SecretRow,
+    Snapshot, Store, StoreError,
 };
 pub use vault::{
     DEFAULT_MAX_SECRETS_PER_ACCOUNT, KEY_CACHE_TTL_MS, MAX_SCOPE_IDS, OpenError, RekeyBatch,

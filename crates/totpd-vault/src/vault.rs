@@ -331,7 +331,7 @@ impl Vault {
             expires_at: spec.expires_at.map(|t| t.0),
         };
         let hash = keys::hash_secret(&self.pepper, HASH_CURRENT, &binding, secret.expose())
-            .ok_or_else(|| VaultError::Internal("no current API-key hash".to_owned()))?;
+            .ok_or_else(|| VaultError::internal("no current API-key hash".to_owned()))?;
         let row = ApiKeyRow {
             key_id: key_id.clone(),
             account_id: account.id,
@@ -779,7 +779,7 @@ impl Vault {
                 let mut bytes = Zeroizing::new(vec![0u8; GENERATED_SECRET_LEN]);
                 getrandom::fill(&mut bytes).map_err(random_failed)?;
                 Secret::from_bytes(bytes.to_vec())
-                    .map_err(|e| VaultError::Internal(e.to_string()))?
+                    .map_err(|e| VaultError::internal_from("a generated secret was refused", e))?
             }
         };
         let id = Uuid::new_v4();
@@ -789,11 +789,11 @@ impl Vault {
             period: new.period,
         };
         let aad = secret_aad(AAD_CURRENT, principal.account_id, id, &bound)
-            .ok_or_else(|| VaultError::Internal("no current associated data".to_owned()))?;
+            .ok_or_else(|| VaultError::internal("no current associated data".to_owned()))?;
         let sealed = self
             .master
             .seal(secret.as_bytes(), &aad)
-            .map_err(|e| VaultError::Internal(e.to_string()))?;
+            .map_err(|e| VaultError::internal_from("sealing failed", e))?;
         let info = SecretInfo {
             id,
             label: new.label.as_str().to_owned(),
@@ -979,7 +979,7 @@ impl Vault {
                 &aad,
             )
             .map_err(|e| match e {
-                CryptoError::UnknownKey => VaultError::Internal(format!(
+                CryptoError::UnknownKey => VaultError::internal(format!(
                     "secret {id} cannot be opened: it is sealed by master key {}, which the \
                      master key setting does not hold",
                     sealed_by
@@ -989,7 +989,7 @@ impl Vault {
                     "its ciphertext failed authentication (the ciphertext, or the account, id \
                      or OTP parameters it is bound to, were changed)",
                 ),
-                other => VaultError::Internal(format!("secret {id} cannot be opened: {other}")),
+                other => VaultError::internal_from(format!("secret {id} cannot be opened"), other),
             })?;
         let secret = Secret::from_bytes(plaintext.to_vec())
             .map_err(|_| corrupt_secret(id, "bad plaintext"))?;
@@ -1105,11 +1105,11 @@ fn secret_aad(version: i64, account_id: Uuid, id: Uuid, otp: &OtpBinding) -> Opt
 /// A stored secret that cannot be trusted: answered as an internal error
 /// (never a code), logged with the id and why, never with secret material.
 fn corrupt_secret(id: Uuid, why: &str) -> VaultError {
-    VaultError::Internal(format!("secret {id} is corrupt: {why}"))
+    VaultError::internal(format!("secret {id} is corrupt: {why}"))
 }
 
-fn random_failed(_: getrandom::Error) -> VaultError {
-    VaultError::Internal("the system random number generator failed".to_owned())
+fn random_failed(error: getrandom::Error) -> VaultError {
+    VaultError::internal_from("the system random number generator failed", error)
 }
 
 fn secret_info(row: &SecretRow) -> Result<SecretInfo, VaultError> {

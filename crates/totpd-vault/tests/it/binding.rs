@@ -223,7 +223,8 @@ async fn a_secret_whose_parameters_or_version_changed_does_not_open_and_says_cor
         vault.code(&principal, id, NOW).await.unwrap();
         store.edit_secret(id, edit);
         match vault.code(&principal, id, NOW).await {
-            Err(VaultError::Internal(message)) => {
+            Err(error @ VaultError::Internal { .. }) => {
+                let message = totpd_vault::ErrorChain(&error).to_string();
                 assert!(
                     message.contains(&id.to_string()) && message.contains("corrupt"),
                     "{what}: {message}"
