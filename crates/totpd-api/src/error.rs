@@ -3,7 +3,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use totpd_vault::{BoxError, ErrorChain, VaultError};
+use totpd_vault::{BoxError, ErrorChain, LabelError, VaultError};
 
 use crate::wire::ErrorBody;
 
@@ -83,6 +83,12 @@ impl ApiError {
     /// A 500 caused by `cause` (a [`VaultError`], a message, any error).
     pub(crate) fn internal(cause: impl Into<BoxError>) -> ApiError {
         ApiError::Internal(cause.into())
+    }
+}
+
+impl From<LabelError> for ApiError {
+    fn from(error: LabelError) -> ApiError {
+        ApiError::InvalidRequest(error.to_string())
     }
 }
 

@@ -306,7 +306,7 @@ fn optional_issuer(issuer: Option<&str>) -> Result<Option<Issuer>, ApiError> {
         .filter(|i| !i.trim().is_empty())
         .map(Issuer::parse)
         .transpose()
-        .map_err(ApiError::InvalidRequest)
+        .map_err(ApiError::from)
 }
 
 /// Turns the wire request into a validated domain request.
@@ -317,7 +317,7 @@ fn new_secret(request: CreateSecretRequest) -> Result<NewSecret, ApiError> {
     let label = request
         .label
         .ok_or_else(|| ApiError::invalid("\"label\" is required when no \"uri\" is given"))?;
-    let label = Label::parse(&label).map_err(ApiError::InvalidRequest)?;
+    let label = Label::parse(&label)?;
     let source = match request.secret {
         None => SecretSource::Generate,
         Some(secret) if secret.trim().is_empty() => {
@@ -373,8 +373,7 @@ fn new_secret_from_uri(
         Label::parse(label)
     } else {
         Label::parse(&params.account)
-    }
-    .map_err(ApiError::InvalidRequest)?;
+    }?;
     let issuer = optional_issuer(params.issuer.as_deref().or(fallback_issuer))?;
     let digits = api_digits(params.digits.get()).map_err(|_| {
         ApiError::invalid(format!("\"uri\" is invalid: digits must be {DIGITS_RULE}"))

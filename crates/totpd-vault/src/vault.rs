@@ -14,8 +14,8 @@ use crate::keys::{
     self, CachedKey, HASH_CURRENT, KEY_ID_PREFIX, KeyBinding, KeyCache, KeyUses, NewApiKey,
 };
 use crate::model::{
-    Account, ApiKeyInfo, CodeAt, CreatedSecret, KeySpec, NewSecret, SecretInfo, SecretSource,
-    UnixTime, validate_account_name, validate_key_name,
+    Account, AccountName, ApiKeyInfo, CodeAt, CreatedSecret, KeySpec, NewSecret, SecretInfo,
+    SecretSource, UnixTime, validate_key_name,
 };
 use crate::policy::{Action, Denial, Origin, Principal, Role, Scope};
 mod rekey;
@@ -200,14 +200,16 @@ impl Vault {
         if !self.store.insert_meta(META_BOOTSTRAPPED, b"1").await? {
             return Ok(None);
         }
-        self.create_api_key(DEFAULT_ACCOUNT, now).await.map(Some)
+        let default = AccountName::parse(DEFAULT_ACCOUNT)
+            .map_err(|e| VaultError::internal_from("the default account's name", e))?;
+        self.create_api_key(&default, now).await.map(Some)
     }
 
     /// Creates the account if needed and a new owner API key for it that
     /// sees every secret and never expires.
     pub async fn create_api_key(
         &self,
-        account_name: &str,
+        account_name: &AccountName,
         now: UnixTime,
     ) -> Result<NewApiKey, VaultError> {
         self.create_api_key_with(account_name, KeySpec::owner(), now)
@@ -220,11 +222,11 @@ impl Vault {
     /// cannot be given a scoped key.
     pub async fn create_api_key_with(
         &self,
-        account_name: &str,
+        account_name: &AccountName,
         spec: KeySpec,
         now: UnixTime,
     ) -> Result<NewApiKey, VaultError> {
-        validate_account_name(account_name).map_err(VaultError::Invalid)?;
+        let account_name = account_name.as_str();
         let account = match self.store.account_by_name(account_name).await? {
             Some(row) => row,
             None if spec.scope != Scope::All => {
@@ -293,7 +295,7 @@ impl Vault {
         spec: KeySpec,
         now: UnixTime,
     ) -> Result<NewApiKey, VaultError> {
-        let name = validate_key_name(&spec.name).map_err(VaultError::Invalid)?;
+        let name = validate_key_name(&spec.name).map_err(|e| VaultError::Invalid(e.to_string()))?;
         if let Some(at) = spec.expires_at
             && at <= now
         {
