@@ -90,19 +90,31 @@ async fn an_unreadable_secret_logs_the_whole_cause_chain(backend: Backend) {
         line.contains("internal error: the store failed: "),
         "{line}"
     );
-    let (store, driver) = match backend {
-        Backend::Sqlite => (
+    // PostgreSQL: a connection that had prepared the statement before the
+    // change is refused by the server; a fresh one decodes the text and fails.
+    let expected: &[(&str, &str)] = match backend {
+        Backend::Sqlite => &[(
             "database error: SQLite refused the statement: ",
             "no such column: digits",
-        ),
-        Backend::Postgres => (
-            "corrupt row: a PostgreSQL value cannot be decoded: ",
-            "mismatched types; Rust type `i64` (as SQL type `INT8`) is not compatible with SQL \
-             type `TEXT`",
-        ),
+        )],
+        Backend::Postgres => &[
+            (
+                "corrupt row: a PostgreSQL value cannot be decoded: ",
+                "mismatched types; Rust type `i64` (as SQL type `INT8`) is not compatible with \
+                 SQL type `TEXT`",
+            ),
+            (
+                "database error: PostgreSQL refused the statement: ",
+                "cached plan must not change result type",
+            ),
+        ],
     };
-    assert!(line.contains(store), "{line}");
-    assert!(line.contains(driver), "{line}");
+    assert!(
+        expected
+            .iter()
+            .any(|(store, driver)| line.contains(store) && line.contains(driver)),
+        "{line}"
+    );
     assert!(!line.contains(&secret), "{line}");
     assert!(!body.to_string().contains("digits"), "{body}");
     assert!(!body.to_string().contains("SQL"), "{body}");
