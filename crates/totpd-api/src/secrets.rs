@@ -171,7 +171,7 @@ async fn stream_list(
         {
             Ok(page) => page,
             Err(error) => {
-                tracing::error!(%error, "listing secrets failed mid-response; the response is cut off");
+                tracing::error!(error = %totpd_vault::ErrorChain(&error), "listing secrets failed mid-response; the response is cut off");
                 let _ = pages
                     .send(Err(std::io::Error::other("listing secrets failed")))
                     .await;
@@ -181,7 +181,7 @@ async fn stream_list(
         let mut chunk = Vec::new();
         let encoded = encode_secrets(&mut chunk, &secrets, false);
         if let Err(error) = encoded {
-            tracing::error!(%error, "listing secrets failed mid-response; the response is cut off");
+            tracing::error!(error = %totpd_vault::ErrorChain(&error), "listing secrets failed mid-response; the response is cut off");
             let _ = pages
                 .send(Err(std::io::Error::other("listing secrets failed")))
                 .await;

@@ -633,7 +633,7 @@ impl Vault {
     async fn record_done(&self, record: AuditRecord) {
         let action = record.action.clone();
         if let Err(error) = self.audit.record_durably(record).await {
-            tracing::error!(%error, action, "a completed operation could not be recorded in the audit log");
+            tracing::error!(error = %crate::ErrorChain(&error), action, "a completed operation could not be recorded in the audit log");
         }
     }
 
@@ -749,7 +749,7 @@ impl Vault {
             // was read): read it again next time.
             Ok(false) => self.key_cache.forget(key_id),
             Err(error) => {
-                tracing::warn!(key_id, %error, "could not upgrade an API key hash; will retry");
+                tracing::warn!(key_id, error = %crate::ErrorChain(&error), "could not upgrade an API key hash; will retry");
             }
         }
     }

@@ -376,7 +376,7 @@ fn scrub_wal(conn: &Connection, busy_timeout: Duration, wait: Duration) -> bool 
             false
         }
         (Err(error), _) | (_, Err(error)) => {
-            tracing::warn!(%error, "checkpointing the SQLite WAL failed; it will be retried");
+            tracing::warn!(error = %totpd_vault::ErrorChain(&error), "checkpointing the SQLite WAL failed; it will be retried");
             false
         }
     }
