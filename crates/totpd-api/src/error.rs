@@ -3,7 +3,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use totpd_vault::VaultError;
+use totpd_vault::{BoxError, ErrorChain, LabelError, VaultError};
 
 use crate::wire::ErrorBody;
 
@@ -51,9 +51,10 @@ pub enum ApiError {
     /// 503: the database is unreachable, or the request ran out of time.
     #[error("{0}")]
     Unavailable(&'static str),
-    /// 500: a bug or corrupt data; details are logged, never shown.
+    /// 500: a bug or corrupt data; the cause (with its whole chain) is
+    /// logged, never shown.
     #[error("internal error")]
-    Internal(String),
+    Internal(#[source] BoxError),
 }
 
 impl ApiError {
@@ -78,6 +79,17 @@ impl ApiError {
     pub(crate) fn invalid(message: impl Into<String>) -> ApiError {
         ApiError::InvalidRequest(message.into())
     }
+
+    /// A 500 caused by `cause` (a [`VaultError`], a message, any error).
+    pub(crate) fn internal(cause: impl Into<BoxError>) -> ApiError {
+        ApiError::Internal(cause.into())
+    }
+}
+
+impl From<LabelError> for ApiError {
+    fn from(error: LabelError) -> ApiError {
+        ApiError::InvalidRequest(error.to_string())
+    }
 }
 
 impl From<VaultError> for ApiError {
@@ -91,10 +103,10 @@ impl From<VaultError> for ApiError {
             VaultError::Invalid(message) => ApiError::InvalidRequest(message),
             VaultError::QuotaExceeded { limit } => ApiError::QuotaExceeded { limit },
             VaultError::Unavailable(cause) => {
-                tracing::warn!(error = %totpd_vault::ErrorChain(&cause), "database unavailable");
+                tracing::warn!(error = %ErrorChain(&cause), "database unavailable");
                 ApiError::Unavailable("the database is unavailable; retry shortly")
             }
-            other => ApiError::Internal(other.to_string()),
+            other => ApiError::internal(other),
         }
     }
 }
@@ -104,8 +116,9 @@ impl IntoResponse for ApiError {
         let (status, code) = self.status_and_code();
         let message = match &self {
             ApiError::Internal(cause) => {
-                // The cause goes to the log only: it may name internals.
-                tracing::error!(error = %cause, "internal error");
+                // The cause goes to the log only, with every source below
+                // it: it may name internals.
+                tracing::error!(error = %ErrorChain(cause.as_ref()), "internal error");
                 "the server failed to handle this request".to_owned()
             }
             other => other.to_string(),
@@ -198,5 +211,49 @@ mod tests {
             .status_and_code(),
             (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
         );
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("Invalid column type Text at index: 5, name: digits")]
+    struct Driver;
+
+    #[test]
+    fn an_internal_error_keeps_the_vault_error_and_its_chain_as_its_source() {
+        let vault = VaultError::from(totpd_vault::StoreError::corrupt(
+            "a SQLite value cannot be decoded",
+            Driver,
+        ));
+        let error = ApiError::from(vault);
+        assert_eq!(
+            error.status_and_code(),
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+        );
+        assert_eq!(
+            ErrorChain(&error).to_string(),
+            "internal error: internal error: the store failed: corrupt row: \
+             a SQLite value cannot be decoded: Invalid column type Text at index: 5, name: digits"
+        );
+        let source = std::error::Error::source(&error).expect("a source");
+        assert!(source.downcast_ref::<VaultError>().is_some());
+    }
+
+    #[test]
+    fn a_500_body_names_no_internals() {
+        let response = ApiError::from(VaultError::internal("secret x is corrupt")).into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = futures_body(response);
+        assert_eq!(
+            body,
+            r#"{"status":"ERROR","error":"internal","message":"the server failed to handle this request"}"#
+        );
+    }
+
+    fn futures_body(response: Response) -> String {
+        let bytes = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(axum::body::to_bytes(response.into_body(), usize::MAX))
+            .unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
     }
 }

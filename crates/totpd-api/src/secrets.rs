@@ -114,7 +114,7 @@ pub(crate) async fn list_secrets(
     let (pages, body) = mpsc::channel(1);
     pages
         .try_send(Ok(Bytes::from(chunk)))
-        .map_err(|_| ApiError::Internal("the list stream refused its first page".to_owned()))?;
+        .map_err(|_| ApiError::internal("the list stream refused its first page"))?;
     let vault = Arc::clone(&state.vault);
     tokio::spawn(stream_list(vault, principal, after, pages).in_current_span());
     let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(body));
@@ -145,7 +145,7 @@ fn encode_secrets(out: &mut Vec<u8>, secrets: &[SecretInfo], first: bool) -> Res
             out.push(b',');
         }
         serde_json::to_writer(&mut *out, &TotpSecret::from(info))
-            .map_err(|e| ApiError::Internal(format!("encoding a listed secret failed: {e}")))?;
+            .map_err(|e| ApiError::internal(EncodingFailed(e)))?;
     }
     Ok(())
 }
@@ -171,7 +171,7 @@ async fn stream_list(
         {
             Ok(page) => page,
             Err(error) => {
-                tracing::error!(%error, "listing secrets failed mid-response; the response is cut off");
+                tracing::error!(error = %totpd_vault::ErrorChain(&error), "listing secrets failed mid-response; the response is cut off");
                 let _ = pages
                     .send(Err(std::io::Error::other("listing secrets failed")))
                     .await;
@@ -181,7 +181,7 @@ async fn stream_list(
         let mut chunk = Vec::new();
         let encoded = encode_secrets(&mut chunk, &secrets, false);
         if let Err(error) = encoded {
-            tracing::error!(%error, "listing secrets failed mid-response; the response is cut off");
+            tracing::error!(error = %totpd_vault::ErrorChain(&error), "listing secrets failed mid-response; the response is cut off");
             let _ = pages
                 .send(Err(std::io::Error::other("listing secrets failed")))
                 .await;
@@ -306,7 +306,7 @@ fn optional_issuer(issuer: Option<&str>) -> Result<Option<Issuer>, ApiError> {
         .filter(|i| !i.trim().is_empty())
         .map(Issuer::parse)
         .transpose()
-        .map_err(ApiError::InvalidRequest)
+        .map_err(ApiError::from)
 }
 
 /// Turns the wire request into a validated domain request.
@@ -317,7 +317,7 @@ fn new_secret(request: CreateSecretRequest) -> Result<NewSecret, ApiError> {
     let label = request
         .label
         .ok_or_else(|| ApiError::invalid("\"label\" is required when no \"uri\" is given"))?;
-    let label = Label::parse(&label).map_err(ApiError::InvalidRequest)?;
+    let label = Label::parse(&label)?;
     let source = match request.secret {
         None => SecretSource::Generate,
         Some(secret) if secret.trim().is_empty() => {
@@ -373,8 +373,7 @@ fn new_secret_from_uri(
         Label::parse(label)
     } else {
         Label::parse(&params.account)
-    }
-    .map_err(ApiError::InvalidRequest)?;
+    }?;
     let issuer = optional_issuer(params.issuer.as_deref().or(fallback_issuer))?;
     let digits = api_digits(params.digits.get()).map_err(|_| {
         ApiError::invalid(format!("\"uri\" is invalid: digits must be {DIGITS_RULE}"))
@@ -388,6 +387,11 @@ fn new_secret_from_uri(
         period,
     })
 }
+
+/// A listed secret that could not be written as JSON (a 500).
+#[derive(Debug, thiserror::Error)]
+#[error("encoding a listed secret failed")]
+struct EncodingFailed(#[source] serde_json::Error);
 
 #[cfg(test)]
 mod tests {

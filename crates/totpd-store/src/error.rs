@@ -8,7 +8,8 @@ use rusqlite::ErrorCode;
 use rusqlite::ffi;
 use totpd_vault::StoreError;
 
-/// Maps a PostgreSQL driver error to what the vault should do about it.
+/// Maps a PostgreSQL driver error to what the vault should do about it,
+/// keeping the driver's error as the source.
 pub(crate) fn classify(error: sqlx::Error) -> StoreError {
     match &error {
         // A protocol error is a connection that is out of step with the
@@ -19,20 +20,24 @@ pub(crate) fn classify(error: sqlx::Error) -> StoreError {
         | sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
         | sqlx::Error::Protocol(_)
-        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(error.to_string()),
+        | sqlx::Error::WorkerCrashed => {
+            StoreError::unavailable("PostgreSQL cannot be reached", error)
+        }
         sqlx::Error::Database(db) => {
             if db.is_unique_violation() {
-                StoreError::Conflict(db.message().to_owned())
+                StoreError::conflict("PostgreSQL refused a duplicate", error)
             } else if is_unavailable(db.code().as_deref()) {
-                StoreError::Unavailable(db.message().to_owned())
+                StoreError::unavailable("PostgreSQL cannot serve the statement now", error)
             } else {
-                StoreError::Other(db.message().to_owned())
+                StoreError::other("PostgreSQL refused the statement", error)
             }
         }
         sqlx::Error::ColumnDecode { .. }
         | sqlx::Error::Decode(_)
-        | sqlx::Error::ColumnNotFound(_) => StoreError::Corrupt(error.to_string()),
-        _ => StoreError::Other(error.to_string()),
+        | sqlx::Error::ColumnNotFound(_) => {
+            StoreError::corrupt("a PostgreSQL value cannot be decoded", error)
+        }
+        _ => StoreError::other("the PostgreSQL statement failed", error),
     }
 }
 
@@ -66,16 +71,26 @@ fn is_unavailable(code: Option<&str>) -> bool {
     }
 }
 
-/// How the message of SQLite's `SQLITE_BUSY` (another connection holds a
-/// lock) begins, so that [`is_busy`] can tell it from other unavailability.
-const BUSY: &str = "the database is busy: ";
-
-/// Whether `error` came from SQLite's `SQLITE_BUSY`.
+/// Whether `error` came from SQLite's `SQLITE_BUSY`: it is unavailability
+/// with the driver's busy error among its sources.
 pub(crate) fn is_busy(error: &StoreError) -> bool {
-    matches!(error, StoreError::Unavailable(message) if message.starts_with(BUSY))
+    if !matches!(error, StoreError::Unavailable { .. }) {
+        return false;
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(rusqlite::Error::SqliteFailure(code, _)) =
+            cause.downcast_ref::<rusqlite::Error>()
+        {
+            return code.code == ErrorCode::DatabaseBusy;
+        }
+        source = cause.source();
+    }
+    false
 }
 
-/// Maps a SQLite error to what the vault should do about it.
+/// Maps a SQLite error to what the vault should do about it, keeping the
+/// driver's error as the source.
 ///
 /// `SQLITE_BUSY` reaches here only once the busy timeout has run out (another
 /// process held the write lock that long), so it is `Unavailable` like a
@@ -84,50 +99,53 @@ pub(crate) fn is_busy(error: &StoreError) -> bool {
 /// or file system) likewise.
 pub(crate) fn classify_sqlite(error: rusqlite::Error) -> StoreError {
     match &error {
-        rusqlite::Error::SqliteFailure(code, _) => {
-            let message = error.to_string();
-            match code.code {
-                ErrorCode::DatabaseBusy => StoreError::Unavailable(format!("{BUSY}{message}")),
-                ErrorCode::DatabaseLocked
-                | ErrorCode::SystemIoFailure
-                | ErrorCode::CannotOpen
-                | ErrorCode::DiskFull
-                | ErrorCode::OutOfMemory
-                | ErrorCode::FileLockingProtocolFailed
-                | ErrorCode::PermissionDenied
-                | ErrorCode::ReadOnly => StoreError::Unavailable(message),
-                ErrorCode::ConstraintViolation
-                    if code.extended_code == ffi::SQLITE_CONSTRAINT_UNIQUE
-                        || code.extended_code == ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
-                {
-                    StoreError::Conflict(message)
-                }
-                ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => {
-                    StoreError::Corrupt(message)
-                }
-                _ => StoreError::Other(message),
+        rusqlite::Error::SqliteFailure(code, _) => match code.code {
+            ErrorCode::DatabaseBusy => StoreError::unavailable("the database is busy", error),
+            ErrorCode::DatabaseLocked
+            | ErrorCode::SystemIoFailure
+            | ErrorCode::CannotOpen
+            | ErrorCode::DiskFull
+            | ErrorCode::OutOfMemory
+            | ErrorCode::FileLockingProtocolFailed
+            | ErrorCode::PermissionDenied
+            | ErrorCode::ReadOnly => {
+                StoreError::unavailable("SQLite cannot serve the statement", error)
             }
-        }
+            ErrorCode::ConstraintViolation
+                if code.extended_code == ffi::SQLITE_CONSTRAINT_UNIQUE
+                    || code.extended_code == ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+            {
+                StoreError::conflict("SQLite refused a duplicate", error)
+            }
+            ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => {
+                StoreError::corrupt("the SQLite file is damaged", error)
+            }
+            _ => StoreError::other("SQLite refused the statement", error),
+        },
         rusqlite::Error::FromSqlConversionFailure(..)
         | rusqlite::Error::IntegralValueOutOfRange(..)
         | rusqlite::Error::Utf8Error(..)
         | rusqlite::Error::InvalidColumnIndex(_)
         | rusqlite::Error::InvalidColumnName(_)
-        | rusqlite::Error::InvalidColumnType(..) => StoreError::Corrupt(error.to_string()),
-        _ => StoreError::Other(error.to_string()),
+        | rusqlite::Error::InvalidColumnType(..) => {
+            StoreError::corrupt("a SQLite value cannot be decoded", error)
+        }
+        _ => StoreError::other("the SQLite statement failed", error),
     }
 }
 
 /// A copy of `error` for each of several callers that share one failure (a
-/// group commit that failed fails every write in it).
-pub(crate) fn duplicate(error: &StoreError) -> StoreError {
-    match error {
-        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
-        StoreError::Conflict(m) => StoreError::Conflict(m.clone()),
-        StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
-        StoreError::Other(m) => StoreError::Other(m.clone()),
+/// group commit that failed fails every write in it): the same class, and
+/// the one failure, shared, as the source.
+pub(crate) fn duplicate(error: &std::sync::Arc<StoreError>) -> StoreError {
+    const CONTEXT: &str = "the group commit failed";
+    let shared = std::sync::Arc::clone(error);
+    match error.as_ref() {
+        StoreError::Unavailable { .. } => StoreError::unavailable(CONTEXT, shared),
+        StoreError::Conflict { .. } => StoreError::conflict(CONTEXT, shared),
+        StoreError::Corrupt { .. } => StoreError::corrupt(CONTEXT, shared),
         StoreError::QuotaExceeded { limit } => StoreError::QuotaExceeded { limit: *limit },
-        other => StoreError::Other(other.to_string()),
+        _ => StoreError::other(CONTEXT, shared),
     }
 }
 
@@ -166,7 +184,7 @@ mod tests {
     #[test]
     fn a_protocol_error_counts_as_unavailable() {
         let error = classify(sqlx::Error::Protocol("unexpected message".to_owned()));
-        assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+        assert!(matches!(error, StoreError::Unavailable { .. }), "{error:?}");
     }
 
     fn sqlite(code: std::ffi::c_int) -> StoreError {
@@ -185,16 +203,59 @@ mod tests {
             ffi::SQLITE_FULL,
             ffi::SQLITE_IOERR,
         ] {
-            assert!(matches!(sqlite(code), StoreError::Unavailable(_)), "{code}");
+            assert!(
+                matches!(sqlite(code), StoreError::Unavailable { .. }),
+                "{code}"
+            );
         }
         assert!(matches!(
             sqlite(ffi::SQLITE_CONSTRAINT_UNIQUE),
-            StoreError::Conflict(_)
+            StoreError::Conflict { .. }
         ));
         assert!(matches!(
             sqlite(ffi::SQLITE_CORRUPT),
-            StoreError::Corrupt(_)
+            StoreError::Corrupt { .. }
         ));
-        assert!(matches!(sqlite(ffi::SQLITE_MISMATCH), StoreError::Other(_)));
+        assert!(matches!(
+            sqlite(ffi::SQLITE_MISMATCH),
+            StoreError::Other { .. }
+        ));
+    }
+
+    #[test]
+    fn a_classified_driver_error_is_kept_as_the_source() {
+        let error = sqlite(ffi::SQLITE_MISMATCH);
+        let chain = totpd_vault::ErrorChain(&error).to_string();
+        assert!(
+            chain.starts_with("database error: SQLite refused the statement: "),
+            "{chain}"
+        );
+        assert!(chain.contains(": driver message"), "{chain}");
+        let source = std::error::Error::source(&error).expect("a source");
+        assert!(source.downcast_ref::<rusqlite::Error>().is_some());
+        let busy = sqlite(ffi::SQLITE_BUSY);
+        assert!(is_busy(&busy));
+        assert!(!is_busy(&sqlite(ffi::SQLITE_IOERR)));
+        assert!(!is_busy(&StoreError::unavailable_msg(
+            "the database is busy"
+        )));
+    }
+
+    #[test]
+    fn a_shared_failure_keeps_its_class_and_cause_for_every_caller() {
+        let shared = std::sync::Arc::new(sqlite(ffi::SQLITE_CONSTRAINT_UNIQUE));
+        let copy = duplicate(&shared);
+        assert!(matches!(copy, StoreError::Conflict { .. }), "{copy:?}");
+        assert!(is_busy(&duplicate(&std::sync::Arc::new(sqlite(
+            ffi::SQLITE_BUSY
+        )))));
+        let chain = totpd_vault::ErrorChain(&copy).to_string();
+        assert!(
+            chain.starts_with(
+                "conflict: the group commit failed: conflict: SQLite refused a duplicate: \
+                 driver message"
+            ),
+            "{chain}"
+        );
     }
 }

@@ -65,7 +65,7 @@ impl Backend {
         match scheme.as_deref() {
             Some("sqlite") => Ok(Backend::Sqlite),
             Some("postgres" | "postgresql") => Ok(Backend::Postgres),
-            _ => Err(StoreError::Other(
+            _ => Err(StoreError::other_msg(
                 "database URL must start with sqlite:// or postgres://".to_owned(),
             )),
         }

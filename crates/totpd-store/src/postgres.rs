@@ -63,7 +63,7 @@ impl PgStore {
     /// and migrates the database.
     pub async fn connect(url: &str, options: &ConnectOptions) -> Result<PgStore, StoreError> {
         let connect = PgConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Other(format!("invalid PostgreSQL URL: {e}")))?
+            .map_err(|e| StoreError::other("invalid PostgreSQL URL", e))?
             .application_name("totpd");
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(1))
@@ -192,7 +192,7 @@ fn api_key_row(t: ApiKeyTuple) -> Result<ApiKeyRow, StoreError> {
     ) = t;
     Ok(ApiKeyRow {
         secret_ids: scope_text::decode(secret_ids.as_deref())
-            .map_err(|why| StoreError::Corrupt(why.to_owned()))?,
+            .map_err(|why| StoreError::corrupt_msg(why.to_owned()))?,
         key_id,
         account_id,
         secret_hash,
@@ -407,7 +407,7 @@ impl Store for PgStore {
         // Whoever won a concurrent insert, the stored row is the answer.
         self.account_by_name(&row.name)
             .await?
-            .ok_or_else(|| StoreError::Corrupt("account vanished after insert".to_owned()))
+            .ok_or_else(|| StoreError::corrupt_msg("account vanished after insert".to_owned()))
     }
 
     async fn count_accounts(&self) -> Result<u64, StoreError> {
@@ -725,7 +725,7 @@ async fn commit_unless_abandoned(tx: sqlx::Transaction<'_, Postgres>) -> Result<
         tx.commit().await.map_err(classify)
     } else {
         tx.rollback().await.map_err(classify)?;
-        Err(StoreError::Unavailable(
+        Err(StoreError::unavailable_msg(
             "the request timed out before its write was committed; nothing was stored".to_owned(),
         ))
     }

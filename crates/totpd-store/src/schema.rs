@@ -21,7 +21,7 @@ pub(crate) fn pending(
     if let Some(newest) = applied.iter().max()
         && *newest > newest_known
     {
-        return Err(StoreError::Other(format!(
+        return Err(StoreError::other_msg(format!(
             "the database schema is version {newest}, newer than this totpd understands ({newest_known}); upgrade totpd"
         )));
     }

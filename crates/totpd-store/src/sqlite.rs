@@ -114,7 +114,7 @@ impl SqliteStore {
             })
         })
         .await
-        .map_err(|e| StoreError::Other(format!("opening the SQLite database failed: {e}")))?
+        .map_err(|e| StoreError::other("opening the SQLite database failed", e))?
     }
 
     /// Copies `source` into the SQLite database file at `path`, which must
@@ -146,7 +146,7 @@ impl SqliteStore {
                 .query_row("PRAGMA journal_mode = DELETE", [], |row| row.get(0))
                 .map_err(classify_sqlite)?;
             if !journal.eq_ignore_ascii_case("delete") {
-                return Err(StoreError::Other(format!(
+                return Err(StoreError::other_msg(format!(
                     "the SQLite file could not leave WAL mode (journal mode {journal})"
                 )));
             }
@@ -204,7 +204,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, StoreError> {
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|e| StoreError::Other(format!("a SQLite task failed: {e}")))?
+        .map_err(|e| StoreError::other("a SQLite task failed", e))?
 }
 
 /// A `COUNT(*)`, which is never negative.
@@ -274,7 +274,7 @@ impl Store for SqliteStore {
                     .optional()
             })
             .await?;
-        stored.ok_or_else(|| StoreError::Corrupt("account vanished after insert".to_owned()))
+        stored.ok_or_else(|| StoreError::corrupt_msg("account vanished after insert".to_owned()))
     }
 
     async fn count_accounts(&self) -> Result<u64, StoreError> {

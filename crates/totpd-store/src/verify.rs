@@ -10,7 +10,7 @@ use totpd_vault::{AuditRow, SecretRow, StoreError};
 
 /// The failure of a copy whose target does not read back as its source.
 pub(crate) fn mismatch(what: &str) -> StoreError {
-    StoreError::Corrupt(format!(
+    StoreError::corrupt_msg(format!(
         "verification failed: {what} differ between source and target; nothing was committed"
     ))
 }

@@ -200,7 +200,7 @@ impl AuditLog {
 }
 
 fn stopped() -> StoreError {
-    StoreError::Unavailable("the audit recorder has stopped".to_owned())
+    StoreError::unavailable_msg("the audit recorder has stopped")
 }
 
 async fn write_batches(
@@ -212,10 +212,11 @@ async fn write_batches(
     let mut records: Vec<AuditRecord> = Vec::with_capacity(MAX_BATCH);
     while inbox.recv_many(&mut batch, MAX_BATCH).await > 0 {
         records.extend(batch.iter().filter_map(|q| q.record.clone()));
+        // Shared: every caller in the batch gets the one failure as its cause.
         let written = if records.is_empty() {
             Ok(())
         } else {
-            store.append_audit(&records).await
+            store.append_audit(&records).await.map_err(Arc::new)
         };
         let count = u64::try_from(records.len()).unwrap_or(u64::MAX);
         match &written {
@@ -226,7 +227,11 @@ async fn write_batches(
             }
             Err(error) => {
                 stats.lost.fetch_add(count, Ordering::Relaxed);
-                tracing::error!(%error, events = count, "audit events could not be written");
+                tracing::error!(
+                    error = %crate::ErrorChain(error.as_ref()),
+                    events = count,
+                    "audit events could not be written"
+                );
             }
         }
         records.clear();
@@ -234,9 +239,10 @@ async fn write_batches(
             if let Some(done) = queued.done {
                 let answer = match &written {
                     Ok(()) => Ok(()),
-                    Err(error) => Err(StoreError::Unavailable(format!(
-                        "the audit log could not be written: {error}"
-                    ))),
+                    Err(error) => Err(StoreError::unavailable(
+                        "the audit log could not be written",
+                        Arc::clone(error),
+                    )),
                 };
                 // A caller that has gone away (its request timed out) needs
                 // no answer.

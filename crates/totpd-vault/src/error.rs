@@ -1,6 +1,6 @@
 //! Errors of vault operations, classified by who must act on them.
 
-use crate::store::StoreError;
+use crate::store::{BoxError, StoreError};
 
 /// What went wrong in a vault operation.
 #[derive(Debug, thiserror::Error)]
@@ -30,16 +30,40 @@ pub enum VaultError {
         limit: u64,
     },
     /// Anything else: a bug, corrupt data, a failing random generator.
-    #[error("internal error: {0}")]
-    Internal(String),
+    #[error("internal error: {context}")]
+    Internal {
+        /// What failed, from the vault's side.
+        context: String,
+        /// The underlying error (a [`StoreError`], a crypto error), if any.
+        #[source]
+        source: Option<BoxError>,
+    },
+}
+
+impl VaultError {
+    /// [`VaultError::Internal`] with no underlying error.
+    pub fn internal(context: impl Into<String>) -> VaultError {
+        VaultError::Internal {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// [`VaultError::Internal`] caused by `source`.
+    pub fn internal_from(context: impl Into<String>, source: impl Into<BoxError>) -> VaultError {
+        VaultError::Internal {
+            context: context.into(),
+            source: Some(source.into()),
+        }
+    }
 }
 
 impl From<StoreError> for VaultError {
     fn from(error: StoreError) -> VaultError {
         match error {
-            StoreError::Unavailable(_) => VaultError::Unavailable(error),
+            StoreError::Unavailable { .. } => VaultError::Unavailable(error),
             StoreError::QuotaExceeded { limit } => VaultError::QuotaExceeded { limit },
-            other => VaultError::Internal(other.to_string()),
+            other => VaultError::internal_from("the store failed", other),
         }
     }
 }
@@ -65,9 +89,13 @@ impl std::fmt::Display for ErrorChain<'_> {
 mod tests {
     use super::*;
 
+    #[derive(Debug, thiserror::Error)]
+    #[error("no such column: algorithm")]
+    struct Driver;
+
     #[test]
     fn the_chain_shows_every_source() {
-        let error = VaultError::Unavailable(StoreError::Unavailable("connection refused".into()));
+        let error = VaultError::Unavailable(StoreError::unavailable_msg("connection refused"));
         assert_eq!(
             ErrorChain(&error).to_string(),
             "database unavailable: database unavailable: connection refused"
@@ -75,6 +103,44 @@ mod tests {
         assert_eq!(
             ErrorChain(&VaultError::NotFound).to_string(),
             "no such TOTP secret"
+        );
+    }
+
+    #[test]
+    fn a_store_failure_keeps_its_driver_cause_through_the_vault() {
+        let store = StoreError::other("reading a secret failed", Driver);
+        assert_eq!(
+            ErrorChain(&store).to_string(),
+            "database error: reading a secret failed: no such column: algorithm"
+        );
+        let vault = VaultError::from(store);
+        assert!(matches!(vault, VaultError::Internal { .. }), "{vault:?}");
+        assert_eq!(
+            ErrorChain(&vault).to_string(),
+            "internal error: the store failed: database error: reading a secret failed: \
+             no such column: algorithm"
+        );
+        let corrupt = VaultError::from(StoreError::corrupt("a stored value", Driver));
+        assert_eq!(
+            ErrorChain(&corrupt).to_string(),
+            "internal error: the store failed: corrupt row: a stored value: no such column: algorithm"
+        );
+    }
+
+    #[test]
+    fn unavailability_and_quota_keep_their_class() {
+        let vault = VaultError::from(StoreError::unavailable("a pool timed out", Driver));
+        assert!(matches!(vault, VaultError::Unavailable(_)), "{vault:?}");
+        assert!(
+            ErrorChain(&vault)
+                .to_string()
+                .ends_with(": no such column: algorithm")
+        );
+        let vault = VaultError::from(StoreError::QuotaExceeded { limit: 3 });
+        assert!(matches!(vault, VaultError::QuotaExceeded { limit: 3 }));
+        assert_eq!(
+            ErrorChain(&VaultError::internal("no current associated data")).to_string(),
+            "internal error: no current associated data"
         );
     }
 }

@@ -23,14 +23,15 @@ pub use crypto::{CryptoError, MasterKey, MasterKeyError, MasterKeyRing, RingErro
 pub use error::{ErrorChain, VaultError};
 pub use keys::{ApiKeySecret, NewApiKey};
 pub use model::{
-    Account, ApiKeyInfo, CodeAt, CreatedSecret, Issuer, KeySpec, Label, MAX_KEY_NAME_CHARS,
-    NewSecret, SecretInfo, SecretSource, UnixTime, validate_account_name, validate_key_name,
+    Account, AccountName, AccountNameError, ApiKeyInfo, CodeAt, CreatedSecret, Issuer, KeySpec,
+    Label, LabelError, MAX_ACCOUNT_NAME_CHARS, MAX_KEY_NAME_CHARS, NewSecret, SecretInfo,
+    SecretSource, UnixTime, validate_key_name,
 };
 pub use policy::{Action, Denial, Origin, Principal, Role, Scope};
 pub use store::{
     AccountRow, ApiKeyHashUpgrade, ApiKeyRow, AuditPage, AuditQuery, AuditRecord, AuditRow,
-    CopyReport, LIST_PAGE, ListCursor, PoolStatus, SealCensus, SecretReseal, SecretRow, Snapshot,
-    Store, StoreError,
+    BoxError, CopyReport, LIST_PAGE, ListCursor, PoolStatus, SealCensus, SecretReseal, SecretRow,
+    Snapshot, Store, StoreError,
 };
 pub use vault::{
     DEFAULT_MAX_SECRETS_PER_ACCOUNT, KEY_CACHE_TTL_MS, MAX_SCOPE_IDS, OpenError, RekeyBatch,

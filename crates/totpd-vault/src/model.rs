@@ -45,19 +45,47 @@ impl UnixTime {
 /// Most characters a label or issuer may have.
 pub const MAX_TEXT_CHARS: usize = 256;
 
-fn check_text(field: &'static str, value: &str) -> Result<String, String> {
+/// Why a label, an issuer or an API key's name was refused. `Display` names
+/// the field and the rule broken (the 400's message); never the value.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LabelError {
+    /// Empty, or only white space.
+    #[error("\"{field}\" must not be empty")]
+    Empty {
+        /// The field's name on the wire (`label`, `issuer`).
+        field: &'static str,
+    },
+    /// More characters than allowed.
+    #[error("\"{field}\" must be at most {max} characters")]
+    TooLong {
+        /// The field's name on the wire.
+        field: &'static str,
+        /// The most characters allowed.
+        max: usize,
+    },
+    /// A control character (including NUL).
+    #[error("\"{field}\" must not contain control characters")]
+    ControlCharacter {
+        /// The field's name on the wire.
+        field: &'static str,
+    },
+}
+
+fn check_text(field: &'static str, value: &str) -> Result<String, LabelError> {
     if value.trim().is_empty() {
-        return Err(format!("\"{field}\" must not be empty"));
+        return Err(LabelError::Empty { field });
     }
     if value.chars().count() > MAX_TEXT_CHARS {
-        return Err(format!(
-            "\"{field}\" must be at most {MAX_TEXT_CHARS} characters"
-        ));
+        return Err(LabelError::TooLong {
+            field,
+            max: MAX_TEXT_CHARS,
+        });
     }
     // Control characters (including NUL, which PostgreSQL cannot store) have
     // no place in a name shown to people and would break logs and terminals.
     if value.chars().any(char::is_control) {
-        return Err(format!("\"{field}\" must not contain control characters"));
+        return Err(LabelError::ControlCharacter { field });
     }
     // Stored exactly as given (no trimming, no Unicode normalisation), so
     // what the client sent is what it reads back.
@@ -71,7 +99,7 @@ pub struct Label(String);
 
 impl Label {
     /// Validates a label; the error names the field and the rule broken.
-    pub fn parse(value: &str) -> Result<Label, String> {
+    pub fn parse(value: &str) -> Result<Label, LabelError> {
         check_text("label", value).map(Label)
     }
 
@@ -87,7 +115,7 @@ pub struct Issuer(String);
 
 impl Issuer {
     /// Validates an issuer; the error names the field and the rule broken.
-    pub fn parse(value: &str) -> Result<Issuer, String> {
+    pub fn parse(value: &str) -> Result<Issuer, LabelError> {
         check_text("issuer", value).map(Issuer)
     }
 
@@ -178,18 +206,68 @@ pub struct Account {
     pub created_at: UnixTime,
 }
 
-/// Account names are identifiers typed on a command line: 1 to 64 of
-/// `A-Z a-z 0-9 . _ -`.
-pub fn validate_account_name(name: &str) -> Result<(), String> {
-    let ok_chars = name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if name.is_empty() || name.len() > 64 || !ok_chars {
-        return Err(format!(
-            "account name {name:?} must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'"
-        ));
+/// Most characters of an account name.
+pub const MAX_ACCOUNT_NAME_CHARS: usize = 64;
+
+/// An account's name, an identifier typed on a command line: 1 to
+/// [`MAX_ACCOUNT_NAME_CHARS`] of `A-Z a-z 0-9 . _ -`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct AccountName(String);
+
+/// Why an account name was refused. Every variant shows the one rule, with
+/// the name as given (an identifier, never a secret).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AccountNameError {
+    /// The name is empty.
+    #[error("account name \"\" must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'")]
+    Empty,
+    /// The name is longer than [`MAX_ACCOUNT_NAME_CHARS`].
+    #[error("account name {name:?} must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'")]
+    TooLong {
+        /// The name as given.
+        name: String,
+    },
+    /// The name holds a character outside `A-Z a-z 0-9 . _ -`.
+    #[error("account name {name:?} must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'")]
+    BadCharacter {
+        /// The name as given.
+        name: String,
+    },
+}
+
+impl AccountName {
+    /// Validates an account name.
+    pub fn parse(name: &str) -> Result<AccountName, AccountNameError> {
+        if name.is_empty() {
+            return Err(AccountNameError::Empty);
+        }
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            return Err(AccountNameError::BadCharacter {
+                name: name.to_owned(),
+            });
+        }
+        if name.len() > MAX_ACCOUNT_NAME_CHARS {
+            return Err(AccountNameError::TooLong {
+                name: name.to_owned(),
+            });
+        }
+        Ok(AccountName(name.to_owned()))
     }
-    Ok(())
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AccountName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// An API key as listed (no secret, no hash).
@@ -249,15 +327,17 @@ impl KeySpec {
 pub const MAX_KEY_NAME_CHARS: usize = 128;
 
 /// A key's name: empty, or up to [`MAX_KEY_NAME_CHARS`] characters without
-/// control characters. Returns the name to store.
-pub fn validate_key_name(name: &str) -> Result<String, String> {
+/// control characters. Returns the name to store; the error names the
+/// field `name`.
+pub fn validate_key_name(name: &str) -> Result<String, LabelError> {
     if name.chars().count() > MAX_KEY_NAME_CHARS {
-        return Err(format!(
-            "\"name\" must be at most {MAX_KEY_NAME_CHARS} characters"
-        ));
+        return Err(LabelError::TooLong {
+            field: "name",
+            max: MAX_KEY_NAME_CHARS,
+        });
     }
     if name.chars().any(char::is_control) {
-        return Err("\"name\" must not contain control characters".to_owned());
+        return Err(LabelError::ControlCharacter { field: "name" });
     }
     Ok(name.to_owned())
 }
@@ -290,10 +370,59 @@ mod tests {
 
     #[test]
     fn empty_long_and_control_labels_are_refused_with_the_field_named() {
-        assert!(Label::parse("").unwrap_err().contains("\"label\""));
+        assert_eq!(
+            Label::parse("").unwrap_err(),
+            LabelError::Empty { field: "label" }
+        );
+        assert_eq!(
+            Label::parse("").unwrap_err().to_string(),
+            "\"label\" must not be empty"
+        );
         assert!(Label::parse("   ").is_err());
-        assert!(Label::parse(&"x".repeat(257)).unwrap_err().contains("256"));
+        assert_eq!(
+            Label::parse(&"x".repeat(257)).unwrap_err().to_string(),
+            "\"label\" must be at most 256 characters"
+        );
         assert!(Label::parse(&"é".repeat(256)).is_ok());
-        assert!(Issuer::parse("a\u{0}b").unwrap_err().contains("\"issuer\""));
+        assert_eq!(
+            Issuer::parse("a\u{0}b").unwrap_err().to_string(),
+            "\"issuer\" must not contain control characters"
+        );
+    }
+
+    #[test]
+    fn account_names_are_identifiers_and_the_error_shows_the_rule_and_the_name() {
+        for name in ["default", "a", "acme.eu-1_x", &"a".repeat(64)] {
+            assert_eq!(AccountName::parse(name).unwrap().as_str(), name);
+        }
+        assert_eq!(AccountName::parse("").unwrap_err(), AccountNameError::Empty);
+        assert_eq!(
+            AccountName::parse("").unwrap_err().to_string(),
+            "account name \"\" must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'"
+        );
+        assert!(matches!(
+            AccountName::parse(&"a".repeat(65)),
+            Err(AccountNameError::TooLong { .. })
+        ));
+        let bad = AccountName::parse("bad name").unwrap_err();
+        assert!(matches!(bad, AccountNameError::BadCharacter { .. }));
+        assert_eq!(
+            bad.to_string(),
+            "account name \"bad name\" must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'"
+        );
+        assert!(AccountName::parse("ünï").is_err());
+    }
+
+    #[test]
+    fn key_names_may_be_empty_but_not_long_or_controlled() {
+        assert_eq!(validate_key_name("").unwrap(), "");
+        assert_eq!(
+            validate_key_name(&"n".repeat(129)).unwrap_err().to_string(),
+            "\"name\" must be at most 128 characters"
+        );
+        assert_eq!(
+            validate_key_name("a\tb").unwrap_err().to_string(),
+            "\"name\" must not contain control characters"
+        );
     }
 }

@@ -272,28 +272,140 @@ pub struct SealCensus {
     pub api_keys: Vec<(i64, u64)>,
 }
 
+/// The underlying error a [`StoreError`] (or a
+/// [`VaultError`](crate::VaultError)) was caused by: a driver's error, an
+/// I/O error, a parse error. Boxed, so this crate names no driver.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Storage failures, classified by what the caller should do about them.
+///
+/// Each carries a context message (what failed, from this side) and, where
+/// one exists, the underlying error as its [`source`](std::error::Error::source),
+/// so a log line can show the whole chain ([`ErrorChain`](crate::ErrorChain)).
+/// Neither may hold bound values (ciphertext, key hashes).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// The database cannot be reached or timed out; retrying later may work.
-    #[error("database unavailable: {0}")]
-    Unavailable(String),
+    #[error("database unavailable: {context}")]
+    Unavailable {
+        /// What could not be done.
+        context: String,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// A uniqueness constraint was violated.
-    #[error("conflict: {0}")]
-    Conflict(String),
+    #[error("conflict: {context}")]
+    Conflict {
+        /// What could not be done.
+        context: String,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// Stored data does not have the expected shape.
-    #[error("corrupt row: {0}")]
-    Corrupt(String),
+    #[error("corrupt row: {context}")]
+    Corrupt {
+        /// What could not be read.
+        context: String,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// Any other database error.
-    #[error("database error: {0}")]
-    Other(String),
+    #[error("database error: {context}")]
+    Other {
+        /// What could not be done.
+        context: String,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// The account already holds the most secrets allowed; nothing was stored.
     #[error("the account already holds {limit} secrets, the most allowed")]
     QuotaExceeded {
         /// The quota that was reached.
         limit: u64,
     },
+}
+
+impl StoreError {
+    /// [`StoreError::Unavailable`] caused by `source`.
+    pub fn unavailable(context: impl Into<String>, source: impl Into<BoxError>) -> StoreError {
+        StoreError::Unavailable {
+            context: context.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// [`StoreError::Unavailable`] with no underlying error.
+    pub fn unavailable_msg(context: impl Into<String>) -> StoreError {
+        StoreError::Unavailable {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// [`StoreError::Conflict`] caused by `source`.
+    pub fn conflict(context: impl Into<String>, source: impl Into<BoxError>) -> StoreError {
+        StoreError::Conflict {
+            context: context.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// [`StoreError::Conflict`] with no underlying error.
+    pub fn conflict_msg(context: impl Into<String>) -> StoreError {
+        StoreError::Conflict {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// [`StoreError::Corrupt`] caused by `source`.
+    pub fn corrupt(context: impl Into<String>, source: impl Into<BoxError>) -> StoreError {
+        StoreError::Corrupt {
+            context: context.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// [`StoreError::Corrupt`] with no underlying error.
+    pub fn corrupt_msg(context: impl Into<String>) -> StoreError {
+        StoreError::Corrupt {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// [`StoreError::Other`] caused by `source`.
+    pub fn other(context: impl Into<String>, source: impl Into<BoxError>) -> StoreError {
+        StoreError::Other {
+            context: context.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// [`StoreError::Other`] with no underlying error.
+    pub fn other_msg(context: impl Into<String>) -> StoreError {
+        StoreError::Other {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// The context message, without the class prefix or the source (`None`
+    /// for [`StoreError::QuotaExceeded`]).
+    pub fn context(&self) -> Option<&str> {
+        match self {
+            StoreError::Unavailable { context, .. }
+            | StoreError::Conflict { context, .. }
+            | StoreError::Corrupt { context, .. }
+            | StoreError::Other { context, .. } => Some(context),
+            StoreError::QuotaExceeded { .. } => None,
+        }
+    }
 }
 
 /// A position in an account's list of secrets, which is ordered by

@@ -14,8 +14,8 @@ use crate::keys::{
     self, CachedKey, HASH_CURRENT, KEY_ID_PREFIX, KeyBinding, KeyCache, KeyUses, NewApiKey,
 };
 use crate::model::{
-    Account, ApiKeyInfo, CodeAt, CreatedSecret, KeySpec, NewSecret, SecretInfo, SecretSource,
-    UnixTime, validate_account_name, validate_key_name,
+    Account, AccountName, ApiKeyInfo, CodeAt, CreatedSecret, KeySpec, NewSecret, SecretInfo,
+    SecretSource, UnixTime, validate_key_name,
 };
 use crate::policy::{Action, Denial, Origin, Principal, Role, Scope};
 mod rekey;
@@ -200,14 +200,16 @@ impl Vault {
         if !self.store.insert_meta(META_BOOTSTRAPPED, b"1").await? {
             return Ok(None);
         }
-        self.create_api_key(DEFAULT_ACCOUNT, now).await.map(Some)
+        let default = AccountName::parse(DEFAULT_ACCOUNT)
+            .map_err(|e| VaultError::internal_from("the default account's name", e))?;
+        self.create_api_key(&default, now).await.map(Some)
     }
 
     /// Creates the account if needed and a new owner API key for it that
     /// sees every secret and never expires.
     pub async fn create_api_key(
         &self,
-        account_name: &str,
+        account_name: &AccountName,
         now: UnixTime,
     ) -> Result<NewApiKey, VaultError> {
         self.create_api_key_with(account_name, KeySpec::owner(), now)
@@ -220,11 +222,11 @@ impl Vault {
     /// cannot be given a scoped key.
     pub async fn create_api_key_with(
         &self,
-        account_name: &str,
+        account_name: &AccountName,
         spec: KeySpec,
         now: UnixTime,
     ) -> Result<NewApiKey, VaultError> {
-        validate_account_name(account_name).map_err(VaultError::Invalid)?;
+        let account_name = account_name.as_str();
         let account = match self.store.account_by_name(account_name).await? {
             Some(row) => row,
             None if spec.scope != Scope::All => {
@@ -293,7 +295,7 @@ impl Vault {
         spec: KeySpec,
         now: UnixTime,
     ) -> Result<NewApiKey, VaultError> {
-        let name = validate_key_name(&spec.name).map_err(VaultError::Invalid)?;
+        let name = validate_key_name(&spec.name).map_err(|e| VaultError::Invalid(e.to_string()))?;
         if let Some(at) = spec.expires_at
             && at <= now
         {
@@ -331,7 +333,7 @@ impl Vault {
             expires_at: spec.expires_at.map(|t| t.0),
         };
         let hash = keys::hash_secret(&self.pepper, HASH_CURRENT, &binding, secret.expose())
-            .ok_or_else(|| VaultError::Internal("no current API-key hash".to_owned()))?;
+            .ok_or_else(|| VaultError::internal("no current API-key hash".to_owned()))?;
         let row = ApiKeyRow {
             key_id: key_id.clone(),
             account_id: account.id,
@@ -631,7 +633,7 @@ impl Vault {
     async fn record_done(&self, record: AuditRecord) {
         let action = record.action.clone();
         if let Err(error) = self.audit.record_durably(record).await {
-            tracing::error!(%error, action, "a completed operation could not be recorded in the audit log");
+            tracing::error!(error = %crate::ErrorChain(&error), action, "a completed operation could not be recorded in the audit log");
         }
     }
 
@@ -747,7 +749,7 @@ impl Vault {
             // was read): read it again next time.
             Ok(false) => self.key_cache.forget(key_id),
             Err(error) => {
-                tracing::warn!(key_id, %error, "could not upgrade an API key hash; will retry");
+                tracing::warn!(key_id, error = %crate::ErrorChain(&error), "could not upgrade an API key hash; will retry");
             }
         }
     }
@@ -779,7 +781,7 @@ impl Vault {
                 let mut bytes = Zeroizing::new(vec![0u8; GENERATED_SECRET_LEN]);
                 getrandom::fill(&mut bytes).map_err(random_failed)?;
                 Secret::from_bytes(bytes.to_vec())
-                    .map_err(|e| VaultError::Internal(e.to_string()))?
+                    .map_err(|e| VaultError::internal_from("a generated secret was refused", e))?
             }
         };
         let id = Uuid::new_v4();
@@ -789,11 +791,11 @@ impl Vault {
             period: new.period,
         };
         let aad = secret_aad(AAD_CURRENT, principal.account_id, id, &bound)
-            .ok_or_else(|| VaultError::Internal("no current associated data".to_owned()))?;
+            .ok_or_else(|| VaultError::internal("no current associated data".to_owned()))?;
         let sealed = self
             .master
             .seal(secret.as_bytes(), &aad)
-            .map_err(|e| VaultError::Internal(e.to_string()))?;
+            .map_err(|e| VaultError::internal_from("sealing failed", e))?;
         let info = SecretInfo {
             id,
             label: new.label.as_str().to_owned(),
@@ -979,7 +981,7 @@ impl Vault {
                 &aad,
             )
             .map_err(|e| match e {
-                CryptoError::UnknownKey => VaultError::Internal(format!(
+                CryptoError::UnknownKey => VaultError::internal(format!(
                     "secret {id} cannot be opened: it is sealed by master key {}, which the \
                      master key setting does not hold",
                     sealed_by
@@ -989,7 +991,7 @@ impl Vault {
                     "its ciphertext failed authentication (the ciphertext, or the account, id \
                      or OTP parameters it is bound to, were changed)",
                 ),
-                other => VaultError::Internal(format!("secret {id} cannot be opened: {other}")),
+                other => VaultError::internal_from(format!("secret {id} cannot be opened"), other),
             })?;
         let secret = Secret::from_bytes(plaintext.to_vec())
             .map_err(|_| corrupt_secret(id, "bad plaintext"))?;
@@ -1105,11 +1107,11 @@ fn secret_aad(version: i64, account_id: Uuid, id: Uuid, otp: &OtpBinding) -> Opt
 /// A stored secret that cannot be trusted: answered as an internal error
 /// (never a code), logged with the id and why, never with secret material.
 fn corrupt_secret(id: Uuid, why: &str) -> VaultError {
-    VaultError::Internal(format!("secret {id} is corrupt: {why}"))
+    VaultError::internal(format!("secret {id} is corrupt: {why}"))
 }
 
-fn random_failed(_: getrandom::Error) -> VaultError {
-    VaultError::Internal("the system random number generator failed".to_owned())
+fn random_failed(error: getrandom::Error) -> VaultError {
+    VaultError::internal_from("the system random number generator failed", error)
 }
 
 fn secret_info(row: &SecretRow) -> Result<SecretInfo, VaultError> {

@@ -29,7 +29,13 @@ fn hot_path(c: &mut Criterion) {
         let vault = Vault::open(store, MasterKey::generate().expect("key"))
             .await
             .expect("vault");
-        let key = vault.create_api_key("bench", now).await.expect("api key");
+        let key = vault
+            .create_api_key(
+                &totpd_vault::AccountName::parse("bench").expect("account name"),
+                now,
+            )
+            .await
+            .expect("api key");
         let principal = Principal::new(key.account.id, key.key_id.clone(), Role::Owner);
         let created = vault
             .create_secret(

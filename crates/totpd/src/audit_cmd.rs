@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use totpd_store::ConnectOptions;
-use totpd_vault::{AuditPage, AuditQuery, AuditRow, Store};
+use totpd_vault::{AccountName, AuditPage, AuditQuery, AuditRow, Store};
 use uuid::Uuid;
 
 use crate::cli::AuditArgs;
@@ -36,13 +36,18 @@ pub(crate) async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
     let store = config::connect_read_only(&locations, &options).await?;
     let store = store.as_ref();
     let account = match &args.account {
-        Some(name) => Some(
-            store
-                .account_by_name(name)
-                .await?
-                .with_context(|| format!("no account named {name:?}"))?
-                .id,
-        ),
+        Some(name) => {
+            // A name no account could have names no account.
+            let found = match AccountName::parse(name) {
+                Ok(valid) => store.account_by_name(valid.as_str()).await?,
+                Err(_) => None,
+            };
+            Some(
+                found
+                    .with_context(|| format!("no account named {name:?}"))?
+                    .id,
+            )
+        }
         None => None,
     };
     let filter = AuditQuery {

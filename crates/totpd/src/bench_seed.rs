@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use totpd_otp::{Algorithm, Digits, Period};
+use totpd_vault::{AccountName, Label, NewSecret, Principal, Role, SecretSource};
 use totpd_vault::{Clock as _, SystemClock};
-use totpd_vault::{Label, NewSecret, Principal, Role, SecretSource};
 
 use crate::cli::BenchSeedArgs;
 use crate::config::open_vault;
@@ -20,12 +20,14 @@ const IN_FLIGHT: usize = 256;
 pub(crate) async fn run(args: BenchSeedArgs) -> anyhow::Result<ExitCode> {
     let (vault, _) = open_vault(&args.store).await?;
     let vault = Arc::new(vault);
+    let account =
+        AccountName::parse(&args.account).context("could not create the account's key")?;
     let key = vault
-        .create_api_key(&args.account, SystemClock.now())
+        .create_api_key(&account, SystemClock.now())
         .await
         .context("could not create the account's key")?;
     let principal = Principal::new(key.account.id, key.key_id.clone(), Role::Owner);
-    let label = Label::parse("bench").map_err(anyhow::Error::msg)?;
+    let label = Label::parse("bench")?;
     let mut first_id = None;
     let mut created = 0u64;
     let mut tasks = tokio::task::JoinSet::new();

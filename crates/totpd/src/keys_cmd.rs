@@ -3,7 +3,9 @@
 
 use std::process::ExitCode;
 
-use totpd_vault::{ApiKeyInfo, Clock as _, KeySpec, Scope, SystemClock, UnixTime, VaultError};
+use totpd_vault::{
+    AccountName, ApiKeyInfo, Clock as _, KeySpec, Scope, SystemClock, UnixTime, VaultError,
+};
 
 use crate::cli::{KeysCreateArgs, KeysListArgs, KeysRevokeArgs};
 use crate::config::open_vault;
@@ -21,8 +23,10 @@ pub(crate) async fn create(args: KeysCreateArgs) -> anyhow::Result<ExitCode> {
         },
         expires_at: args.expires_in.map(|ms| UnixTime(now.0.saturating_add(ms))),
     };
+    // An invalid name is refused with the rule as the whole message.
+    let account = AccountName::parse(&args.account).map_err(anyhow::Error::new)?;
     let key = vault
-        .create_api_key_with(&args.account, spec, now)
+        .create_api_key_with(&account, spec, now)
         .await
         .map_err(|e| match e {
             VaultError::Invalid(message) => anyhow::anyhow!(message),

@@ -86,7 +86,7 @@ pub(crate) async fn copy_database(
         .copy_from(snapshot.as_mut())
         .await
         .map_err(|e| match e {
-            StoreError::Conflict(_) => anyhow::anyhow!(
+            StoreError::Conflict { .. } => anyhow::anyhow!(
                 "the target database already holds data; totpd {command} only copies into an empty database and never merges"
             ),
             other => anyhow::Error::new(other)

@@ -180,7 +180,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // The uses of the last few seconds, so `keys list` is current after a
     // clean stop.
     if let Err(error) = vault.flush_key_uses().await {
-        tracing::warn!(%error, "could not record the last API key uses at shutdown");
+        tracing::warn!(error = %totpd_vault::ErrorChain(&error), "could not record the last API key uses at shutdown");
     }
     // Refusals and failures are recorded without waiting: write what the
     // last requests left queued before exiting.
@@ -203,7 +203,9 @@ async fn prune_audit_log(vault: Arc<Vault>, days: u32) {
         match vault.prune_audit(before).await {
             Ok(0) => {}
             Ok(deleted) => tracing::info!(deleted, days, "deleted audit events past the retention"),
-            Err(error) => tracing::warn!(%error, "could not delete old audit events; will retry"),
+            Err(error) => {
+                tracing::warn!(error = %totpd_vault::ErrorChain(&error), "could not delete old audit events; will retry")
+            }
         }
     }
 }

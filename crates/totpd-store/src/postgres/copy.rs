@@ -192,7 +192,7 @@ async fn copy_in(
         .await
         .map_err(classify)?;
     if any {
-        return Err(StoreError::Conflict(
+        return Err(StoreError::conflict_msg(
             "the target database is not empty".to_owned(),
         ));
     }

@@ -138,7 +138,7 @@ pub(crate) fn migrate(conn: &Connection, mode: Mode) -> Result<(), StoreError> {
     if mode == Mode::ReadOnly {
         let applied = applied_versions(conn, false).map_err(classify_sqlite)?;
         if applied.is_empty() || !pending(&applied, &MIGRATIONS)?.is_empty() {
-            return Err(StoreError::Other(
+            return Err(StoreError::other_msg(
                 "the SQLite database needs migrating but was opened read-only (mode=ro)".to_owned(),
             ));
         }

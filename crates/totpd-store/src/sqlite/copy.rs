@@ -66,7 +66,7 @@ pub(crate) async fn copy(
     drop(steps);
     let applied = apply
         .await
-        .map_err(|e| StoreError::Other(format!("the SQLite copy task failed: {e}")))?;
+        .map_err(|e| StoreError::other("the SQLite copy task failed", e))?;
     match (fed, applied) {
         (_, Ok(report)) => Ok(report),
         (Err(Feed::Source(error)), Err(_)) => Err(error),
@@ -159,7 +159,7 @@ fn copy_all(conn: &Connection, inbox: &mut mpsc::Receiver<Step>) -> Result<CopyR
         .query_row(q::HAS_ANY_ROW, [], |row| row.get(0))
         .map_err(classify_sqlite)?;
     if any {
-        return Err(StoreError::Conflict(
+        return Err(StoreError::conflict_msg(
             "the target database is not empty".to_owned(),
         ));
     }
@@ -176,7 +176,7 @@ fn copy_all(conn: &Connection, inbox: &mut mpsc::Receiver<Step>) -> Result<CopyR
                     && checked.secrets
                     && checked.audit)
                 {
-                    return Err(StoreError::Other(
+                    return Err(StoreError::other_msg(
                         "the copy was about to commit unverified".to_owned(),
                     ));
                 }
@@ -185,7 +185,7 @@ fn copy_all(conn: &Connection, inbox: &mut mpsc::Receiver<Step>) -> Result<CopyR
             }
         }
     }
-    Err(StoreError::Other(
+    Err(StoreError::other_msg(
         "the copy was abandoned before it finished".to_owned(),
     ))
 }

@@ -115,7 +115,7 @@ impl ReadPool {
             result
         })
         .await
-        .map_err(|e| StoreError::Other(format!("a SQLite read task failed: {e}")))?
+        .map_err(|e| StoreError::other("a SQLite read task failed", e))?
     }
 
     /// Must be called holding a permit, which bounds the connections.
@@ -151,9 +151,9 @@ impl ReadPool {
 }
 
 fn timed_out() -> StoreError {
-    StoreError::Unavailable("timed out waiting for a SQLite read connection".to_owned())
+    StoreError::unavailable_msg("timed out waiting for a SQLite read connection".to_owned())
 }
 
 fn closed() -> StoreError {
-    StoreError::Unavailable("the SQLite read pool is closed".to_owned())
+    StoreError::unavailable_msg("the SQLite read pool is closed".to_owned())
 }

@@ -104,7 +104,7 @@ impl Snapshot for SqliteSnapshot {
 }
 
 fn task_failed(error: tokio::task::JoinError) -> StoreError {
-    StoreError::Other(format!("a SQLite snapshot read failed: {error}"))
+    StoreError::other("a SQLite snapshot read failed", error)
 }
 
 /// Every `meta` row, by name.

@@ -66,7 +66,7 @@ pub(crate) fn parse(url: &str) -> Result<Location, StoreError> {
             }
             "cache" => {}
             _ => {
-                return Err(StoreError::Other(format!(
+                return Err(StoreError::other_msg(format!(
                     "invalid SQLite URL: unknown parameter {key:?} (known: mode, cache)"
                 )));
             }
@@ -79,7 +79,7 @@ pub(crate) fn parse(url: &str) -> Result<Location, StoreError> {
 }
 
 fn invalid(why: &str) -> StoreError {
-    StoreError::Other(format!("invalid SQLite URL: {why}"))
+    StoreError::other_msg(format!("invalid SQLite URL: {why}"))
 }
 
 /// Decodes `%XX` escapes; a `%` not followed by two hex digits stays as is.

@@ -116,7 +116,7 @@ impl Writer {
         std::thread::Builder::new()
             .name("totpd-sqlite-writer".to_owned())
             .spawn(move || run(&conn, busy_timeout, queue, &thread_stats))
-            .map_err(|e| StoreError::Other(format!("cannot start the SQLite writer: {e}")))?;
+            .map_err(|e| StoreError::other("cannot start the SQLite writer", e))?;
         Ok(Writer { jobs, stats })
     }
 
@@ -168,11 +168,11 @@ impl Writer {
 }
 
 fn stopped() -> StoreError {
-    StoreError::Unavailable("the SQLite writer has stopped".to_owned())
+    StoreError::unavailable_msg("the SQLite writer has stopped".to_owned())
 }
 
 fn abandoned() -> StoreError {
-    StoreError::Unavailable(
+    StoreError::unavailable_msg(
         "the request timed out before its write was committed; nothing was stored".to_owned(),
     )
 }
@@ -232,7 +232,7 @@ where
         let answer = match (commit, self.result) {
             (Err(e), _) => Err(e),
             (Ok(()), Some(result)) => result,
-            (Ok(()), None) => Err(StoreError::Other("the write never ran".to_owned())),
+            (Ok(()), None) => Err(StoreError::other_msg("the write never ran")),
         };
         // A caller that has gone away had its deadline claimed (so the
         // server still waits for it) or the write never ran.
@@ -323,7 +323,8 @@ fn run_batch(
             Err(_) => break,
         }
     }
-    let committed = commit(conn, batch, stats);
+    // Shared: every write in the batch gets the one failure as its cause.
+    let committed = commit(conn, batch, stats).map_err(std::sync::Arc::new);
     if committed.is_ok() {
         stats.commits.fetch_add(1, Ordering::Relaxed);
         stats
@@ -375,7 +376,7 @@ fn scrub_wal(conn: &Connection, busy_timeout: Duration, wait: Duration) -> bool 
             false
         }
         (Err(error), _) | (_, Err(error)) => {
-            tracing::warn!(%error, "checkpointing the SQLite WAL failed; it will be retried");
+            tracing::warn!(error = %totpd_vault::ErrorChain(&error), "checkpointing the SQLite WAL failed; it will be retried");
             false
         }
     }
@@ -457,7 +458,10 @@ mod tests {
         assert!(first.await.unwrap().is_ok());
         assert!(b.await.unwrap().is_ok());
         let failed = failing.await.unwrap();
-        assert!(matches!(failed, Err(StoreError::Conflict(_))), "{failed:?}");
+        assert!(
+            matches!(failed, Err(StoreError::Conflict { .. })),
+            "{failed:?}"
+        );
         assert!(c.await.unwrap().is_ok());
         let stats = writer.stats();
         assert_eq!(stats.writes.load(Ordering::Relaxed), 4);
@@ -487,7 +491,10 @@ mod tests {
         let blocker = Connection::open(&path).unwrap();
         blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
         let busy = writer.run(insert("a")).await;
-        assert!(matches!(busy, Err(StoreError::Unavailable(_))), "{busy:?}");
+        assert!(
+            matches!(busy, Err(StoreError::Unavailable { .. })),
+            "{busy:?}"
+        );
         blocker.execute_batch("COMMIT").unwrap();
         // The writer recovers once the lock is free.
         writer.run(insert("a")).await.unwrap();

@@ -287,7 +287,7 @@ async fn a_duplicate_key_id_is_a_conflict(db: &TestDb) {
         .insert_api_key(&api_key(&alice, "tk_x", 2))
         .await
         .unwrap_err();
-    assert!(matches!(error, StoreError::Conflict(_)), "{error:?}");
+    assert!(matches!(error, StoreError::Conflict { .. }), "{error:?}");
     // The message names the constraint, never the values.
     assert!(!error.to_string().contains("owner"), "{error}");
 }
@@ -326,7 +326,7 @@ async fn a_secret_id_is_unique_across_accounts(db: &TestDb) {
     let mut copy = secret(&bob, 2);
     copy.id = row.id;
     let error = db.store.insert_secret(&copy).await.unwrap_err();
-    assert!(matches!(error, StoreError::Conflict(_)), "{error:?}");
+    assert!(matches!(error, StoreError::Conflict { .. }), "{error:?}");
     assert_eq!(db.store.secret(bob.id, row.id).await.unwrap(), None);
     assert_eq!(db.store.secret(alice.id, row.id).await.unwrap(), Some(row));
 }
@@ -338,7 +338,7 @@ async fn a_secret_of_an_unknown_account_is_refused(db: &TestDb) {
         .insert_secret(&secret(&ghost, 1))
         .await
         .unwrap_err();
-    assert!(matches!(error, StoreError::Other(_)), "{error:?}");
+    assert!(matches!(error, StoreError::Other { .. }), "{error:?}");
     assert!(db.store.is_empty().await.unwrap());
 }
 

@@ -158,7 +158,7 @@ async fn a_copy_into_a_non_empty_target_is_refused(target: &TestDb) {
     target.store.insert_meta("mine", b"1").await.unwrap();
     let mut snapshot = source.store.snapshot().await.unwrap();
     let error = target.store.copy_from(snapshot.as_mut()).await.unwrap_err();
-    assert!(matches!(error, StoreError::Conflict(_)), "{error:?}");
+    assert!(matches!(error, StoreError::Conflict { .. }), "{error:?}");
     let (meta, accounts, _, _) = tables(target.store.as_ref()).await;
     assert_eq!(meta.len(), 1);
     assert!(accounts.is_empty());
@@ -189,7 +189,7 @@ async fn a_copy_whose_source_reads_back_differently_is_not_committed(target: &Te
     let mut faulty = Faulty::new(&source, Fault::ChangesBeforeVerification).await;
     let error = target.store.copy_from(&mut faulty).await.unwrap_err();
     assert!(
-        matches!(&error, StoreError::Corrupt(m) if m.contains("verification failed")),
+        matches!(&error, StoreError::Corrupt { context: m, .. } if m.contains("verification failed")),
         "{error:?}"
     );
     // The copy got as far as comparing: every page was read twice over.
@@ -251,7 +251,7 @@ impl Snapshot for Faulty {
         }
         let mut page = match self.fault {
             Fault::SourceFails => {
-                return Err(StoreError::Unavailable(
+                return Err(StoreError::unavailable_msg(
                     "injected source failure".to_owned(),
                 ));
             }

@@ -199,7 +199,7 @@ async fn a_write_lock_held_past_the_busy_timeout_fails_writes_but_not_reads() {
     let other_process = Connection::open(&path).unwrap();
     other_process.execute_batch("BEGIN IMMEDIATE").unwrap();
     let error = store.insert_meta("blocked", b"x").await.unwrap_err();
-    assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+    assert!(matches!(error, StoreError::Unavailable { .. }), "{error:?}");
     // WAL: readers do not wait for the writer.
     assert_eq!(
         store.get_meta("k").await.unwrap().as_deref(),
@@ -281,7 +281,7 @@ async fn ids_are_stored_as_16_byte_blobs_and_a_malformed_one_is_corrupt() {
     )
     .unwrap();
     let error = db.store.api_key("tk_bad").await.unwrap_err();
-    assert!(matches!(error, StoreError::Corrupt(_)), "{error:?}");
+    assert!(matches!(error, StoreError::Corrupt { .. }), "{error:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

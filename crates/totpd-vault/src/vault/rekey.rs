@@ -126,7 +126,7 @@ impl Vault {
             Some(bytes) => Some(
                 Sealed::from_bytes(&bytes)
                     .ok_or_else(|| {
-                        VaultError::Internal("the key check record is damaged".to_owned())
+                        VaultError::internal("the key check record is damaged".to_owned())
                     })?
                     .key_id,
             ),
@@ -244,19 +244,19 @@ impl Vault {
     /// pepper itself does not change, so every API key keeps working.
     pub async fn rekey_pepper(&self) -> Result<bool, VaultError> {
         let Some(stored) = self.store.get_meta(META_PEPPER).await? else {
-            return Err(VaultError::Internal(
+            return Err(VaultError::internal(
                 "the database has no key check record".to_owned(),
             ));
         };
         let sealed = Sealed::from_bytes(&stored)
-            .ok_or_else(|| VaultError::Internal("the key check record is damaged".to_owned()))?;
+            .ok_or_else(|| VaultError::internal("the key check record is damaged".to_owned()))?;
         if sealed.key_id == self.master.sealing().id() {
             return Ok(false);
         }
         let resealed = self
             .master
             .seal(&self.pepper, PEPPER_AAD)
-            .map_err(|e| VaultError::Internal(e.to_string()))?;
+            .map_err(|e| VaultError::internal_from("sealing failed", e))?;
         // Conditional: a concurrent rekey that got there first wins, and
         // sealed the same pepper under the same key.
         Ok(self

@@ -22,7 +22,10 @@ async fn setup() -> (Arc<MemoryStore>, Vault, Principal, Uuid) {
     let store = Arc::new(MemoryStore::default());
     let master = MasterKey::from_base64(&STANDARD.encode([9u8; 32])).unwrap();
     let vault = Vault::open(store.clone(), master).await.unwrap();
-    let key = vault.create_api_key("alice", NOW).await.unwrap();
+    let key = vault
+        .create_api_key(&totpd_vault::AccountName::parse("alice").unwrap(), NOW)
+        .await
+        .unwrap();
     let origin = Origin {
         remote_addr: Some("192.0.2.7".parse().unwrap()),
         user_agent: Some("agent/1".to_owned()),

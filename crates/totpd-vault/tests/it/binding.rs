@@ -32,7 +32,10 @@ fn later(ms: i64) -> UnixTime {
 
 async fn vault_with_key(store: &Arc<MemoryStore>) -> (Vault, NewApiKey) {
     let vault = Vault::open(store.clone(), master_key()).await.unwrap();
-    let key = vault.create_api_key("alice", NOW).await.unwrap();
+    let key = vault
+        .create_api_key(&totpd_vault::AccountName::parse("alice").unwrap(), NOW)
+        .await
+        .unwrap();
     (vault, key)
 }
 
@@ -105,7 +108,10 @@ async fn a_key_row_moved_to_another_account_or_given_another_role_authenticates_
     ] {
         let store = Arc::new(MemoryStore::default());
         let (vault, key) = vault_with_key(&store).await;
-        let other = vault.create_api_key("bob", NOW).await.unwrap();
+        let other = vault
+            .create_api_key(&totpd_vault::AccountName::parse("bob").unwrap(), NOW)
+            .await
+            .unwrap();
         authenticate(&vault, &key, NOW).await.unwrap();
         store.edit_api_key(&key.key_id, |row| match edit {
             "account" => row.account_id = other.account.id,
@@ -223,7 +229,8 @@ async fn a_secret_whose_parameters_or_version_changed_does_not_open_and_says_cor
         vault.code(&principal, id, NOW).await.unwrap();
         store.edit_secret(id, edit);
         match vault.code(&principal, id, NOW).await {
-            Err(VaultError::Internal(message)) => {
+            Err(error @ VaultError::Internal { .. }) => {
+                let message = totpd_vault::ErrorChain(&error).to_string();
                 assert!(
                     message.contains(&id.to_string()) && message.contains("corrupt"),
                     "{what}: {message}"

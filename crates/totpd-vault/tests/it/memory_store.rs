@@ -67,7 +67,7 @@ impl MemoryStore {
 }
 
 fn unsupported(what: &str) -> StoreError {
-    StoreError::Other(format!("the in-memory test store does not {what}"))
+    StoreError::other_msg(format!("the in-memory test store does not {what}"))
 }
 
 #[async_trait]
@@ -183,7 +183,7 @@ impl Store for MemoryStore {
     async fn upgrade_api_key_hash(&self, upgrade: &ApiKeyHashUpgrade) -> Result<bool, StoreError> {
         *self.upgrade_calls.lock().unwrap() += 1;
         if *self.upgrades_fail.lock().unwrap() {
-            return Err(StoreError::Unavailable("the test says so".to_owned()));
+            return Err(StoreError::unavailable_msg("the test says so"));
         }
         let mut keys = self.api_keys.lock().unwrap();
         let Some(row) = keys.iter_mut().find(|k| {
@@ -275,7 +275,7 @@ impl Store for MemoryStore {
 
     async fn append_audit(&self, records: &[AuditRecord]) -> Result<(), StoreError> {
         if *self.audit_fails.lock().unwrap() {
-            return Err(StoreError::Unavailable("injected audit failure".to_owned()));
+            return Err(StoreError::unavailable_msg("injected audit failure"));
         }
         // A commit takes time (an fsync): records queue meanwhile.
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;

@@ -206,7 +206,10 @@ fn new_secret_debug_is_redacted() {
 async fn vault_with_a_key() -> (Vault, Arc<MemoryStore>, NewApiKey, Principal) {
     let store = Arc::new(MemoryStore::default());
     let vault = Vault::open(store.clone(), master_key()).await.unwrap();
-    let key = vault.create_api_key("redaction", NOW).await.unwrap();
+    let key = vault
+        .create_api_key(&totpd_vault::AccountName::parse("redaction").unwrap(), NOW)
+        .await
+        .unwrap();
     let principal = vault
         .authenticate(
             &key.key_id,

@@ -38,7 +38,10 @@ async fn a_ring_opens_what_any_of_its_keys_sealed_and_seals_with_its_first() {
     );
     let store = Arc::new(MemoryStore::default());
     let vault = Vault::open(store.clone(), old.clone()).await.unwrap();
-    let key = vault.create_api_key("alice", NOW).await.unwrap();
+    let key = vault
+        .create_api_key(&totpd_vault::AccountName::parse("alice").unwrap(), NOW)
+        .await
+        .unwrap();
     let principal = vault
         .authenticate(&key.key_id, key.secret.expose(), NOW, Origin::default())
         .await

@@ -102,7 +102,10 @@ fn canonical(domain: &str, fields: &[(&str, &[u8])]) -> Vec<u8> {
 async fn new_keys_are_version_3_and_the_hash_is_the_documented_encoding() {
     let store = Arc::new(MemoryStore::default());
     let vault = open(&store).await;
-    let owner_key = vault.create_api_key("alice", NOW).await.unwrap();
+    let owner_key = vault
+        .create_api_key(&totpd_vault::AccountName::parse("alice").unwrap(), NOW)
+        .await
+        .unwrap();
     let owner = login(&vault, &owner_key, NOW).await.unwrap();
     let id = enroll(&vault, &owner, "a").await;
     let expires = UnixTime(NOW.0 + 60_000);
@@ -145,7 +148,10 @@ async fn new_keys_are_version_3_and_the_hash_is_the_documented_encoding() {
 async fn roles_are_enforced_by_the_vault_and_a_scope_hides_other_secrets() {
     let store = Arc::new(MemoryStore::default());
     let vault = open(&store).await;
-    let owner_key = vault.create_api_key("alice", NOW).await.unwrap();
+    let owner_key = vault
+        .create_api_key(&totpd_vault::AccountName::parse("alice").unwrap(), NOW)
+        .await
+        .unwrap();
     let owner = login(&vault, &owner_key, NOW).await.unwrap();
     let mine = enroll(&vault, &owner, "mine").await;
     let other = enroll(&vault, &owner, "other").await;
@@ -243,9 +249,15 @@ async fn roles_are_enforced_by_the_vault_and_a_scope_hides_other_secrets() {
 async fn key_specs_are_validated_naming_the_field() {
     let store = Arc::new(MemoryStore::default());
     let vault = open(&store).await;
-    let owner_key = vault.create_api_key("alice", NOW).await.unwrap();
+    let owner_key = vault
+        .create_api_key(&totpd_vault::AccountName::parse("alice").unwrap(), NOW)
+        .await
+        .unwrap();
     let owner = login(&vault, &owner_key, NOW).await.unwrap();
-    let bob_key = vault.create_api_key("bob", NOW).await.unwrap();
+    let bob_key = vault
+        .create_api_key(&totpd_vault::AccountName::parse("bob").unwrap(), NOW)
+        .await
+        .unwrap();
     let bob = login(&vault, &bob_key, NOW).await.unwrap();
     let bobs = enroll(&vault, &bob, "bob's").await;
     let cases = [
@@ -281,7 +293,11 @@ async fn key_specs_are_validated_naming_the_field() {
         }
     }
     let scoped_for_nobody = vault
-        .create_api_key_with("nobody", spec(Role::Agent, Scope::only([bobs]), None), NOW)
+        .create_api_key_with(
+            &totpd_vault::AccountName::parse("nobody").unwrap(),
+            spec(Role::Agent, Scope::only([bobs]), None),
+            NOW,
+        )
         .await;
     assert!(matches!(scoped_for_nobody, Err(VaultError::Invalid(_))));
 }
@@ -290,7 +306,10 @@ async fn key_specs_are_validated_naming_the_field() {
 async fn an_expired_key_is_refused_even_from_the_cache() {
     let store = Arc::new(MemoryStore::default());
     let vault = open(&store).await;
-    let owner_key = vault.create_api_key("alice", NOW).await.unwrap();
+    let owner_key = vault
+        .create_api_key(&totpd_vault::AccountName::parse("alice").unwrap(), NOW)
+        .await
+        .unwrap();
     let owner = login(&vault, &owner_key, NOW).await.unwrap();
     let key = vault
         .create_key(
@@ -312,9 +331,18 @@ async fn an_expired_key_is_refused_even_from_the_cache() {
 async fn version_2_keys_are_upgraded_on_use_and_version_1_keys_without_their_secret() {
     let store = Arc::new(MemoryStore::default());
     let vault = open(&store).await;
-    let v1 = vault.create_api_key("alice", NOW).await.unwrap();
-    let v2 = vault.create_api_key("alice", NOW).await.unwrap();
-    let revoked_v1 = vault.create_api_key("alice", NOW).await.unwrap();
+    let v1 = vault
+        .create_api_key(&totpd_vault::AccountName::parse("alice").unwrap(), NOW)
+        .await
+        .unwrap();
+    let v2 = vault
+        .create_api_key(&totpd_vault::AccountName::parse("alice").unwrap(), NOW)
+        .await
+        .unwrap();
+    let revoked_v1 = vault
+        .create_api_key(&totpd_vault::AccountName::parse("alice").unwrap(), NOW)
+        .await
+        .unwrap();
     let pepper = pepper(&store);
     for key in [&v1, &revoked_v1] {
         let digest = hmac(
@@ -372,7 +400,10 @@ async fn version_2_keys_are_upgraded_on_use_and_version_1_keys_without_their_sec
 async fn uses_are_written_by_the_flush_not_by_each_request() {
     let store = Arc::new(MemoryStore::default());
     let vault = open(&store).await;
-    let key = vault.create_api_key("alice", NOW).await.unwrap();
+    let key = vault
+        .create_api_key(&totpd_vault::AccountName::parse("alice").unwrap(), NOW)
+        .await
+        .unwrap();
     for ms in 0..10 {
         login(&vault, &key, UnixTime(NOW.0 + ms)).await.unwrap();
     }

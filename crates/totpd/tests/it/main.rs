@@ -32,6 +32,7 @@ mod cluster;
 mod codes;
 mod connections;
 mod endpoints;
+mod error_chain;
 mod first_start;
 mod hardening;
 mod input_echo;
