@@ -7,14 +7,15 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tempfile::TempDir;
 use tokio::task::JoinHandle;
 use totpd_api::{AppState, Limits, Metrics};
 use totpd_vault::{Clock as _, MasterKey, SystemClock, Vault};
 
 use super::env::ApiKey;
 use super::http::{Api, Auth, Reply, http_client, send, with_key};
-use super::{Backend, PG_URL_ENV, PgDatabase, Serves, pg};
+use totpd_testkit::db::FreshDatabase;
+
+use super::{Backend, PG_URL_ENV, Serves, pg};
 
 /// The API served in-process on a fresh store of one backend.
 #[derive(Debug)]
@@ -29,8 +30,7 @@ pub struct TestApp {
     serving: JoinHandle<()>,
     // Dropped after the task is aborted (fields drop in order): the store's
     // file or database outlives the server.
-    _data_dir: TempDir,
-    _pg: Option<PgDatabase>,
+    _database: FreshDatabase,
 }
 
 /// Serves the real router with default limits on a fresh store of
@@ -42,20 +42,15 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 
 /// [`spawn_app`] with other request limits.
 pub async fn spawn_app_with(backend: Backend, limits: Limits) -> TestApp {
-    let data_dir = tempfile::tempdir().expect("a temporary directory");
-    let pg = match backend {
-        Backend::Sqlite => None,
+    let database = match backend {
+        Backend::Sqlite => FreshDatabase::sqlite(),
         Backend::Postgres => {
             let admin = pg::admin_url()
                 .unwrap_or_else(|| panic!("{PG_URL_ENV} must be set for a PostgreSQL test"));
-            Some(PgDatabase::create(&admin, "totpd_app").await)
+            FreshDatabase::postgres(&admin, "totpd_app").await
         }
     };
-    let url = match &pg {
-        Some(pg) => pg.url().to_owned(),
-        None => format!("sqlite://{}", data_dir.path().join("totpd.db").display()),
-    };
-    let store = totpd_store::connect(&url, &totpd_store::ConnectOptions::default())
+    let store = totpd_store::connect(database.url(), &totpd_store::ConnectOptions::default())
         .await
         .unwrap_or_else(|e| panic!("open the {backend:?} store: {e}"));
     let master = MasterKey::generate().expect("a random master key");
@@ -94,8 +89,7 @@ pub async fn spawn_app_with(backend: Backend, limits: Limits) -> TestApp {
         vault,
         http: http_client(),
         serving,
-        _data_dir: data_dir,
-        _pg: pg,
+        _database: database,
     }
 }
 
