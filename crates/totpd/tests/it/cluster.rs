@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::harness::{
     Backend, Env, Known, Options, Starting, TestServer, assert_code, code_path, on_postgres_only,
-    random_bytes, random_master_key, refused_after, unix_ms,
+    random_bytes, random_master_key, refused_after, start_together, the_one_bootstrap_key, unix_ms,
 };
 use crate::otp::{Alg, base32_encode};
 
@@ -25,14 +25,6 @@ on_postgres_only! {
         => while_the_database_refuses_connections_requests_get_503_and_service_recovers_after_on_postgres;
 }
 
-/// Options for a node that must not mint a key of its own.
-fn keyless() -> Options {
-    Options {
-        no_key: true,
-        ..Options::default()
-    }
-}
-
 /// Node A (which bootstraps the database) and node B, each with its own
 /// data directory; both use A's key.
 pub(crate) async fn two_nodes() -> (TestServer, TestServer) {
@@ -40,7 +32,7 @@ pub(crate) async fn two_nodes() -> (TestServer, TestServer) {
         .await
         .with_master_key(Some(random_master_key()));
     let a = TestServer::start_in(&env, Options::default());
-    let mut b = Starting::spawn(&env.other_node(), keyless()).ready();
+    let mut b = Starting::spawn(&env.other_node(), Options::keyless()).ready();
     assert!(
         b.bootstrap.is_none(),
         "node B bootstrapped a bootstrapped database"
@@ -149,20 +141,8 @@ async fn nodes_started_at_the_same_instant_all_come_up_with_exactly_one_bootstra
             .await
             .with_master_key(Some(random_master_key()));
         let nodes: Vec<Env> = (0..3).map(|_| env.other_node()).collect();
-        // Spawn them all before waiting for any.
-        let starting: Vec<Starting> = nodes
-            .iter()
-            .map(|node| Starting::spawn(node, keyless()))
-            .collect();
-        let mut servers: Vec<TestServer> = starting.into_iter().map(Starting::ready).collect();
-        let printed: Vec<_> = servers.iter().filter_map(|s| s.bootstrap.clone()).collect();
-        assert_eq!(
-            printed.len(),
-            1,
-            "round {round}: {} nodes printed a bootstrap key",
-            printed.len()
-        );
-        let key = printed[0].clone();
+        let mut servers = start_together(&nodes, &Options::keyless());
+        let key = the_one_bootstrap_key(&servers, round);
         for server in &mut servers {
             server.assert_healthy().await;
             server.api_as(&key).list_ok().await;

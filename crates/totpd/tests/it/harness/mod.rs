@@ -29,7 +29,7 @@ pub use http::{
     secret_path, send, with_key,
 };
 pub use raw::{Answer, closed_within, read_answer};
-pub use server::{Options, Starting, TestServer};
+pub use server::{Options, Starting, TestServer, start_together, the_one_bootstrap_key};
 pub use totpd_testkit::pg::{self, PG_URL_ENV, PgDatabase};
 
 /// The binary under test.

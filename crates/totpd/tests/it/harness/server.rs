@@ -33,6 +33,15 @@ pub struct Options {
 }
 
 impl Options {
+    /// Options for a node that must not mint a key of its own: its `key` is
+    /// the bootstrap key if it prints one, else empty.
+    pub fn keyless() -> Options {
+        Options {
+            no_key: true,
+            ..Options::default()
+        }
+    }
+
     /// Default options plus the `serve` flags `args`.
     pub fn with_args(args: &[&str]) -> Options {
         Options {
@@ -53,6 +62,29 @@ fn bootstrap_key(lines: &[String]) -> Option<ApiKey> {
         key_id: value("key id:")?,
         secret: value("key secret:")?,
     })
+}
+
+/// Starts a server for each of `envs` at the same instant (all spawned
+/// before any is waited for), with `options`; returns them once all listen.
+pub fn start_together(envs: &[Env], options: &Options) -> Vec<TestServer> {
+    let starting: Vec<Starting> = envs
+        .iter()
+        .map(|env| Starting::spawn(env, options.clone()))
+        .collect();
+    starting.into_iter().map(Starting::ready).collect()
+}
+
+/// The one bootstrap key that servers started together printed: exactly one
+/// of them must have printed one.
+pub fn the_one_bootstrap_key(servers: &[TestServer], round: usize) -> ApiKey {
+    let printed: Vec<ApiKey> = servers.iter().filter_map(|s| s.bootstrap.clone()).collect();
+    assert_eq!(
+        printed.len(),
+        1,
+        "round {round}: {} nodes printed a bootstrap key",
+        printed.len()
+    );
+    printed[0].clone()
 }
 
 /// A `totpd serve` process that has been spawned but may not listen yet.
