@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::harness::{
-    Backend, Env, Known, Options, Starting, TestServer, assert_code, code_path, on_postgres_only,
-    random_bytes, random_master_key, refused_after, start_together, the_one_bootstrap_key, unix_ms,
+    Backend, Env, Known, Options, Starting, TestServer, assert_code,
+    assert_refused_by_every_node_within_a_second, code_path, on_postgres_only, random_bytes,
+    random_master_key, start_together, the_one_bootstrap_key, unix_ms,
 };
 use crate::otp::{Alg, base32_encode};
 
@@ -122,13 +123,7 @@ async fn a_key_revoked_with_the_cli_is_refused_by_every_node_within_one_second()
     // `Env::command` passes `--database URL` (and TOTPD_MASTER_KEY).
     let revoke = operator.run(&["keys", "revoke", &agent.key_id]);
     assert!(revoke.status.success(), "keys revoke: {}", revoke.stderr);
-    let revoked_at = Instant::now();
-    let on_a = refused_after(&agent_a, &code_path(&id), revoked_at).await;
-    let on_b = refused_after(&agent_b, &code_path(&id), revoked_at).await;
-    assert!(
-        on_a <= Duration::from_secs(1) && on_b <= Duration::from_secs(1),
-        "the revoked key was refused after {on_a:?} on A and {on_b:?} on B"
-    );
+    assert_refused_by_every_node_within_a_second(&[&agent_a, &agent_b], &code_path(&id)).await;
     a.assert_healthy().await;
     b.assert_healthy().await;
     a.api().code(&id).await.expect_ok();

@@ -101,12 +101,12 @@ impl TestApp {
 
     /// The API as the `default` account's owner key, in the SDKs' header form.
     pub fn api(&self) -> Api {
-        self.api_with(Auth::Headers(self.key.clone()))
+        Serves::api(self)
     }
 
     /// The API as `key`.
     pub fn api_as(&self, key: &ApiKey) -> Api {
-        self.api_with(Auth::Headers(key.clone()))
+        Serves::api_as(self, key)
     }
 
     /// The API with any kind of credentials.

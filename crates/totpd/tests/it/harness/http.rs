@@ -397,6 +397,20 @@ pub async fn raw_exchange(addr: &str, head: &str, body: Vec<u8>) -> Reply {
     }
 }
 
+/// Asserts that each of `nodes` (one caller on each node of a deployment,
+/// all with a key just revoked) refuses `GET path` within a second from now.
+pub async fn assert_refused_by_every_node_within_a_second(nodes: &[&Api], path: &str) {
+    let revoked_at = Instant::now();
+    let mut after = Vec::new();
+    for api in nodes {
+        after.push(refused_after(api, path, revoked_at).await);
+    }
+    assert!(
+        after.iter().all(|&took| took <= Duration::from_secs(1)),
+        "the revoked key was refused after {after:?} on the nodes in turn"
+    );
+}
+
 /// Polls `GET path` as `api` until it is refused with the 401 body; returns
 /// how long after `since` that happened. Panics if it is still accepted
 /// after 5 s.

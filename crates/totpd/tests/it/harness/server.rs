@@ -8,10 +8,10 @@ use std::process::{Child, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use super::Backend;
 use super::cli::{CliOutput, EXIT_TIMEOUT, signal, wait_with_timeout};
 use super::env::{ApiKey, Env};
 use super::http::{Api, Auth, Reply, http_client};
+use super::{Backend, Serves};
 
 /// How long a server may take to print its "listening on" line. Generous:
 /// debug builds on two busy cores, PostgreSQL migrations.
@@ -399,12 +399,12 @@ impl TestServer {
 
     /// The API as the `default` account's owner key, in the SDKs' header form.
     pub fn api(&self) -> Api {
-        self.api_with(Auth::Headers(self.key.clone()))
+        Serves::api(self)
     }
 
     /// The API as `key`.
     pub fn api_as(&self, key: &ApiKey) -> Api {
-        self.api_with(Auth::Headers(key.clone()))
+        Serves::api_as(self, key)
     }
 
     pub fn api_with(&self, auth: Auth) -> Api {
@@ -432,7 +432,7 @@ impl TestServer {
     }
 }
 
-impl super::Serves for TestServer {
+impl Serves for TestServer {
     fn api_with(&self, auth: Auth) -> Api {
         TestServer::api_with(self, auth)
     }
