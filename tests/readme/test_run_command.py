@@ -22,7 +22,7 @@ import urllib.request
 
 import pytest
 
-from totpd_testing.server import REPO_ROOT, free_port, server_env
+from totpd_testing.server import LISTENING, REPO_ROOT, server_env
 
 README = REPO_ROOT / "README.md"
 # The command may build the release binary first: minutes on a cold machine.
@@ -53,11 +53,10 @@ def request(url: str, key: tuple[str, str], body: dict | None = None) -> dict:
 
 def test_readme_run_command_starts_a_server_that_prints_its_bootstrap_key(tmp_path):
     command = quick_start_command()
-    port = free_port()
     env = server_env()
     # A fresh default data directory ($XDG_DATA_HOME/totpd); HOME stays, as
     # cargo and rustup live there.
-    env.update(XDG_DATA_HOME=str(tmp_path / "data"), TOTPD_LISTEN=f"127.0.0.1:{port}")
+    env.update(XDG_DATA_HOME=str(tmp_path / "data"), TOTPD_LISTEN="127.0.0.1:0")
     proc = subprocess.Popen(
         ["bash", "-c", command],
         cwd=REPO_ROOT,
@@ -70,12 +69,16 @@ def test_readme_run_command_starts_a_server_that_prints_its_bootstrap_key(tmp_pa
     )
     lines: list[str] = []
     listening = threading.Event()
+    port = None
 
     def read() -> None:
+        nonlocal port
         assert proc.stdout is not None
         for line in proc.stdout:
             lines.append(line.rstrip("\n"))
-            if "listening on http://" in line:
+            match = LISTENING.search(line.strip())
+            if match:
+                port = int(match.group(1))
                 listening.set()
 
     reader = threading.Thread(target=read, daemon=True)

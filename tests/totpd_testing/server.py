@@ -2,16 +2,17 @@
 
 The binary comes from the environment variable TOTPD_BIN; a relative path is
 taken relative to the repository root, and the default is target/debug/totpd.
-Each server gets a fresh data directory, listens on a free loopback port and
-writes everything it prints to a log file, so a failing test can show it.
+Each server gets a fresh data directory, listens on 127.0.0.1:0 (the port is
+read back from its "totpd listening on" line) and writes everything it prints
+to a log file, so a failing test can show it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -23,6 +24,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_S = 30.0
 SHUTDOWN_TIMEOUT_S = 10.0
 KEYS_CREATE_TIMEOUT_S = 30.0
+LISTENING = re.compile(r"^totpd listening on https?://127\.0\.0\.1:(\d+)\s*$")
 
 
 class TotpdError(RuntimeError):
@@ -52,12 +54,6 @@ def server_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOTPD_")}
     env.setdefault("RUST_BACKTRACE", "1")
     return env
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def create_key(binary: Path, data_dir: Path, account: str) -> dict:
@@ -105,7 +101,7 @@ def create_key(binary: Path, data_dir: Path, account: str) -> dict:
 
 
 class TotpdServer:
-    """One `totpd serve --no-bootstrap` process on a free loopback port."""
+    """One `totpd serve --no-bootstrap` process on a loopback port of its own."""
 
     def __init__(
         self,
@@ -151,60 +147,59 @@ class TotpdServer:
             lines = [f"... ({skipped} earlier lines in {self.log_path})"] + lines[-max_lines:]
         return "\n".join(lines) if lines else "(no output)"
 
-    def start(self, attempts: int = 3) -> None:
-        """Start serve and wait for GET /healthz to answer 200.
-
-        A port picked by binding to port 0 can be taken by someone else
-        before serve binds it, so a server that dies at start is retried on
-        another port; one that stays up but never gets healthy is an error.
-        """
-        failures = []
-        for _ in range(attempts):
-            self.port = free_port()
-            with open(self.log_path, "ab") as log:
-                log.write(f"=== totpd serve on 127.0.0.1:{self.port} ===\n".encode())
-                log.flush()
-                self.proc = subprocess.Popen(
-                    [
-                        str(self.binary), "serve",
-                        "--listen", f"127.0.0.1:{self.port}",
-                        "--data-dir", str(self.data_dir),
-                        "--no-bootstrap",
-                    ],
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env={**server_env(), **self.extra_env},
-                )
-            outcome = self._wait_healthy()
-            if outcome == "healthy":
-                return
-            if outcome == "timeout":
-                self._kill()
-                raise TotpdError(
-                    f"totpd serve did not answer GET /healthz with 200 within "
-                    f"{STARTUP_TIMEOUT_S:.0f}s; its output:\n{self.log_text()}"
-                )
-            failures.append(f"exited {self.proc.returncode} on port {self.port}")
-        raise TotpdError(
-            f"totpd serve failed to start ({'; '.join(failures)}); its output:\n"
-            f"{self.log_text()}"
-        )
-
-    def _wait_healthy(self) -> str:
-        assert self.proc is not None
+    def start(self) -> None:
+        """Start serve on 127.0.0.1:0, read the bound port from its "totpd
+        listening on" line, and wait for GET /healthz to answer 200."""
+        start = self.log_size()
+        self.port = None
+        with open(self.log_path, "ab") as log:
+            log.write(b"=== totpd serve on 127.0.0.1:0 ===\n")
+            log.flush()
+            self.proc = subprocess.Popen(
+                [
+                    str(self.binary), "serve",
+                    "--listen", "127.0.0.1:0",
+                    "--data-dir", str(self.data_dir),
+                    "--no-bootstrap",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**server_env(), **self.extra_env},
+            )
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while time.monotonic() < deadline:
+            if self.port is None:
+                self.port = self._listening_port(start)
+            elif self._healthy():
+                return
             if self.proc.poll() is not None:
-                return "exited"
-            try:
-                with urllib.request.urlopen(f"{self.base_url}/healthz", timeout=2) as resp:
-                    if resp.status == 200:
-                        return "healthy"
-            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-                pass
+                raise TotpdError(
+                    f"totpd serve exited {self.proc.returncode} at start; its output:\n"
+                    f"{self.log_text(start)}"
+                )
             time.sleep(0.05)
-        return "timeout"
+        self._kill()
+        raise TotpdError(
+            f"totpd serve did not listen and answer GET /healthz with 200 within "
+            f"{STARTUP_TIMEOUT_S:.0f}s; its output:\n{self.log_text(start)}"
+        )
+
+    def _listening_port(self, start: int) -> int | None:
+        with open(self.log_path, "rb") as log:
+            log.seek(start)
+            for line in log.read().decode("utf-8", errors="replace").splitlines():
+                match = LISTENING.search(line)
+                if match:
+                    return int(match.group(1))
+        return None
+
+    def _healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.base_url}/healthz", timeout=2) as resp:
+                return resp.status == 200
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            return False
 
     def stop(self) -> int | None:
         """SIGTERM, then wait for a graceful exit; returns the exit code.

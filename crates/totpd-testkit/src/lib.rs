@@ -2,7 +2,8 @@
 //!
 //! A dev-dependency only: no production crate links it. It holds what more
 //! than one crate's tests need, so each exists once: whether the suite runs
-//! under CI, the loud skip, and the PostgreSQL fixture ([`pg`]).
+//! under CI, the loud skip, the PostgreSQL fixture ([`pg`]) and a fresh
+//! database of either backend ([`db`]).
 //!
 //! The rule for skips: a test that cannot run on this machine (PostgreSQL
 //! unreachable, no `initdb`) fails under CI, which must run everything, and
@@ -10,6 +11,7 @@
 
 use std::io::Write as _;
 
+pub mod db;
 pub mod pg;
 
 /// The environment variable naming the file where skips are recorded.

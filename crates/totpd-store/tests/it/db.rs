@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use totpd_store::ConnectOptions;
+use totpd_testkit::db::FreshDatabase;
 pub use totpd_testkit::pg::{self, PgDatabase};
 use totpd_vault::Store;
 
@@ -48,45 +49,36 @@ pub fn options() -> ConnectOptions {
 pub struct TestDb {
     pub store: Arc<dyn Store>,
     pub url: String,
-    dir: Option<tempfile::TempDir>,
     // Dropped after the store, so the database is no longer in use.
-    _pg: Option<PgDatabase>,
+    database: FreshDatabase,
 }
 
 impl TestDb {
     pub async fn sqlite() -> TestDb {
-        let dir = tempfile::tempdir().expect("create a temporary directory");
-        let url = format!("sqlite://{}", dir.path().join("totpd.db").display());
-        let store = totpd_store::connect(&url, &options())
-            .await
-            .expect("open a fresh SQLite database");
-        TestDb {
-            store,
-            url,
-            dir: Some(dir),
-            _pg: None,
-        }
+        TestDb::open(FreshDatabase::sqlite()).await
     }
 
     /// `None` (after saying so) when PostgreSQL is not configured, except
     /// under CI, where a missing server fails the test.
     pub async fn postgres(test: &str) -> Option<TestDb> {
         let server = postgres_server(test)?;
-        let database = PgDatabase::create(&server, "totpd_store").await;
+        Some(TestDb::open(FreshDatabase::postgres(&server, "totpd_store").await).await)
+    }
+
+    async fn open(database: FreshDatabase) -> TestDb {
         let store = totpd_store::connect(database.url(), &options())
             .await
-            .expect("open a fresh PostgreSQL database");
-        Some(TestDb {
+            .unwrap_or_else(|e| panic!("open a fresh database: {e}"));
+        TestDb {
             store,
             url: database.url().to_owned(),
-            dir: None,
-            _pg: Some(database),
-        })
+            database,
+        }
     }
 
     /// The SQLite database file (`None` for PostgreSQL).
     pub fn sqlite_file(&self) -> Option<PathBuf> {
-        self.dir.as_ref().map(|dir| dir.path().join("totpd.db"))
+        self.database.sqlite_file()
     }
 
     /// Another store on the same database, as a second process would open.

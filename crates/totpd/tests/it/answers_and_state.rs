@@ -151,8 +151,7 @@ async fn a_create_on_a_read_only_sqlite_database_is_503_unavailable() {
         &read_only,
         Options {
             no_bootstrap: true,
-            no_key: true,
-            ..Options::default()
+            ..Options::keyless()
         },
     );
     let api = server.api_as(&key);

@@ -224,8 +224,7 @@ async fn backup_under_load_restores(from: Backend, to: Backend) {
         &target,
         Options {
             no_bootstrap: true,
-            no_key: true,
-            ..Options::default()
+            ..Options::keyless()
         },
     );
     let api = server.api_as(&key);

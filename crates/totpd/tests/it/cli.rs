@@ -256,8 +256,7 @@ async fn no_bootstrap_starts_without_printing_or_creating_a_key(backend: Backend
     let env = Env::new(backend).await;
     let options = Options {
         no_bootstrap: true,
-        no_key: true,
-        ..Options::default()
+        ..Options::keyless()
     };
     let mut server = Starting::spawn(&env, options).ready();
     assert!(server.bootstrap.is_none(), "--no-bootstrap printed a key");

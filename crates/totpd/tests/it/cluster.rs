@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::harness::{
-    Backend, Env, Known, Options, Starting, TestServer, assert_code, code_path, on_postgres_only,
-    random_bytes, random_master_key, refused_after, unix_ms,
+    Backend, Env, Known, Options, Starting, TestServer, assert_code,
+    assert_refused_by_every_node_within_a_second, code_path, on_postgres_only, random_bytes,
+    random_master_key, start_together, the_one_bootstrap_key, unix_ms,
 };
 use crate::otp::{Alg, base32_encode};
 
@@ -25,14 +26,6 @@ on_postgres_only! {
         => while_the_database_refuses_connections_requests_get_503_and_service_recovers_after_on_postgres;
 }
 
-/// Options for a node that must not mint a key of its own.
-fn keyless() -> Options {
-    Options {
-        no_key: true,
-        ..Options::default()
-    }
-}
-
 /// Node A (which bootstraps the database) and node B, each with its own
 /// data directory; both use A's key.
 pub(crate) async fn two_nodes() -> (TestServer, TestServer) {
@@ -40,7 +33,7 @@ pub(crate) async fn two_nodes() -> (TestServer, TestServer) {
         .await
         .with_master_key(Some(random_master_key()));
     let a = TestServer::start_in(&env, Options::default());
-    let mut b = Starting::spawn(&env.other_node(), keyless()).ready();
+    let mut b = Starting::spawn(&env.other_node(), Options::keyless()).ready();
     assert!(
         b.bootstrap.is_none(),
         "node B bootstrapped a bootstrapped database"
@@ -130,13 +123,7 @@ async fn a_key_revoked_with_the_cli_is_refused_by_every_node_within_one_second()
     // `Env::command` passes `--database URL` (and TOTPD_MASTER_KEY).
     let revoke = operator.run(&["keys", "revoke", &agent.key_id]);
     assert!(revoke.status.success(), "keys revoke: {}", revoke.stderr);
-    let revoked_at = Instant::now();
-    let on_a = refused_after(&agent_a, &code_path(&id), revoked_at).await;
-    let on_b = refused_after(&agent_b, &code_path(&id), revoked_at).await;
-    assert!(
-        on_a <= Duration::from_secs(1) && on_b <= Duration::from_secs(1),
-        "the revoked key was refused after {on_a:?} on A and {on_b:?} on B"
-    );
+    assert_refused_by_every_node_within_a_second(&[&agent_a, &agent_b], &code_path(&id)).await;
     a.assert_healthy().await;
     b.assert_healthy().await;
     a.api().code(&id).await.expect_ok();
@@ -149,20 +136,8 @@ async fn nodes_started_at_the_same_instant_all_come_up_with_exactly_one_bootstra
             .await
             .with_master_key(Some(random_master_key()));
         let nodes: Vec<Env> = (0..3).map(|_| env.other_node()).collect();
-        // Spawn them all before waiting for any.
-        let starting: Vec<Starting> = nodes
-            .iter()
-            .map(|node| Starting::spawn(node, keyless()))
-            .collect();
-        let mut servers: Vec<TestServer> = starting.into_iter().map(Starting::ready).collect();
-        let printed: Vec<_> = servers.iter().filter_map(|s| s.bootstrap.clone()).collect();
-        assert_eq!(
-            printed.len(),
-            1,
-            "round {round}: {} nodes printed a bootstrap key",
-            printed.len()
-        );
-        let key = printed[0].clone();
+        let mut servers = start_together(&nodes, &Options::keyless());
+        let key = the_one_bootstrap_key(&servers, round);
         for server in &mut servers {
             server.assert_healthy().await;
             server.api_as(&key).list_ok().await;

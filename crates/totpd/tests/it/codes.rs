@@ -4,8 +4,8 @@
 use serde_json::json;
 
 use crate::harness::{
-    Backend, Known, TestServer, assert_code, check_code_body, code_path, on_both_backends,
-    random_bytes, unix_ms,
+    Backend, Known, assert_code, check_code_body, code_path, on_both_backends, random_bytes,
+    spawn_app, unix_ms,
 };
 use crate::otp::{Alg, base32_encode};
 
@@ -27,7 +27,7 @@ on_both_backends! {
 async fn codes_match_an_independent_implementation_for_every_algorithm_digits_and_period(
     backend: Backend,
 ) {
-    let server = TestServer::start(backend).await;
+    let server = spawn_app(backend).await;
     let api = server.api();
     let mut enrolled = Vec::new();
     for alg in Alg::ALL {
@@ -66,7 +66,7 @@ async fn codes_match_an_independent_implementation_for_every_algorithm_digits_an
 }
 
 async fn defaults_are_sha1_six_digits_and_thirty_seconds(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let server = spawn_app(backend).await;
     let api = server.api();
     let key = random_bytes(20);
     let created = api
@@ -92,7 +92,7 @@ async fn defaults_are_sha1_six_digits_and_thirty_seconds(backend: Backend) {
 }
 
 async fn base32_secrets_are_accepted_the_way_services_hand_them_out(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let server = spawn_app(backend).await;
     let api = server.api();
     // 11 bytes: 18 base32 characters, so the padded form ends in "======".
     // 10 bytes: the 80-bit secrets GitHub, Discord and Microsoft issue.
@@ -147,7 +147,7 @@ async fn base32_secrets_are_accepted_the_way_services_hand_them_out(backend: Bac
 /// DESIGN §2's security rule: no endpoint returns a code for an arbitrary
 /// time, so a leaked key cannot harvest future codes.
 async fn no_query_parameter_makes_the_code_endpoint_answer_for_another_time(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let server = spawn_app(backend).await;
     let api = server.api();
     let key = random_bytes(20);
     let created = api

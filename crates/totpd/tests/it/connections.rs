@@ -13,6 +13,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::hardening::server_with;
+use crate::harness::{Answer, read_answer};
 
 /// A connection to the server from the local address `from`.
 async fn connect_from(from: &str, server: &str) -> TcpStream {
@@ -24,58 +25,6 @@ async fn connect_from(from: &str, server: &str) -> TcpStream {
         .connect(server.parse::<SocketAddr>().unwrap())
         .await
         .unwrap_or_else(|e| panic!("connect from {from} to {server}: {e}"))
-}
-
-/// One answer read from a connection that stays open.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    /// The head's header lines, lower-cased.
-    headers: String,
-    body: String,
-}
-
-impl Answer {
-    fn closes(&self) -> bool {
-        self.headers
-            .lines()
-            .any(|l| l.starts_with("connection:") && l.contains("close"))
-    }
-}
-
-/// Reads one HTTP/1.1 answer (body by Content-Length); None if the
-/// connection closes (or resets) first.
-async fn read_answer(stream: &mut TcpStream) -> Option<Answer> {
-    let mut buffer = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buffer[..end]).to_lowercase();
-            let status = head.split_whitespace().nth(1)?.parse().ok()?;
-            let length: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:")?.trim().parse().ok())
-                .unwrap_or(0);
-            while buffer.len() < end + 4 + length {
-                let n = stream.read(&mut chunk).await.ok()?;
-                if n == 0 {
-                    return None;
-                }
-                buffer.extend_from_slice(&chunk[..n]);
-            }
-            let headers = head.split_once("\r\n").map(|h| h.1).unwrap_or_default();
-            return Some(Answer {
-                status,
-                headers: headers.to_owned(),
-                body: String::from_utf8_lossy(&buffer[end + 4..end + 4 + length]).into_owned(),
-            });
-        }
-        let n = stream.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buffer.extend_from_slice(&chunk[..n]);
-    }
 }
 
 /// Sends `GET /healthz` and returns its answer (None: the connection closed).

@@ -10,8 +10,8 @@ use std::path::Path;
 use serde_json::json;
 
 use crate::harness::{
-    Backend, Env, Known, Options, Starting, TestServer, assert_code, on_both_backends,
-    random_bytes, run_totpd,
+    Backend, Env, Known, Options, TestServer, assert_code, on_both_backends, random_bytes,
+    run_totpd, start_together, the_one_bootstrap_key,
 };
 use crate::otp::{Alg, base32_encode};
 
@@ -38,24 +38,9 @@ async fn nodes_started_together_on_an_empty_data_directory_agree_on_one_master_k
 ) {
     for round in 0..ROUNDS {
         let env = Env::new(backend).await;
-        let keyless = Options {
-            no_key: true,
-            ..Options::default()
-        };
-        // Spawn every node before waiting for any.
-        let starting: Vec<Starting> = (0..NODES)
-            .map(|_| Starting::spawn(&env, keyless.clone()))
-            .collect();
-        let mut servers: Vec<TestServer> = starting.into_iter().map(Starting::ready).collect();
-
-        let printed: Vec<_> = servers.iter().filter_map(|s| s.bootstrap.clone()).collect();
-        assert_eq!(
-            printed.len(),
-            1,
-            "round {round}: {} nodes printed a bootstrap key",
-            printed.len()
-        );
-        let key = printed[0].clone();
+        let nodes = vec![env.clone(); NODES];
+        let mut servers = start_together(&nodes, &Options::keyless());
+        let key = the_one_bootstrap_key(&servers, round);
         let log = servers[0].log();
         assert_eq!(
             log.matches("created a new master key").count(),

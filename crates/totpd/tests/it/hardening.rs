@@ -8,7 +8,7 @@
 //! variables or their flags (HTTPS, other listen addresses), on the shared
 //! harness's server.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -17,8 +17,10 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 use crate::harness::{
-    ApiKey, Auth, Backend, Env, Options, Reply, SECRETS, TestServer, raw_exchange,
+    Answer, ApiKey, Auth, Backend, Env, Options, Reply, SECRETS, TestServer, closed_within,
+    raw_exchange, read_answer,
 };
+pub(crate) use crate::harness::{client_from, send, with_key};
 
 /// Every variable of the limits and TLS, which `serve --help` must name.
 const LIMIT_VARS: [&str; 9] = [
@@ -74,38 +76,6 @@ fn https_client(ca_pem: &str) -> reqwest::Client {
         .expect("an HTTPS client")
 }
 
-/// A plain HTTP client whose connections come from `local`.
-pub(crate) fn client_from(local: Ipv4Addr) -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .local_address(IpAddr::V4(local))
-        .timeout(Duration::from_secs(20))
-        .build()
-        .expect("an HTTP client")
-}
-
-pub(crate) async fn send(request: reqwest::RequestBuilder) -> Reply {
-    let response = request.send().await.expect("an answer");
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let text = response.text().await.expect("a readable body");
-    Reply {
-        status,
-        headers,
-        text,
-    }
-}
-
-pub(crate) fn with_key(
-    request: reqwest::RequestBuilder,
-    key_id: &str,
-    secret: &str,
-) -> reqwest::RequestBuilder {
-    request
-        .header("sb-api-key-id", key_id)
-        .header("sb-api-secret-key", secret)
-}
-
 /// The `Retry-After` of a 429 `rate_limited` JSON answer: whole seconds, at least 1.
 pub(crate) fn retry_after(reply: &Reply) -> u64 {
     reply.expect_error(429, "rate_limited");
@@ -136,59 +106,8 @@ pub(crate) async fn metric(server: &TestServer, sample: &str) -> u64 {
 // Raw HTTP/1.1 over TCP, for what reqwest hides: held connections, slow
 // clients, oversized heads.
 
-/// Reads one HTTP/1.1 answer (status and body by Content-Length) from a
-/// connection that stays open; None if the connection closes first.
-async fn read_answer(stream: &mut TcpStream) -> Option<(u16, String)> {
-    let mut buffer = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buffer[..end]).into_owned();
-            let status = head.split_whitespace().nth(1)?.parse().ok()?;
-            let length: usize = head
-                .lines()
-                .find_map(|l| {
-                    let (name, value) = l.split_once(':')?;
-                    name.eq_ignore_ascii_case("content-length")
-                        .then(|| value.trim().parse().ok())?
-                })
-                .unwrap_or(0);
-            while buffer.len() < end + 4 + length {
-                let n = stream.read(&mut chunk).await.ok()?;
-                if n == 0 {
-                    return None;
-                }
-                buffer.extend_from_slice(&chunk[..n]);
-            }
-            let body = String::from_utf8_lossy(&buffer[end + 4..end + 4 + length]).into_owned();
-            return Some((status, body));
-        }
-        let n = stream.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buffer.extend_from_slice(&chunk[..n]);
-    }
-}
-
 fn healthz_request(addr: &str) -> String {
     format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n")
-}
-
-/// Whether the server closes `stream` within `within` (reading and
-/// discarding anything it sends).
-async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
-    let mut chunk = [0u8; 1024];
-    tokio::time::timeout(within, async {
-        loop {
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await
-    .is_ok()
 }
 
 // ---------------------------------------------------------------------------
@@ -486,7 +405,7 @@ async fn connections_beyond_the_cap_wait_until_one_closes() {
         let answer = tokio::time::timeout(Duration::from_secs(10), read_answer(&mut stream))
             .await
             .expect("a held connection is served");
-        assert_eq!(answer.map(|a| a.0), Some(200));
+        assert_eq!(answer.map(|a| a.status), Some(200));
         held.push(stream);
     }
     // A third connects (the kernel queues it) but is not served.
@@ -500,13 +419,13 @@ async fn connections_beyond_the_cap_wait_until_one_closes() {
     // The held ones still are.
     let first = held.first_mut().unwrap();
     first.write_all(request.as_bytes()).await.unwrap();
-    assert_eq!(read_answer(first).await.map(|a| a.0), Some(200));
+    assert_eq!(read_answer(first).await.map(|a| a.status), Some(200));
     // Once one closes, the waiting connection is served.
     drop(held.remove(0));
     let answer = tokio::time::timeout(Duration::from_secs(5), read_answer(&mut third))
         .await
         .expect("the waiting connection was not served after a slot freed");
-    assert_eq!(answer.map(|a| a.0), Some(200));
+    assert_eq!(answer.map(|a| a.status), Some(200));
 }
 
 #[tokio::test]
@@ -569,10 +488,11 @@ async fn a_request_slower_than_the_request_timeout_is_answered_503() {
     );
     stream.write_all(head.as_bytes()).await.unwrap();
     let started = Instant::now();
-    let (status, body) = tokio::time::timeout(Duration::from_secs(8), read_answer(&mut stream))
-        .await
-        .expect("no answer 8 s into a request with a 1 s timeout")
-        .expect("the connection closed without an answer");
+    let Answer { status, body, .. } =
+        tokio::time::timeout(Duration::from_secs(8), read_answer(&mut stream))
+            .await
+            .expect("no answer 8 s into a request with a 1 s timeout")
+            .expect("the connection closed without an answer");
     let elapsed = started.elapsed();
     assert_eq!(status, 503, "{body}");
     let body: Value = serde_json::from_str(&body).expect("a JSON error body");

@@ -1,7 +1,8 @@
 //! Integration tests of the `totpd` binary: real `totpd serve` processes on
-//! port 0, driven over HTTP and through the CLI, against both storage
-//! backends (SQLite in a fresh data directory; a fresh PostgreSQL database
-//! per test when `TOTPD_TEST_POSTGRES_URL` is set).
+//! port 0, driven over HTTP and through the CLI, and (for tests that only
+//! speak HTTP to the router) the in-process app `harness::spawn_app`,
+//! against both storage backends (SQLite in a fresh data directory; a fresh
+//! PostgreSQL database per test when `TOTPD_TEST_POSTGRES_URL` is set).
 //!
 //! Expected codes come from the independent implementation in `otp.rs`,
 //! never from totpd-otp.

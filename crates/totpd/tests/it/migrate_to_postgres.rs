@@ -226,8 +226,7 @@ async fn a_sqlite_installation_migrated_to_postgresql_serves_the_same_ids_codes_
     );
     let quiet = Options {
         no_bootstrap: true,
-        no_key: true,
-        ..Options::default()
+        ..Options::keyless()
     };
     let pg_server = TestServer::start_in(&served, quiet.clone());
     assert!(
@@ -376,8 +375,7 @@ async fn migrating_from_an_empty_or_missing_sqlite_database_fails_clearly_and_cr
         &env.on_database_of(&target),
         Options {
             no_bootstrap: true,
-            no_key: true,
-            ..Options::default()
+            ..Options::keyless()
         },
     );
     for (id, known) in &secrets {

@@ -144,8 +144,7 @@ async fn a_rotation_under_load_fails_no_request_and_leaves_nothing_under_the_old
             &both.other_node(),
             Options {
                 no_bootstrap: true,
-                no_key: true,
-                ..Options::default()
+                ..Options::keyless()
             },
         )),
         Backend::Sqlite => None,
@@ -527,8 +526,7 @@ async fn a_previous_version_database_is_upgraded_to_the_current_associated_data_
         &env,
         Options {
             no_bootstrap: true,
-            no_key: true,
-            ..Options::default()
+            ..Options::keyless()
         },
     );
     for secret in described["secrets"].as_array().unwrap() {

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::harness::{
-    Backend, Known, TestServer, assert_code, on_both_backends, random_bytes, unix_ms,
+    Backend, Known, TestServer, assert_code, on_both_backends, random_bytes, spawn_app, unix_ms,
 };
 use crate::otp::{Alg, base32_decode, base32_encode, parse_rfc3339};
 
@@ -40,7 +40,7 @@ fn id_of(created: &Value) -> String {
 }
 
 async fn created_secrets_are_listed_with_their_fields_and_never_their_secret(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let server = spawn_app(backend).await;
     let api = server.api();
     assert!(
         api.list_ok().await.is_empty(),
@@ -140,7 +140,7 @@ async fn created_secrets_are_listed_with_their_fields_and_never_their_secret(bac
 }
 
 async fn a_generated_secret_has_160_bits_and_is_returned_only_once(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let server = spawn_app(backend).await;
     let api = server.api();
     let one = api
         .create_ok(json!({"label": "generated one", "issuer": "Vault"}))
@@ -217,9 +217,9 @@ async fn a_deleted_secret_is_gone_for_good(backend: Backend) {
 async fn another_accounts_secret_is_not_found_for_code_and_delete_and_absent_from_its_list(
     backend: Backend,
 ) {
-    let server = TestServer::start(backend).await;
+    let server = spawn_app(backend).await;
     let owner = server.api();
-    let intruder_key = server.env.create_key("intruder");
+    let intruder_key = server.create_key("intruder").await;
     let intruder = server.api_as(&intruder_key);
 
     let key = random_bytes(20);
@@ -265,7 +265,7 @@ async fn another_accounts_secret_is_not_found_for_code_and_delete_and_absent_fro
 }
 
 async fn unicode_labels_and_issuers_round_trip_exactly(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let server = spawn_app(backend).await;
     let api = server.api();
     // (label, issuer): scripts, emoji with joiners and modifiers, combining
     // marks in decomposed form (must not be normalised), right-to-left text,
@@ -333,7 +333,7 @@ async fn unicode_labels_and_issuers_round_trip_exactly(backend: Backend) {
 }
 
 async fn labels_and_issuers_of_256_characters_are_accepted_and_257_refused(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let server = spawn_app(backend).await;
     let api = server.api();
     // Characters, not bytes: "é" is two bytes in UTF-8, "🔐" four.
     for unit in ["a", "é", "🔐"] {
@@ -496,7 +496,7 @@ fn uri_cases() -> Vec<UriCase> {
 }
 
 async fn otpauth_uris_set_label_issuer_and_parameters_as_documented(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let server = spawn_app(backend).await;
     let api = server.api();
     let mut failures = Vec::new();
     for case in uri_cases() {

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::harness::{Backend, TestServer, on_both_backends};
+use crate::harness::{Backend, on_both_backends, spawn_app};
 
 on_both_backends! {
     healthz_and_readyz_answer_without_credentials
@@ -14,7 +14,7 @@ on_both_backends! {
 }
 
 async fn healthz_and_readyz_answer_without_credentials(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let server = spawn_app(backend).await;
     for path in ["/healthz", "/readyz"] {
         let reply = server.get_public(path).await;
         assert_eq!(reply.expect_ok()["status"], "OK", "{path}");
@@ -22,7 +22,7 @@ async fn healthz_and_readyz_answer_without_credentials(backend: Backend) {
 }
 
 async fn openapi_json_is_an_openapi_3_1_document_with_the_four_operations(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let server = spawn_app(backend).await;
     let reply = server.get_public("/openapi.json").await;
     assert_eq!(reply.status, 200, "{}", reply.text);
     let content_type = reply

@@ -1,0 +1,189 @@
+//! The in-process app: the real router (`totpd_api::router`) on a real
+//! store, served on `127.0.0.1:0` inside the test's own runtime. For API
+//! tests that need no process (no signals, CLI, logs or restarts): it
+//! starts in milliseconds and speaks through the same client as
+//! [`TestServer`](super::TestServer).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::task::JoinHandle;
+use totpd_api::{AppState, Limits, Metrics};
+use totpd_vault::{Clock as _, MasterKey, SystemClock, Vault};
+
+use super::env::ApiKey;
+use super::http::{Api, Auth, Reply, http_client, send, with_key};
+use totpd_testkit::db::FreshDatabase;
+
+use super::{Backend, PG_URL_ENV, Serves, pg};
+
+/// The API served in-process on a fresh store of one backend.
+#[derive(Debug)]
+pub struct TestApp {
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    /// The bootstrap key: an owner key of the `default` account.
+    pub key: ApiKey,
+    /// The vault behind the router, for what a test sets up directly.
+    pub vault: Arc<Vault>,
+    http: reqwest::Client,
+    serving: JoinHandle<()>,
+    // Dropped after the task is aborted (fields drop in order): the store's
+    // file or database outlives the server.
+    _database: FreshDatabase,
+}
+
+/// Serves the real router with default limits on a fresh store of
+/// `backend`: a SQLite file in a temporary directory, or a PostgreSQL
+/// database of its own.
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, Limits::default()).await
+}
+
+/// [`spawn_app`] with other request limits.
+pub async fn spawn_app_with(backend: Backend, limits: Limits) -> TestApp {
+    let database = match backend {
+        Backend::Sqlite => FreshDatabase::sqlite(),
+        Backend::Postgres => {
+            let admin = pg::admin_url()
+                .unwrap_or_else(|| panic!("{PG_URL_ENV} must be set for a PostgreSQL test"));
+            FreshDatabase::postgres(&admin, "totpd_app").await
+        }
+    };
+    let store = totpd_store::connect(database.url(), &totpd_store::ConnectOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("open the {backend:?} store: {e}"));
+    let master = MasterKey::generate().expect("a random master key");
+    let vault = Arc::new(Vault::open(store, master).await.expect("open the vault"));
+    let bootstrap = vault
+        .bootstrap(SystemClock.now())
+        .await
+        .expect("bootstrap the vault")
+        .expect("a fresh vault makes a bootstrap key");
+    let key = ApiKey {
+        key_id: bootstrap.key_id,
+        secret: bootstrap.secret.expose().to_owned(),
+    };
+    let state = AppState {
+        vault: Arc::clone(&vault),
+        clock: Arc::new(SystemClock),
+        metrics: Arc::new(Metrics::default()),
+    };
+    let app = totpd_api::router(state, &limits);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("the bound address");
+    let serving = tokio::spawn(async move {
+        // As the real server does: each request carries the peer address.
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .expect("serve the app");
+    });
+    TestApp {
+        addr: addr.to_string(),
+        key,
+        vault,
+        http: http_client(),
+        serving,
+        _database: database,
+    }
+}
+
+impl TestApp {
+    /// `http://127.0.0.1:PORT{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// The API as the `default` account's owner key, in the SDKs' header form.
+    pub fn api(&self) -> Api {
+        Serves::api(self)
+    }
+
+    /// The API as `key`.
+    pub fn api_as(&self, key: &ApiKey) -> Api {
+        Serves::api_as(self, key)
+    }
+
+    /// The API with any kind of credentials.
+    pub fn api_with(&self, auth: Auth) -> Api {
+        Api {
+            http: self.http.clone(),
+            base: format!("http://{}", self.addr),
+            auth,
+        }
+    }
+
+    /// A new owner key of `account` (created if needed), as
+    /// `totpd keys create --account` makes it.
+    pub async fn create_key(&self, account: &str) -> ApiKey {
+        let made = self
+            .vault
+            .create_api_key(
+                &totpd_vault::AccountName::parse(account).expect("a valid account name"),
+                SystemClock.now(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("create a key of {account:?}: {e}"));
+        ApiKey {
+            key_id: made.key_id,
+            secret: made.secret.expose().to_owned(),
+        }
+    }
+
+    /// `GET path` without credentials.
+    pub async fn get_public(&self, path: &str) -> Reply {
+        self.api_with(Auth::None).get(path).await
+    }
+
+    /// Asserts the app still serves and answers `/healthz`.
+    pub async fn assert_healthy(&mut self) {
+        assert!(!self.serving.is_finished(), "the in-process app stopped");
+        let reply = self.get_public("/healthz").await;
+        assert_eq!(reply.status, 200, "/healthz: {}", reply.text);
+    }
+}
+
+impl Serves for TestApp {
+    fn api_with(&self, auth: Auth) -> Api {
+        TestApp::api_with(self, auth)
+    }
+
+    fn key(&self) -> &ApiKey {
+        &self.key
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.serving.abort();
+    }
+}
+
+/// The app gives each request its peer address, as the real server does:
+/// without it the failed-authentication lockout would not apply.
+#[tokio::test]
+async fn the_in_process_app_knows_the_peer_address_so_the_lockout_applies() {
+    let limits = Limits {
+        auth_failure_limit: 3,
+        auth_failure_window: std::time::Duration::from_secs(60),
+        ..Limits::default()
+    };
+    let app = spawn_app_with(Backend::Sqlite, limits).await;
+    let client = http_client();
+    let url = app.url("/api/v2/totp/secrets");
+    let right = send(with_key(client.get(&url), &app.key.key_id, &app.key.secret)).await;
+    right.expect_ok();
+    for _ in 0..3 {
+        send(with_key(client.get(&url), &app.key.key_id, "wrong"))
+            .await
+            .expect_error(401, "unauthorized");
+    }
+    send(with_key(client.get(&url), &app.key.key_id, &app.key.secret))
+        .await
+        .expect_error(429, "rate_limited");
+}
