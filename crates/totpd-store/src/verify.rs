@@ -15,30 +15,13 @@ pub(crate) fn mismatch(what: &str) -> StoreError {
     ))
 }
 
-/// Checks one page of secrets read back from the target against the same
-/// page of the source, naming the first secret that differs.
-pub(crate) fn same_secrets(source: &[SecretRow], target: &[SecretRow]) -> Result<(), StoreError> {
-    if source == target {
-        return Ok(());
-    }
-    let differing = source
-        .iter()
-        .zip(target)
-        .find(|(a, b)| a != b)
-        .map(|(a, _)| a.id)
-        .or_else(|| source.get(target.len()).map(|row| row.id))
-        .or_else(|| target.get(source.len()).map(|row| row.id));
-    Err(match differing {
-        Some(id) => mismatch(&format!("secrets (first at id {id})")),
-        None => mismatch("secrets"),
-    })
-}
-
-/// Checks one page of audit events read back from the target against the
-/// same page of the source, naming the first event that differs.
-pub(crate) fn same_audit_events(
-    source: &[AuditRow],
-    target: &[AuditRow],
+/// Checks one page of rows read back from the target against the same page
+/// of the source, naming the first row that differs by its `id`.
+fn same_page<T: PartialEq, Id: std::fmt::Display>(
+    what: &str,
+    source: &[T],
+    target: &[T],
+    id: impl Fn(&T) -> Id,
 ) -> Result<(), StoreError> {
     if source == target {
         return Ok(());
@@ -47,13 +30,28 @@ pub(crate) fn same_audit_events(
         .iter()
         .zip(target)
         .find(|(a, b)| a != b)
-        .map(|(a, _)| a.id)
-        .or_else(|| source.get(target.len()).map(|row| row.id))
-        .or_else(|| target.get(source.len()).map(|row| row.id));
+        .map(|(a, _)| id(a))
+        .or_else(|| source.get(target.len()).map(&id))
+        .or_else(|| target.get(source.len()).map(&id));
     Err(match differing {
-        Some(id) => mismatch(&format!("audit events (first at id {id})")),
-        None => mismatch("audit events"),
+        Some(first) => mismatch(&format!("{what} (first at id {first})")),
+        None => mismatch(what),
     })
+}
+
+/// Checks one page of secrets read back from the target against the same
+/// page of the source, naming the first secret that differs.
+pub(crate) fn same_secrets(source: &[SecretRow], target: &[SecretRow]) -> Result<(), StoreError> {
+    same_page("secrets", source, target, |row| row.id)
+}
+
+/// Checks one page of audit events read back from the target against the
+/// same page of the source, naming the first event that differs.
+pub(crate) fn same_audit_events(
+    source: &[AuditRow],
+    target: &[AuditRow],
+) -> Result<(), StoreError> {
+    same_page("audit events", source, target, |row| row.id)
 }
 
 /// The number of rows in `rows`, for a [`totpd_vault::CopyReport`].
