@@ -19,6 +19,7 @@ use crate::error::classify;
 use crate::queries as q;
 use crate::schema::{Migration, pending};
 use crate::scope_text;
+use crate::tables::HAS_ANY_ROW;
 
 static MIGRATIONS: [Migration; 5] = [
     Migration {
@@ -693,7 +694,7 @@ impl Store for PgStore {
     }
 
     async fn is_empty(&self) -> Result<bool, StoreError> {
-        let any: bool = sqlx::query_scalar(q::HAS_ANY_ROW)
+        let any: bool = sqlx::query_scalar(HAS_ANY_ROW.as_str())
             .fetch_one(&self.pool)
             .await
             .map_err(classify)?;

@@ -100,12 +100,6 @@ pub(crate) const LIST_SECRETS_AFTER: &str = "SELECT id, account_id, label, issue
 /// Deletes one of an account's secrets (one row changed if it existed).
 pub(crate) const DELETE_SECRET: &str = "DELETE FROM secrets WHERE id = $1 AND account_id = $2";
 
-/// Whether any table holds a row. `EXISTS` stops at the first row, so this
-/// costs the same on an empty database and on one with a million secrets.
-pub(crate) const HAS_ANY_ROW: &str = "SELECT EXISTS (SELECT 1 FROM meta) \
-     OR EXISTS (SELECT 1 FROM accounts) OR EXISTS (SELECT 1 FROM api_keys) \
-     OR EXISTS (SELECT 1 FROM secrets) OR EXISTS (SELECT 1 FROM audit_events)";
-
 /// Every `meta` row, by name.
 pub(crate) const DUMP_META: &str = "SELECT name, value FROM meta ORDER BY name";
 
