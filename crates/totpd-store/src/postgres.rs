@@ -17,32 +17,9 @@ use uuid::Uuid;
 use crate::ConnectOptions;
 use crate::error::classify;
 use crate::queries as q;
-use crate::schema::{Migration, pending};
+use crate::schema::{self, Executor, Migration};
 use crate::scope_text;
 use crate::tables::HAS_ANY_ROW;
-
-static MIGRATIONS: [Migration; 5] = [
-    Migration {
-        version: 1,
-        sql: include_str!("../migrations/postgres/0001_init.sql"),
-    },
-    Migration {
-        version: 2,
-        sql: include_str!("../migrations/postgres/0002_binding_versions.sql"),
-    },
-    Migration {
-        version: 3,
-        sql: include_str!("../migrations/postgres/0003_secret_count.sql"),
-    },
-    Migration {
-        version: 4,
-        sql: include_str!("../migrations/postgres/0004_key_scopes.sql"),
-    },
-    Migration {
-        version: 5,
-        sql: include_str!("../migrations/postgres/0005_audit.sql"),
-    },
-];
 
 /// Moves many keys' `last_used_at` forward in one statement (never back).
 const RECORD_API_KEY_USES: &str = "UPDATE api_keys k SET last_used_at = u.used_at \
@@ -86,32 +63,43 @@ impl PgStore {
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
+        schema::run(&mut PgMigrations(&mut tx), schema::POSTGRES).await?;
+        tx.commit().await.map_err(classify)
+    }
+}
+
+/// The schema runner's executor: the migrating transaction.
+struct PgMigrations<'a>(&'a mut sqlx::PgConnection);
+
+impl Executor for PgMigrations<'_> {
+    async fn applied(&mut self) -> Result<Vec<i64>, StoreError> {
         sqlx::raw_sql(
             "CREATE TABLE IF NOT EXISTS schema_migrations \
              (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
         )
-        .execute(&mut *tx)
+        .execute(&mut *self.0)
         .await
         .map_err(classify)?;
-        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
-            .fetch_all(&mut *tx)
+        sqlx::query_scalar("SELECT version FROM schema_migrations")
+            .fetch_all(&mut *self.0)
+            .await
+            .map_err(classify)
+    }
+
+    async fn apply(&mut self, step: &Migration) -> Result<(), StoreError> {
+        sqlx::raw_sql(step.sql)
+            .execute(&mut *self.0)
             .await
             .map_err(classify)?;
-        for step in pending(&applied, &MIGRATIONS)? {
-            sqlx::raw_sql(step.sql)
-                .execute(&mut *tx)
-                .await
-                .map_err(classify)?;
-            sqlx::query(
-                "INSERT INTO schema_migrations (version, applied_at) \
-                 VALUES ($1, CAST(EXTRACT(EPOCH FROM now()) AS BIGINT))",
-            )
-            .bind(step.version)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
-        }
-        tx.commit().await.map_err(classify)
+        sqlx::query(
+            "INSERT INTO schema_migrations (version, applied_at) \
+             VALUES ($1, CAST(EXTRACT(EPOCH FROM now()) AS BIGINT))",
+        )
+        .bind(step.version)
+        .execute(&mut *self.0)
+        .await
+        .map_err(classify)
+        .map(drop)
     }
 }
 
