@@ -144,7 +144,7 @@ fn secret_row(t: SecretTuple) -> SecretRow {
         digits,
         period,
         created_at,
-        key_id,
+        sealed_by,
         nonce,
         ciphertext,
         aad_version,
@@ -158,7 +158,7 @@ fn secret_row(t: SecretTuple) -> SecretRow {
         digits,
         period,
         created_at,
-        key_id,
+        sealed_by,
         nonce,
         ciphertext,
         aad_version,
@@ -227,7 +227,7 @@ fn insert_secret_query(row: &SecretRow) -> PgQuery<'_> {
         .bind(row.digits)
         .bind(row.period)
         .bind(row.created_at)
-        .bind(row.key_id.as_str())
+        .bind(row.sealed_by.as_str())
         .bind(row.nonce.as_slice())
         .bind(row.ciphertext.as_slice())
         .bind(row.aad_version)
@@ -629,13 +629,13 @@ impl Store for PgStore {
         let mut changed = 0_u64;
         for r in reseals {
             let done = sqlx::query(q::RESEAL_SECRET)
-                .bind(r.key_id.as_str())
+                .bind(r.sealed_by.as_str())
                 .bind(r.nonce.as_slice())
                 .bind(r.ciphertext.as_slice())
                 .bind(r.aad_version)
                 .bind(r.id)
                 .bind(r.account_id)
-                .bind(r.old_key_id.as_str())
+                .bind(r.old_sealed_by.as_str())
                 .bind(r.old_nonce.as_slice())
                 .bind(r.old_ciphertext.as_slice())
                 .bind(r.old_aad_version)

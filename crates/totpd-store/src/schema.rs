@@ -41,6 +41,7 @@ pub(crate) static SQLITE: &[Migration] = migrations!("sqlite":
     "0003_secret_count_and_list_order.sql",
     "0004_key_scopes.sql",
     "0005_audit.sql",
+    "0006_sealed_by.sql",
 );
 
 /// The PostgreSQL schema.
@@ -50,6 +51,7 @@ pub(crate) static POSTGRES: &[Migration] = migrations!("postgres":
     "0003_secret_count.sql",
     "0004_key_scopes.sql",
     "0005_audit.sql",
+    "0006_sealed_by.sql",
 );
 
 /// The number a migration file's name starts with (`0003_x.sql` is 3).

@@ -489,13 +489,13 @@ impl Store for SqliteStore {
             let mut changed = 0_u64;
             for r in &reseals {
                 let n = statement.execute(params![
-                    r.key_id,
+                    r.sealed_by,
                     r.nonce,
                     r.ciphertext,
                     r.aad_version,
                     r.id.as_bytes().as_slice(),
                     r.account_id.as_bytes().as_slice(),
-                    r.old_key_id,
+                    r.old_sealed_by,
                     r.old_nonce,
                     r.old_ciphertext,
                     r.old_aad_version,

@@ -55,7 +55,7 @@ pub fn pepper(store: &MemoryStore) -> Vec<u8> {
     let (key_id, rest) = rest.split_at(usize::from(id_len));
     let (nonce, ciphertext) = rest.split_at(12);
     let sealed = Sealed {
-        key_id: String::from_utf8(key_id.to_vec()).unwrap(),
+        sealed_by: String::from_utf8(key_id.to_vec()).unwrap(),
         nonce: nonce.to_vec(),
         ciphertext: ciphertext.to_vec(),
     };
