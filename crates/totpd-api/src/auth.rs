@@ -2,7 +2,6 @@
 //! or `Authorization: Bearer <key_id>.<secret>` for curl users.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use axum::extract::MatchedPath;
 use axum::extract::{ConnectInfo, FromRequestParts};
@@ -14,7 +13,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::limits::{AbuseLimits, RetryAfter};
+use crate::limits::RetryAfter;
 use crate::metrics::LimitKind;
 use crate::telemetry::RequestId;
 
@@ -39,7 +38,7 @@ impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Auth, ApiError> {
-        let guard = parts.extensions.get::<Arc<AbuseLimits>>().cloned();
+        let guard = &state.abuse;
         let client = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
@@ -50,7 +49,7 @@ impl FromRequestParts<AppState> for Auth {
             state.metrics.auth_failed();
             return Err(ApiError::Unauthorized);
         };
-        if let (Some(guard), Some(client)) = (&guard, client)
+        if let Some(client) = client
             && let Err(wait) = guard.check_client(client, key_id, state.clock.monotonic())
         {
             state.metrics.rate_limited(LimitKind::AuthFailures);
@@ -65,7 +64,7 @@ impl FromRequestParts<AppState> for Auth {
             Err(e) => {
                 if matches!(e, totpd_vault::VaultError::Unauthorized) {
                     state.metrics.auth_failed();
-                    if let (Some(guard), Some(client)) = (&guard, client) {
+                    if let Some(client) = client {
                         let locked =
                             guard.record_auth_failure(client, key_id, state.clock.monotonic());
                         // The key id is not logged: it is client text, and a
@@ -87,12 +86,10 @@ impl FromRequestParts<AppState> for Auth {
                 return Err(e.into());
             }
         };
-        if let (Some(guard), Some(client)) = (&guard, client) {
+        if let Some(client) = client {
             guard.record_auth_success(client, key_id, state.clock.monotonic());
         }
-        if let Some(guard) = &guard
-            && let Err(wait) = guard.check_key(&principal.key_id, state.clock.monotonic())
-        {
+        if let Err(wait) = guard.check_key(&principal.key_id, state.clock.monotonic()) {
             state.metrics.rate_limited(LimitKind::PerKey);
             if let Some((action, secret_id)) = audited_action(parts) {
                 state

@@ -5,12 +5,11 @@
 //! no credentials) costs no database round trip per request. Concurrent
 //! requests that find the cached answer stale wait for one probe together.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
-use axum::{Extension, Router};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -29,7 +28,6 @@ pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(get_healthz))
         .route("/readyz", get(get_readyz))
-        .layer(Extension(Arc::new(Readiness::default())))
 }
 
 /// Alive: the process answers HTTP.
@@ -48,9 +46,8 @@ pub(crate) async fn get_healthz() -> axum::Json<StatusOnly> {
     ))]
 pub(crate) async fn get_readyz(
     State(state): State<AppState>,
-    Extension(readiness): Extension<Arc<Readiness>>,
 ) -> Result<axum::Json<StatusOnly>, ApiError> {
-    let mut last = readiness.last.lock().await;
+    let mut last = state.readiness.last.lock().await;
     let ready = match *last {
         Some((at, ready))
             if state.clock.monotonic().saturating_duration_since(at) < READINESS_CACHE =>

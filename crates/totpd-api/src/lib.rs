@@ -24,8 +24,8 @@ mod wire;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::{Extension, Router};
 use totpd_vault::Vault;
 
 use crate::limits::AbuseLimits;
@@ -89,7 +89,11 @@ impl Default for Limits {
     }
 }
 
-/// What every handler can reach.
+/// Everything the handlers and the middleware reach: the one state of the
+/// router (`State<AppState>`), built by [`AppState::new`]. Per-node state
+/// (the abuse limits' counters, the last readiness probe) is shared by every
+/// clone, so an app and its metrics-only app (see [`metrics_app`]) count
+/// together.
 #[derive(Clone, Debug)]
 pub struct AppState {
     /// The vault.
@@ -98,6 +102,31 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// The limits every request is held to.
+    pub(crate) limits: Arc<Limits>,
+    /// The per-key rate limit and the failed-authentication lockout.
+    pub(crate) abuse: Arc<AbuseLimits>,
+    /// The last `/readyz` probe.
+    pub(crate) readiness: Arc<health::Readiness>,
+}
+
+impl AppState {
+    /// The state of an app on `vault`, held to `limits`.
+    pub fn new(
+        vault: Arc<Vault>,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+        limits: Limits,
+    ) -> AppState {
+        AppState {
+            vault,
+            clock,
+            metrics,
+            abuse: Arc::new(AbuseLimits::new(&limits)),
+            limits: Arc::new(limits),
+            readiness: Arc::default(),
+        }
+    }
 }
 
 #[cfg(feature = "bench-bare")]
@@ -115,7 +144,7 @@ fn bench_router() -> Router<AppState> {
 /// The failed-authentication lockout needs the client's address: the server
 /// must put an [`axum::extract::ConnectInfo`]`<SocketAddr>` in each request's
 /// extensions (without one, that lockout does not apply).
-pub fn router(state: AppState, limits: &Limits) -> Router {
+pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(secrets::router())
         .merge(audit::router())
@@ -126,10 +155,9 @@ pub fn router(state: AppState, limits: &Limits) -> Router {
         .merge(bench_router())
         .fallback(error::not_found_fallback)
         .method_not_allowed_fallback(error::method_not_allowed_fallback)
-        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-        .layer(Extension(Arc::new(AbuseLimits::new(limits))))
+        .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
-            telemetry::Telemetry::new(limits.request_timeout, Arc::clone(&state.metrics)),
+            state.clone(),
             telemetry::track,
         ))
         .with_state(state)

@@ -12,7 +12,6 @@
 //! headers, bodies or query strings, which may carry credentials or secrets.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::HeaderValue;
@@ -22,8 +21,8 @@ use totpd_vault::deadline::{self, Deadline};
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::AppState;
 use crate::error::ApiError;
-use crate::metrics::Metrics;
 
 const REQUEST_ID: &str = "x-request-id";
 
@@ -43,25 +42,8 @@ fn next_request_id() -> String {
 #[derive(Clone, Debug)]
 pub(crate) struct RequestId(pub Arc<str>);
 
-/// What the middleware needs.
-#[derive(Clone, Debug)]
-pub(crate) struct Telemetry {
-    timeout: Duration,
-    metrics: Arc<Metrics>,
-}
-
-impl Telemetry {
-    pub(crate) fn new(timeout: Duration, metrics: Arc<Metrics>) -> Telemetry {
-        Telemetry { timeout, metrics }
-    }
-}
-
 /// The telemetry and timeout middleware, for `middleware::from_fn_with_state`.
-pub(crate) async fn track(
-    State(telemetry): State<Telemetry>,
-    request: Request,
-    next: Next,
-) -> Response {
+pub(crate) async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let request_id = request
         .headers()
         .get(REQUEST_ID)
@@ -85,7 +67,7 @@ pub(crate) async fn track(
     tokio::pin!(handled);
     let mut response = tokio::select! {
         response = &mut handled => response,
-        () = tokio::time::sleep(telemetry.timeout) => {
+        () = tokio::time::sleep(state.limits.request_timeout) => {
             if fate.expire() {
                 ApiError::Unavailable("the request took too long and was abandoned; nothing was stored")
                     .into_response()
@@ -99,7 +81,7 @@ pub(crate) async fn track(
     };
     let latency = totpd_vault::clock::monotonic_now().saturating_duration_since(started);
     let status = response.status().as_u16();
-    telemetry
+    state
         .metrics
         .observe_request(&route, method.as_str(), status, latency);
     span.in_scope(|| {

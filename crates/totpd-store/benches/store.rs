@@ -26,7 +26,7 @@ fn secret(account: Uuid, created_at: i64) -> SecretRow {
         digits: 6,
         period: 30,
         created_at,
-        key_id: "k1".to_owned(),
+        sealed_by: "k1".to_owned(),
         nonce: Uuid::new_v4().as_bytes()[..12].to_vec(),
         ciphertext: [*Uuid::new_v4().as_bytes(), *Uuid::new_v4().as_bytes()].concat(),
         aad_version: 2,

@@ -17,6 +17,7 @@ mod queries;
 mod schema;
 mod scope_text;
 mod sqlite;
+mod tables;
 mod verify;
 
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use totpd_vault::{Store, StoreError};
 pub use inspect::{SqliteFile, TlsWeakness, postgres_tls_weakness, sqlite_file};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+pub use tables::Table;
 
 /// Connection settings shared by both backends.
 #[derive(Clone, Debug)]

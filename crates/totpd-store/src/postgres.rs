@@ -17,31 +17,9 @@ use uuid::Uuid;
 use crate::ConnectOptions;
 use crate::error::classify;
 use crate::queries as q;
-use crate::schema::{Migration, pending};
+use crate::schema::{self, Executor, Migration};
 use crate::scope_text;
-
-static MIGRATIONS: [Migration; 5] = [
-    Migration {
-        version: 1,
-        sql: include_str!("../migrations/postgres/0001_init.sql"),
-    },
-    Migration {
-        version: 2,
-        sql: include_str!("../migrations/postgres/0002_binding_versions.sql"),
-    },
-    Migration {
-        version: 3,
-        sql: include_str!("../migrations/postgres/0003_secret_count.sql"),
-    },
-    Migration {
-        version: 4,
-        sql: include_str!("../migrations/postgres/0004_key_scopes.sql"),
-    },
-    Migration {
-        version: 5,
-        sql: include_str!("../migrations/postgres/0005_audit.sql"),
-    },
-];
+use crate::tables::HAS_ANY_ROW;
 
 /// Moves many keys' `last_used_at` forward in one statement (never back).
 const RECORD_API_KEY_USES: &str = "UPDATE api_keys k SET last_used_at = u.used_at \
@@ -85,32 +63,43 @@ impl PgStore {
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
+        schema::run(&mut PgMigrations(&mut tx), schema::POSTGRES).await?;
+        tx.commit().await.map_err(classify)
+    }
+}
+
+/// The schema runner's executor: the migrating transaction.
+struct PgMigrations<'a>(&'a mut sqlx::PgConnection);
+
+impl Executor for PgMigrations<'_> {
+    async fn applied(&mut self) -> Result<Vec<i64>, StoreError> {
         sqlx::raw_sql(
             "CREATE TABLE IF NOT EXISTS schema_migrations \
              (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
         )
-        .execute(&mut *tx)
+        .execute(&mut *self.0)
         .await
         .map_err(classify)?;
-        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
-            .fetch_all(&mut *tx)
+        sqlx::query_scalar("SELECT version FROM schema_migrations")
+            .fetch_all(&mut *self.0)
+            .await
+            .map_err(classify)
+    }
+
+    async fn apply(&mut self, step: &Migration) -> Result<(), StoreError> {
+        sqlx::raw_sql(step.sql)
+            .execute(&mut *self.0)
             .await
             .map_err(classify)?;
-        for step in pending(&applied, &MIGRATIONS)? {
-            sqlx::raw_sql(step.sql)
-                .execute(&mut *tx)
-                .await
-                .map_err(classify)?;
-            sqlx::query(
-                "INSERT INTO schema_migrations (version, applied_at) \
-                 VALUES ($1, CAST(EXTRACT(EPOCH FROM now()) AS BIGINT))",
-            )
-            .bind(step.version)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
-        }
-        tx.commit().await.map_err(classify)
+        sqlx::query(
+            "INSERT INTO schema_migrations (version, applied_at) \
+             VALUES ($1, CAST(EXTRACT(EPOCH FROM now()) AS BIGINT))",
+        )
+        .bind(step.version)
+        .execute(&mut *self.0)
+        .await
+        .map_err(classify)
+        .map(drop)
     }
 }
 
@@ -155,7 +144,7 @@ fn secret_row(t: SecretTuple) -> SecretRow {
         digits,
         period,
         created_at,
-        key_id,
+        sealed_by,
         nonce,
         ciphertext,
         aad_version,
@@ -169,7 +158,7 @@ fn secret_row(t: SecretTuple) -> SecretRow {
         digits,
         period,
         created_at,
-        key_id,
+        sealed_by,
         nonce,
         ciphertext,
         aad_version,
@@ -238,7 +227,7 @@ fn insert_secret_query(row: &SecretRow) -> PgQuery<'_> {
         .bind(row.digits)
         .bind(row.period)
         .bind(row.created_at)
-        .bind(row.key_id.as_str())
+        .bind(row.sealed_by.as_str())
         .bind(row.nonce.as_slice())
         .bind(row.ciphertext.as_slice())
         .bind(row.aad_version)
@@ -640,13 +629,13 @@ impl Store for PgStore {
         let mut changed = 0_u64;
         for r in reseals {
             let done = sqlx::query(q::RESEAL_SECRET)
-                .bind(r.key_id.as_str())
+                .bind(r.sealed_by.as_str())
                 .bind(r.nonce.as_slice())
                 .bind(r.ciphertext.as_slice())
                 .bind(r.aad_version)
                 .bind(r.id)
                 .bind(r.account_id)
-                .bind(r.old_key_id.as_str())
+                .bind(r.old_sealed_by.as_str())
                 .bind(r.old_nonce.as_slice())
                 .bind(r.old_ciphertext.as_slice())
                 .bind(r.old_aad_version)
@@ -693,7 +682,7 @@ impl Store for PgStore {
     }
 
     async fn is_empty(&self) -> Result<bool, StoreError> {
-        let any: bool = sqlx::query_scalar(q::HAS_ANY_ROW)
+        let any: bool = sqlx::query_scalar(HAS_ANY_ROW.as_str())
             .fetch_one(&self.pool)
             .await
             .map_err(classify)?;

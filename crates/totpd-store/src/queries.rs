@@ -71,13 +71,13 @@ pub(crate) const RECORD_API_KEY_USE: &str = "UPDATE api_keys SET last_used_at = 
 
 /// Inserts a secret.
 pub(crate) const INSERT_SECRET: &str = "INSERT INTO secrets \
-     (id, account_id, label, issuer, algorithm, digits, period, created_at, key_id, nonce, \
-     ciphertext, aad_version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+     (id, account_id, label, issuer, algorithm, digits, period, created_at, sealed_by, \
+     nonce, ciphertext, aad_version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 
 /// One of an account's secrets. Scoping by account is part of the key: another
 /// account's id finds nothing.
 pub(crate) const SECRET: &str = "SELECT id, account_id, label, issuer, algorithm, digits, \
-     period, created_at, key_id, nonce, ciphertext, aad_version FROM secrets \
+     period, created_at, sealed_by, nonce, ciphertext, aad_version FROM secrets \
      WHERE id = $1 AND account_id = $2";
 
 /// How many secrets an account holds (kept by triggers), for the quota.
@@ -87,24 +87,18 @@ pub(crate) const SECRET_COUNT: &str = "SELECT secret_count FROM accounts WHERE i
 /// then `id`. Two statements rather than one with `$2 IS NULL OR ...`, for
 /// the reason given at `DUMP_SECRETS_FIRST`.
 pub(crate) const LIST_SECRETS_FIRST: &str = "SELECT id, account_id, label, issuer, algorithm, \
-     digits, period, created_at, key_id, nonce, ciphertext, aad_version FROM secrets \
+     digits, period, created_at, sealed_by, nonce, ciphertext, aad_version FROM secrets \
      WHERE account_id = $1 ORDER BY created_at, id LIMIT $2";
 
 /// The next page of an account's secrets: those after (`$2`, `$3`) in list
 /// order, a range of the list-order index on both databases.
 pub(crate) const LIST_SECRETS_AFTER: &str = "SELECT id, account_id, label, issuer, algorithm, \
-     digits, period, created_at, key_id, nonce, ciphertext, aad_version FROM secrets \
+     digits, period, created_at, sealed_by, nonce, ciphertext, aad_version FROM secrets \
      WHERE account_id = $1 AND (created_at, id) > ($2, $3) \
      ORDER BY created_at, id LIMIT $4";
 
 /// Deletes one of an account's secrets (one row changed if it existed).
 pub(crate) const DELETE_SECRET: &str = "DELETE FROM secrets WHERE id = $1 AND account_id = $2";
-
-/// Whether any table holds a row. `EXISTS` stops at the first row, so this
-/// costs the same on an empty database and on one with a million secrets.
-pub(crate) const HAS_ANY_ROW: &str = "SELECT EXISTS (SELECT 1 FROM meta) \
-     OR EXISTS (SELECT 1 FROM accounts) OR EXISTS (SELECT 1 FROM api_keys) \
-     OR EXISTS (SELECT 1 FROM secrets) OR EXISTS (SELECT 1 FROM audit_events)";
 
 /// Every `meta` row, by name.
 pub(crate) const DUMP_META: &str = "SELECT name, value FROM meta ORDER BY name";
@@ -121,12 +115,12 @@ pub(crate) const DUMP_API_KEYS: &str = "SELECT key_id, account_id, secret_hash, 
 /// `$1 IS NULL OR id > $1`, which neither planner turns into an index range:
 /// every page would rescan the rows before it.
 pub(crate) const DUMP_SECRETS_FIRST: &str = "SELECT id, account_id, label, issuer, algorithm, \
-     digits, period, created_at, key_id, nonce, ciphertext, aad_version FROM secrets \
+     digits, period, created_at, sealed_by, nonce, ciphertext, aad_version FROM secrets \
      ORDER BY id LIMIT $1";
 
 /// The next page of all secrets: ids above `$1`, by id.
 pub(crate) const DUMP_SECRETS_AFTER: &str = "SELECT id, account_id, label, issuer, algorithm, \
-     digits, period, created_at, key_id, nonce, ciphertext, aad_version FROM secrets \
+     digits, period, created_at, sealed_by, nonce, ciphertext, aad_version FROM secrets \
      WHERE id > $1 ORDER BY id LIMIT $2";
 
 /// The columns of an `audit_events` row, in the order every audit read
@@ -230,10 +224,10 @@ pub(crate) fn audit_query(
 }
 
 /// Re-seals a secret (`totpd rekey`), only while the row still holds the
-/// ciphertext, nonce, key id, associated-data version and OTP parameters
+/// ciphertext, nonce, sealing key id, associated-data version and OTP parameters
 /// that were read (one row changed if it did).
-pub(crate) const RESEAL_SECRET: &str = "UPDATE secrets SET key_id = $1, nonce = $2, \
-     ciphertext = $3, aad_version = $4 WHERE id = $5 AND account_id = $6 AND key_id = $7 \
+pub(crate) const RESEAL_SECRET: &str = "UPDATE secrets SET sealed_by = $1, nonce = $2, \
+     ciphertext = $3, aad_version = $4 WHERE id = $5 AND account_id = $6 AND sealed_by = $7 \
      AND nonce = $8 AND ciphertext = $9 AND aad_version = $10 AND algorithm = $11 \
      AND digits = $12 AND period = $13";
 
@@ -241,8 +235,8 @@ pub(crate) const RESEAL_SECRET: &str = "UPDATE secrets SET key_id = $1, nonce = 
 pub(crate) const REPLACE_META: &str = "UPDATE meta SET value = $1 WHERE name = $2 AND value = $3";
 
 /// Secrets per sealing key and associated-data version.
-pub(crate) const COUNT_SECRETS_BY_SEAL: &str = "SELECT key_id, aad_version, COUNT(*) \
-     FROM secrets GROUP BY key_id, aad_version ORDER BY key_id, aad_version";
+pub(crate) const COUNT_SECRETS_BY_SEAL: &str = "SELECT sealed_by, aad_version, COUNT(*) \
+     FROM secrets GROUP BY sealed_by, aad_version ORDER BY sealed_by, aad_version";
 
 /// API keys per hash version.
 pub(crate) const COUNT_API_KEYS_BY_HASH: &str = "SELECT hash_version, COUNT(*) FROM api_keys \

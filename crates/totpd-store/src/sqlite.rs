@@ -43,6 +43,7 @@ use self::writer::Writer;
 use crate::ConnectOptions;
 use crate::error::{classify_sqlite, is_busy};
 use crate::queries as q;
+use crate::tables::HAS_ANY_ROW;
 
 /// The SQLite backend. Clones share the connections and the writer thread.
 #[derive(Clone)]
@@ -488,13 +489,13 @@ impl Store for SqliteStore {
             let mut changed = 0_u64;
             for r in &reseals {
                 let n = statement.execute(params![
-                    r.key_id,
+                    r.sealed_by,
                     r.nonce,
                     r.ciphertext,
                     r.aad_version,
                     r.id.as_bytes().as_slice(),
                     r.account_id.as_bytes().as_slice(),
-                    r.old_key_id,
+                    r.old_sealed_by,
                     r.old_nonce,
                     r.old_ciphertext,
                     r.old_aad_version,
@@ -578,7 +579,7 @@ impl Store for SqliteStore {
         let any: bool = self
             .reads()
             .run(|conn| {
-                conn.prepare_cached(q::HAS_ANY_ROW)?
+                conn.prepare_cached(HAS_ANY_ROW.as_str())?
                     .query_row([], |row| row.get(0))
             })
             .await?;

@@ -6,7 +6,9 @@
 //! requires them to be equal. Only then does it commit; on a difference it
 //! rolls back, so the target is left as empty as it was found.
 
-use totpd_vault::{AuditRow, SecretRow, StoreError};
+use totpd_vault::StoreError;
+
+use crate::tables::Table;
 
 /// The failure of a copy whose target does not read back as its source.
 pub(crate) fn mismatch(what: &str) -> StoreError {
@@ -15,10 +17,10 @@ pub(crate) fn mismatch(what: &str) -> StoreError {
     ))
 }
 
-/// Checks one page of rows read back from the target against the same page
-/// of the source, naming the first row that differs by its `id`.
-fn same_page<T: PartialEq, Id: std::fmt::Display>(
-    what: &str,
+/// Checks one page of rows of `table` read back from the target against the
+/// same page of the source, naming the first row that differs by its `id`.
+pub(crate) fn same_page<T: PartialEq, Id: std::fmt::Display>(
+    table: Table,
     source: &[T],
     target: &[T],
     id: impl Fn(&T) -> Id,
@@ -33,25 +35,11 @@ fn same_page<T: PartialEq, Id: std::fmt::Display>(
         .map(|(a, _)| id(a))
         .or_else(|| source.get(target.len()).map(&id))
         .or_else(|| target.get(source.len()).map(&id));
+    let what = table.rows();
     Err(match differing {
         Some(first) => mismatch(&format!("{what} (first at id {first})")),
         None => mismatch(what),
     })
-}
-
-/// Checks one page of secrets read back from the target against the same
-/// page of the source, naming the first secret that differs.
-pub(crate) fn same_secrets(source: &[SecretRow], target: &[SecretRow]) -> Result<(), StoreError> {
-    same_page("secrets", source, target, |row| row.id)
-}
-
-/// Checks one page of audit events read back from the target against the
-/// same page of the source, naming the first event that differs.
-pub(crate) fn same_audit_events(
-    source: &[AuditRow],
-    target: &[AuditRow],
-) -> Result<(), StoreError> {
-    same_page("audit events", source, target, |row| row.id)
 }
 
 /// The number of rows in `rows`, for a [`totpd_vault::CopyReport`].

@@ -116,7 +116,7 @@ impl MasterKey {
             )
             .map_err(|_| CryptoError::Seal)?;
         Ok(Sealed {
-            key_id: self.id.clone(),
+            sealed_by: self.id.clone(),
             nonce: nonce.to_vec(),
             ciphertext,
         })
@@ -124,7 +124,7 @@ impl MasterKey {
 
     /// Decrypts and authenticates `sealed` against `aad`.
     pub fn open(&self, sealed: &Sealed, aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        if sealed.key_id != self.id {
+        if sealed.sealed_by != self.id {
             return Err(CryptoError::UnknownKey);
         }
         let nonce: [u8; NONCE_LEN] = sealed
@@ -278,7 +278,7 @@ impl MasterKeyRing {
     /// [`CryptoError::UnknownKey`] if the ring does not hold it.
     pub fn open(&self, sealed: &Sealed, aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         self.keys()
-            .find(|k| k.id() == sealed.key_id)
+            .find(|k| k.id() == sealed.sealed_by)
             .ok_or(CryptoError::UnknownKey)?
             .open(sealed, aad)
     }
@@ -362,7 +362,7 @@ fn push_short(out: &mut Vec<u8>, bytes: &[u8]) {
 #[derive(Clone, PartialEq, Eq)]
 pub struct Sealed {
     /// Id of the master key that sealed it.
-    pub key_id: String,
+    pub sealed_by: String,
     /// The random 96-bit nonce.
     pub nonce: Vec<u8>,
     /// Ciphertext followed by the 128-bit GCM tag.
@@ -372,7 +372,7 @@ pub struct Sealed {
 impl fmt::Debug for Sealed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Sealed")
-            .field("key_id", &self.key_id)
+            .field("sealed_by", &self.sealed_by)
             .field("ciphertext", &"[redacted]")
             .finish()
     }
@@ -381,7 +381,7 @@ impl fmt::Debug for Sealed {
 impl Sealed {
     /// One self-describing byte string: `key_id_len | key_id | nonce | ciphertext`.
     pub(crate) fn to_bytes(&self) -> Vec<u8> {
-        let id = self.key_id.as_bytes();
+        let id = self.sealed_by.as_bytes();
         let mut out = Vec::with_capacity(1 + id.len() + self.nonce.len() + self.ciphertext.len());
         out.push(u8::try_from(id.len()).unwrap_or(u8::MAX));
         out.extend_from_slice(id);
@@ -395,7 +395,7 @@ impl Sealed {
         let (id, rest) = rest.split_at_checked(usize::from(len))?;
         let (nonce, ciphertext) = rest.split_at_checked(NONCE_LEN)?;
         Some(Sealed {
-            key_id: String::from_utf8(id.to_vec()).ok()?,
+            sealed_by: String::from_utf8(id.to_vec()).ok()?,
             nonce: nonce.to_vec(),
             ciphertext: ciphertext.to_vec(),
         })
@@ -451,7 +451,7 @@ mod tests {
         let sealed = a.seal(b"hello", b"x").unwrap();
         assert!(b.open(&sealed, b"x").is_err());
         let forged = Sealed {
-            key_id: b.id().to_owned(),
+            sealed_by: b.id().to_owned(),
             ..sealed
         };
         assert!(b.open(&forged, b"x").is_err());
@@ -514,7 +514,7 @@ mod tests {
         assert_eq!(ring.sealing().id(), new.id());
         assert_eq!(ring.open(&by_old, b"x").unwrap().as_slice(), b"s");
         let sealed = ring.seal(b"t", b"x").unwrap();
-        assert_eq!(sealed.key_id, new.id());
+        assert_eq!(sealed.sealed_by, new.id());
         assert!(matches!(
             MasterKeyRing::from(old.clone()).open(&sealed, b"x"),
             Err(CryptoError::UnknownKey)

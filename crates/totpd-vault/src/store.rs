@@ -119,7 +119,7 @@ pub struct SecretRow {
     /// Unix milliseconds.
     pub created_at: i64,
     /// Id of the master key that sealed `ciphertext`.
-    pub key_id: String,
+    pub sealed_by: String,
     /// AES-GCM nonce.
     pub nonce: Vec<u8>,
     /// AES-GCM ciphertext and tag.
@@ -139,7 +139,7 @@ impl fmt::Debug for SecretRow {
             .field("digits", &self.digits)
             .field("period", &self.period)
             .field("created_at", &self.created_at)
-            .field("key_id", &self.key_id)
+            .field("sealed_by", &self.sealed_by)
             .field("aad_version", &self.aad_version)
             .field("ciphertext", &"[redacted]")
             .finish_non_exhaustive()
@@ -231,8 +231,8 @@ pub struct SecretReseal {
     pub digits: i64,
     /// `period` the row holds.
     pub period: i64,
-    /// Key id the row holds now.
-    pub old_key_id: String,
+    /// Sealing key id the row holds now.
+    pub old_sealed_by: String,
     /// Nonce the row holds now.
     pub old_nonce: Vec<u8>,
     /// Ciphertext the row holds now.
@@ -240,7 +240,7 @@ pub struct SecretReseal {
     /// Associated-data version the row holds now.
     pub old_aad_version: i64,
     /// Id of the key that sealed the new ciphertext.
-    pub key_id: String,
+    pub sealed_by: String,
     /// The new nonce.
     pub nonce: Vec<u8>,
     /// The new ciphertext and tag.
@@ -254,9 +254,9 @@ impl fmt::Debug for SecretReseal {
         f.debug_struct("SecretReseal")
             .field("id", &self.id)
             .field("account_id", &self.account_id)
-            .field("old_key_id", &self.old_key_id)
+            .field("old_sealed_by", &self.old_sealed_by)
             .field("old_aad_version", &self.old_aad_version)
-            .field("key_id", &self.key_id)
+            .field("sealed_by", &self.sealed_by)
             .field("aad_version", &self.aad_version)
             .finish_non_exhaustive()
     }

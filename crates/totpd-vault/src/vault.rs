@@ -133,7 +133,7 @@ impl Vault {
         let sealed = Sealed::from_bytes(&stored).ok_or(OpenError::Corrupt)?;
         let pepper = master.open(&sealed, PEPPER_AAD).map_err(|e| match e {
             CryptoError::UnknownKey | CryptoError::Open => OpenError::WrongMasterKey {
-                expected: sealed.key_id.clone(),
+                expected: sealed.sealed_by.clone(),
                 given: master.ids().join(", "),
             },
             _ => OpenError::Corrupt,
@@ -816,7 +816,7 @@ impl Vault {
                     digits: i64::from(info.digits.get()),
                     period: i64::from(info.period.get()),
                     created_at: now.0,
-                    key_id: sealed.key_id.clone(),
+                    sealed_by: sealed.sealed_by.clone(),
                     nonce: sealed.nonce.clone(),
                     ciphertext: sealed.ciphertext.clone(),
                     aad_version: AAD_CURRENT,
@@ -969,12 +969,12 @@ impl Vault {
                     &format!("unknown associated-data version {}", row.aad_version),
                 )
             })?;
-        let sealed_by = row.key_id.clone();
+        let sealed_by = row.sealed_by.clone();
         let plaintext = self
             .master
             .open(
                 &Sealed {
-                    key_id: row.key_id,
+                    sealed_by: row.sealed_by,
                     nonce: row.nonce,
                     ciphertext: row.ciphertext,
                 },

@@ -32,6 +32,7 @@ use totpd_vault::{MasterKey, MasterKeyRing, OpenError, Store, Vault};
 use zeroize::Zeroizing;
 
 use crate::cli::{MigrateArgs, StoreArgs};
+use crate::redact::redact_url_password;
 
 const MASTER_KEY_ENV: &str = "TOTPD_MASTER_KEY";
 const DATABASE_FILE: &str = "totpd.db";
@@ -129,51 +130,6 @@ fn default_data_dir() -> anyhow::Result<PathBuf> {
         return Ok(PathBuf::from(home).join(".local/share/totpd"));
     }
     bail!("no data directory: pass --data-dir or set TOTPD_DATA_DIR")
-}
-
-/// `url` with the password of its user info, and of a `password=` query
-/// parameter, replaced by `[redacted]`; scheme, user, host, port, database
-/// and other parameters are kept. The user info ends at the last `@` before
-/// the query, so a password with a raw `@` or `/` in it is still hidden.
-pub(crate) fn redact_url_password(url: &str) -> String {
-    const REDACTED: &str = "[redacted]";
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (before_query, query) = match rest.split_once('?') {
-        Some((before, query)) => (before, Some(query)),
-        None => (rest, None),
-    };
-    let mut out = format!("{scheme}://");
-    match before_query.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            match userinfo.split_once(':') {
-                Some((user, _)) => {
-                    out.push_str(user);
-                    out.push(':');
-                    out.push_str(REDACTED);
-                }
-                None => out.push_str(userinfo),
-            }
-            out.push('@');
-            out.push_str(host);
-        }
-        None => out.push_str(before_query),
-    }
-    if let Some(query) = query {
-        out.push('?');
-        let pairs: Vec<String> = query
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((key, _)) if key.eq_ignore_ascii_case("password") => {
-                    format!("{key}={REDACTED}")
-                }
-                _ => pair.to_owned(),
-            })
-            .collect();
-        out.push_str(&pairs.join("&"));
-    }
-    out
 }
 
 /// Connects to the database and opens the vault with the right master key.
@@ -458,32 +414,5 @@ fn warn_if_accessible_by_others(path: &Path, what: &str, mode: &str) {
     #[cfg(not(unix))]
     {
         let _ = (path, what, mode);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_in_database_urls_are_redacted() {
-        for (url, shown) in [
-            (
-                "postgres://u:hunter2@db:5432/totpd",
-                "postgres://u:[redacted]@db:5432/totpd",
-            ),
-            (
-                "postgres://u:hun@ter/2@db/totpd?sslmode=verify-full",
-                "postgres://u:[redacted]@db/totpd?sslmode=verify-full",
-            ),
-            (
-                "postgres://u@db/totpd?sslmode=require&password=hunter2",
-                "postgres://u@db/totpd?sslmode=require&password=[redacted]",
-            ),
-            ("postgres://u@db/totpd", "postgres://u@db/totpd"),
-            ("sqlite:///tmp/x.db", "sqlite:///tmp/x.db"),
-        ] {
-            assert_eq!(redact_url_password(url), shown, "{url}");
-        }
     }
 }

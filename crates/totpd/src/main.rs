@@ -12,6 +12,7 @@ mod config;
 mod keys_cmd;
 mod migrate_cmd;
 mod otp_cmd;
+mod redact;
 mod rekey_cmd;
 
 mod serve;

@@ -103,11 +103,6 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     println!("totpd listening on {scheme}://{address}");
 
-    let state = AppState {
-        vault: Arc::new(vault),
-        clock: Arc::new(SystemClock),
-        metrics: Arc::new(Metrics::default()),
-    };
     // Every duration below is at most an hour or a day (checked ranges), so
     // no sum of them overflows.
     let request_timeout = Duration::from_secs(args.request_timeout);
@@ -118,6 +113,12 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         auth_failure_limit: args.auth_failure_limit,
         auth_failure_window: Duration::from_secs(args.auth_failure_window),
     };
+    let state = AppState::new(
+        Arc::new(vault),
+        Arc::new(SystemClock),
+        Arc::new(Metrics::default()),
+        limits,
+    );
     let header_read_timeout = Duration::from_secs(args.header_read_timeout);
     let max_connections = usize::try_from(args.max_connections).unwrap_or(usize::MAX);
     let config = ServerConfig {
@@ -154,7 +155,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     ));
     let metrics_app = totpd_api::metrics_app(state.clone());
     let vault = Arc::clone(&state.vault);
-    let app = totpd_api::router(state, &limits);
+    let app = totpd_api::router(state);
 
     // One signal stops both listeners.
     let (stop, stopped) = tokio::sync::watch::channel(false);

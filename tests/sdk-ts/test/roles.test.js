@@ -7,53 +7,30 @@
 
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { rmSync } from 'node:fs';
-import { dirname } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 
 import SendblueAPI, { NotFoundError, PermissionDeniedError } from 'sendblue';
 
-import { Received, checkEveryCodeRecordedOnce } from '../lib/audit.js';
 import { allowedCodeResponses, base32Encode } from '../lib/otp.js';
-import { TotpdServer } from '../lib/server.js';
+import { liveServer } from '../lib/suite.js';
 
-let server;
 let accounts = 0;
-// What the clients received, checked against the audit log at the end.
-const received = new Received();
-
-before(async () => {
-  server = new TotpdServer();
-  server.createKey('sdk-ts-roles-owner');
-  await server.start();
-  received.install();
-});
-
-after(async () => {
-  if (!server) return;
-  received.uninstall();
-  const problems = await checkEveryCodeRecordedOnce(received, server.baseURL);
-  assert.ok(received.codes.length > 0, 'the suite received no code: nothing was checked');
-  assert.deepEqual(problems, [], `audit log check of ${received.codes.length} codes received`);
-  const exit = await server.stop();
-  rmSync(server.dataDir, { recursive: true, force: true });
-  rmSync(dirname(server.logPath), { recursive: true, force: true });
-  assert.deepEqual(exit, { code: 0, signal: null }, `totpd serve should exit 0 on SIGTERM; its output:\n${server.logText()}`);
-});
+// What the clients received is checked against the audit log at the end.
+const suite = liveServer('sdk-ts-roles-owner');
 
 function newAccount(name) {
   accounts += 1;
-  return server.createKey(`sdk-ts-roles-${accounts}-${name}`);
+  return suite.server.createKey(`sdk-ts-roles-${accounts}-${name}`);
 }
 
 const clientFor = (key) =>
-  new SendblueAPI({ baseURL: server.baseURL, apiKey: key.key_id, apiSecret: key.secret, maxRetries: 0 });
+  new SendblueAPI({ baseURL: suite.server.baseURL, apiKey: key.key_id, apiSecret: key.secret, maxRetries: 0 });
 
 const randomSecret = () => base32Encode(randomBytes(20));
 
 // POST /api/v2/keys as `owner`; returns {key_id, secret}.
 async function makeKey(owner, body) {
-  const resp = await fetch(`${server.baseURL}/api/v2/keys`, {
+  const resp = await fetch(`${suite.server.baseURL}/api/v2/keys`, {
     method: 'POST',
     headers: { 'sb-api-key-id': owner.key_id, 'sb-api-secret-key': owner.secret, 'content-type': 'application/json' },
     body: JSON.stringify(body),

@@ -5,15 +5,12 @@
 
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { rmSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 
 import SendblueAPI, { AuthenticationError, BadRequestError, NotFoundError } from 'sendblue';
 
-import { Received, checkDatabaseHoldsNoneOfIt, checkEveryCodeRecordedOnce } from '../lib/audit.js';
 import { allowedCodeResponses, base32Decode, base32Encode, totpAt } from '../lib/otp.js';
-import { TotpdServer } from '../lib/server.js';
+import { liveServer } from '../lib/suite.js';
 
 // RFC 6238 Appendix B seeds: 20, 32 and 64 bytes.
 const SEEDS = {
@@ -22,43 +19,20 @@ const SEEDS = {
   SHA512: base32Encode(Buffer.from('1234567890'.repeat(6) + '1234')),
 };
 
-let server;
 let accounts = 0;
-let anyFailed = false;
-// What the clients received, checked against the audit log at the end.
-const received = new Received();
-
-before(async () => {
-  server = new TotpdServer();
-  // The first key is made before serve starts, the rest while it runs.
-  server.createKey('sdk-ts-owner');
-  await server.start();
-  received.install();
-});
-
-after(async () => {
-  if (!server) return;
-  received.uninstall();
-  const problems = await checkEveryCodeRecordedOnce(received, server.baseURL);
-  const exit = await server.stop();
-  problems.push(...checkDatabaseHoldsNoneOfIt(received, join(server.dataDir, 'totpd.db')));
-  assert.ok(received.codes.length > 0, 'the suite received no code: nothing was checked');
-  assert.deepEqual(problems, [], `audit log check of ${received.codes.length} codes received`);
-  rmSync(server.dataDir, { recursive: true, force: true });
-  // The log is kept when a test failed: its path is in the failure message.
-  if (!anyFailed) rmSync(dirname(server.logPath), { recursive: true, force: true });
-  assert.deepEqual(exit, { code: 0, signal: null }, `totpd serve should exit 0 on SIGTERM; its output:\n${server.logText()}`);
-});
+// What the clients received is checked against the audit log at the end.
+const suite = liveServer('sdk-ts-owner', { checkDatabase: true });
+const { received } = suite;
 
 // A test whose failure message carries what the server printed meanwhile.
 function it(name, fn) {
   test(name, async (t) => {
-    const start = server.logSize();
+    const start = suite.server.logSize();
     try {
       await fn(t);
     } catch (err) {
-      anyFailed = true;
-      const log = `\n--- totpd serve output during this test (${server.logPath}) ---\n${server.logText(start)}`;
+      suite.failed = true;
+      const log = `\n--- totpd serve output during this test (${suite.server.logPath}) ---\n${suite.server.logText(start)}`;
       if (err instanceof Error) {
         // The reporters print the stack, which was fixed at construction.
         err.message += log;
@@ -72,7 +46,7 @@ function it(name, fn) {
 
 function newAccount(name) {
   accounts += 1;
-  const key = server.createKey(`sdk-ts-${accounts}-${name.replace(/[^A-Za-z0-9_-]+/g, '-').slice(0, 50)}`);
+  const key = suite.server.createKey(`sdk-ts-${accounts}-${name.replace(/[^A-Za-z0-9_-]+/g, '-').slice(0, 50)}`);
   received.addKey(key.key_id, key.secret);
   return key;
 }
@@ -80,7 +54,7 @@ function newAccount(name) {
 // max_retries 0 so a 5xx or 429 fails at once instead of being retried into
 // success; everything else is as shipped.
 function clientFor(key, options = { maxRetries: 0 }) {
-  return new SendblueAPI({ baseURL: server.baseURL, apiKey: key.key_id, apiSecret: key.secret, ...options });
+  return new SendblueAPI({ baseURL: suite.server.baseURL, apiKey: key.key_id, apiSecret: key.secret, ...options });
 }
 
 function freshClient(name) {
@@ -300,7 +274,7 @@ describe('errors', () => {
 describe('configuration', () => {
   it('accessToken "<key_id>.<secret>" is sent as a Bearer token and accepted', async () => {
     const key = newAccount('bearer');
-    const client = new SendblueAPI({ baseURL: server.baseURL, accessToken: `${key.key_id}.${key.secret}`, maxRetries: 0 });
+    const client = new SendblueAPI({ baseURL: suite.server.baseURL, accessToken: `${key.key_id}.${key.secret}`, maxRetries: 0 });
     const secret = randomSecret();
     const { totp_secret: record } = await client.v2.totp.secrets.create({ secret, label: 'bearer' });
     assert.deepEqual((await client.v2.totp.secrets.list()).totp_secrets.map((s) => s.id), [record.id]);
@@ -309,13 +283,13 @@ describe('configuration', () => {
     await checkCode(clientFor(key), record.id, secret);
     assert.equal((await client.v2.totp.secrets.delete(record.id)).status, 'OK');
 
-    const wrong = new SendblueAPI({ baseURL: server.baseURL, accessToken: `${key.key_id}.${key.secret}x`, maxRetries: 0 });
+    const wrong = new SendblueAPI({ baseURL: suite.server.baseURL, accessToken: `${key.key_id}.${key.secret}x`, maxRetries: 0 });
     await rejects(wrong.v2.totp.secrets.list(), AuthenticationError, 401, 'unauthorized');
   });
 
   it('a client with only baseURL and the key does everything', async () => {
     const key = newAccount('drop-in');
-    const client = new SendblueAPI({ baseURL: server.baseURL, apiKey: key.key_id, apiSecret: key.secret });
+    const client = new SendblueAPI({ baseURL: suite.server.baseURL, apiKey: key.key_id, apiSecret: key.secret });
     const secret = randomSecret();
     const { totp_secret: record } = await client.v2.totp.secrets.create({ secret, label: 'drop-in' });
     assert.deepEqual((await client.v2.totp.secrets.list()).totp_secrets.map((s) => s.id), [record.id]);

@@ -15,7 +15,8 @@ use super::{
 };
 use crate::error::classify;
 use crate::queries as q;
-use crate::verify::{count, mismatch, same_audit_events, same_secrets};
+use crate::tables::{HAS_ANY_ROW, Table};
+use crate::verify::{count, mismatch, same_page};
 
 /// One `REPEATABLE READ READ ONLY` transaction on a pooled connection, held
 /// until the snapshot is dropped (which rolls it back and returns the
@@ -187,7 +188,7 @@ async fn copy_in(
 ) -> Result<CopyReport, StoreError> {
     // Checked inside the transaction, so a concurrent writer cannot slip
     // rows in between the check and the copy unnoticed.
-    let any: bool = sqlx::query_scalar(q::HAS_ANY_ROW)
+    let any: bool = sqlx::query_scalar(HAS_ANY_ROW.as_str())
         .fetch_one(&mut *tx)
         .await
         .map_err(classify)?;
@@ -197,32 +198,51 @@ async fn copy_in(
         ));
     }
     let mut report = CopyReport::default();
-    let meta_rows = source.meta().await?;
-    for (name, value) in &meta_rows {
-        sqlx::query(q::INSERT_META)
-            .bind(name)
-            .bind(value)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
+    for table in Table::ALL {
+        let rows = match table {
+            Table::Meta => {
+                let rows = source.meta().await?;
+                for (name, value) in &rows {
+                    sqlx::query(q::INSERT_META)
+                        .bind(name)
+                        .bind(value)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(classify)?;
+                }
+                count(&rows)
+            }
+            Table::Accounts => {
+                let rows = source.accounts().await?;
+                for account in &rows {
+                    insert_account_query(account)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(classify)?;
+                }
+                count(&rows)
+            }
+            Table::ApiKeys => {
+                let rows = source.api_keys().await?;
+                for key in &rows {
+                    insert_api_key_query(key)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(classify)?;
+                }
+                count(&rows)
+            }
+            Table::Secrets => copy_secrets(tx, source).await?,
+            Table::AuditEvents => copy_audit_events(tx, source).await?,
+        };
+        table.count(&mut report, rows);
     }
-    report.meta = count(&meta_rows);
-    let account_rows = source.accounts().await?;
-    for account in &account_rows {
-        insert_account_query(account)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
-    }
-    report.accounts = count(&account_rows);
-    let key_rows = source.api_keys().await?;
-    for key in &key_rows {
-        insert_api_key_query(key)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
-    }
-    report.api_keys = count(&key_rows);
+    verify(tx, source).await?;
+    Ok(report)
+}
+
+/// Copies every secret, page by page; returns how many.
+async fn copy_secrets(tx: &mut PgConnection, source: &mut dyn Snapshot) -> Result<u64, StoreError> {
     // One insert per row: the counting trigger would update an account row
     // once per secret within this one transaction (each update slower than
     // the last). Off for the copy, one count at the end; ALTER TABLE locks
@@ -231,6 +251,7 @@ async fn copy_in(
         .execute(&mut *tx)
         .await
         .map_err(classify)?;
+    let mut copied = 0;
     let mut after = None;
     loop {
         let page = source.secrets(after, q::COPY_PAGE).await?;
@@ -242,12 +263,21 @@ async fn copy_in(
                 .await
                 .map_err(classify)?;
         }
-        report.secrets += count(&page);
+        copied += count(&page);
     }
     sqlx::raw_sql(COUNT_AFTER_COPY)
         .execute(&mut *tx)
         .await
         .map_err(classify)?;
+    Ok(copied)
+}
+
+/// Copies every audit event, page by page; returns how many.
+async fn copy_audit_events(
+    tx: &mut PgConnection,
+    source: &mut dyn Snapshot,
+) -> Result<u64, StoreError> {
+    let mut copied = 0;
     let mut after = None;
     loop {
         let page = source.audit_events(after, q::COPY_PAGE).await?;
@@ -259,61 +289,70 @@ async fn copy_in(
                 .await
                 .map_err(classify)?;
         }
-        report.audit_events += count(&page);
+        copied += count(&page);
     }
     // The copied ids were given, not drawn: new events must come after them.
     sqlx::raw_sql(AUDIT_IDS_AFTER_COPY)
         .execute(&mut *tx)
         .await
         .map_err(classify)?;
-    verify(tx, source).await?;
-    Ok(report)
+    Ok(copied)
 }
 
-/// See `copy_in`.
+/// See `copy_secrets`.
 const COPY_WITHOUT_COUNTING: &str = "ALTER TABLE secrets DISABLE TRIGGER secrets_count_insert";
 
-/// See `copy_in`.
+/// See `copy_secrets`.
 const COUNT_AFTER_COPY: &str = "UPDATE accounts a SET secret_count = \
      (SELECT COUNT(*) FROM secrets s WHERE s.account_id = a.id); \
      ALTER TABLE secrets ENABLE TRIGGER secrets_count_insert";
 
-/// See `copy_in`.
+/// See `copy_audit_events`.
 const AUDIT_IDS_AFTER_COPY: &str = "SELECT setval(pg_get_serial_sequence('audit_events', 'id'), \
      COALESCE((SELECT MAX(id) FROM audit_events), 0) + 1, false)";
 
 /// Reads the snapshot a second time and the target inside the copy's
 /// transaction, and requires them to be equal.
 async fn verify(tx: &mut PgConnection, source: &mut dyn Snapshot) -> Result<(), StoreError> {
-    if source.meta().await? != meta(tx).await? {
-        return Err(mismatch("settings (meta rows)"));
-    }
-    if source.accounts().await? != accounts(tx).await? {
-        return Err(mismatch("accounts"));
-    }
-    if source.api_keys().await? != api_keys(tx).await? {
-        return Err(mismatch("API keys"));
-    }
-    let mut after = None;
-    loop {
-        let page = source.secrets(after, q::COPY_PAGE).await?;
-        // As many rows as the source's page (at least one, so that the
-        // source's last, empty page finds the target's end too).
-        let limit = u32::try_from(page.len().max(1)).unwrap_or(u32::MAX);
-        same_secrets(&page, &secrets(tx, after, limit).await?)?;
-        match page.last() {
-            Some(last) => after = Some(last.id),
-            None => break,
+    for table in Table::ALL {
+        let same = match table {
+            Table::Meta => source.meta().await? == meta(tx).await?,
+            Table::Accounts => source.accounts().await? == accounts(tx).await?,
+            Table::ApiKeys => source.api_keys().await? == api_keys(tx).await?,
+            Table::Secrets => {
+                let mut after = None;
+                loop {
+                    let page = source.secrets(after, q::COPY_PAGE).await?;
+                    // As many rows as the source's page (at least one, so
+                    // that the source's last, empty page finds the target's
+                    // end too).
+                    let limit = u32::try_from(page.len().max(1)).unwrap_or(u32::MAX);
+                    same_page(table, &page, &secrets(tx, after, limit).await?, |row| {
+                        row.id
+                    })?;
+                    match page.last() {
+                        Some(last) => after = Some(last.id),
+                        None => break true,
+                    }
+                }
+            }
+            Table::AuditEvents => {
+                let mut after = None;
+                loop {
+                    let page = source.audit_events(after, q::COPY_PAGE).await?;
+                    let limit = u32::try_from(page.len().max(1)).unwrap_or(u32::MAX);
+                    let mine = audit_events(tx, after, limit).await?;
+                    same_page(table, &page, &mine, |row| row.id)?;
+                    match page.last() {
+                        Some(last) => after = Some(last.id),
+                        None => break true,
+                    }
+                }
+            }
+        };
+        if !same {
+            return Err(mismatch(table.rows()));
         }
     }
-    let mut after = None;
-    loop {
-        let page = source.audit_events(after, q::COPY_PAGE).await?;
-        let limit = u32::try_from(page.len().max(1)).unwrap_or(u32::MAX);
-        same_audit_events(&page, &audit_events(tx, after, limit).await?)?;
-        match page.last() {
-            Some(last) => after = Some(last.id),
-            None => return Ok(()),
-        }
-    }
+    Ok(())
 }

@@ -8,30 +8,7 @@ use totpd_vault::StoreError;
 
 use super::url::{Location, Mode};
 use crate::error::classify_sqlite;
-use crate::schema::{Migration, pending};
-
-static MIGRATIONS: [Migration; 5] = [
-    Migration {
-        version: 1,
-        sql: include_str!("../../migrations/sqlite/0001_init.sql"),
-    },
-    Migration {
-        version: 2,
-        sql: include_str!("../../migrations/sqlite/0002_binding_versions.sql"),
-    },
-    Migration {
-        version: 3,
-        sql: include_str!("../../migrations/sqlite/0003_secret_count_and_list_order.sql"),
-    },
-    Migration {
-        version: 4,
-        sql: include_str!("../../migrations/sqlite/0004_key_scopes.sql"),
-    },
-    Migration {
-        version: 5,
-        sql: include_str!("../../migrations/sqlite/0005_audit.sql"),
-    },
-];
+use crate::schema::{self, Executor, Migration, pending};
 
 /// Page cache of each read connection, in KiB. Connections do not share
 /// caches, so the total is this times the connections in use (a handful: hot
@@ -137,7 +114,7 @@ impl Opener {
 pub(crate) fn migrate(conn: &Connection, mode: Mode) -> Result<(), StoreError> {
     if mode == Mode::ReadOnly {
         let applied = applied_versions(conn, false).map_err(classify_sqlite)?;
-        if applied.is_empty() || !pending(&applied, &MIGRATIONS)?.is_empty() {
+        if applied.is_empty() || !pending(&applied, schema::SQLITE)?.is_empty() {
             return Err(StoreError::other_msg(
                 "the SQLite database needs migrating but was opened read-only (mode=ro)".to_owned(),
             ));
@@ -159,18 +136,41 @@ pub(crate) fn migrate(conn: &Connection, mode: Mode) -> Result<(), StoreError> {
     outcome.and(ended)
 }
 
+/// Runs the schema runner on `conn`. Every call on a rusqlite connection
+/// blocks and none waits on anything else, so the runner's future is ready
+/// at its first poll: polled once, here, on the calling (blocking) thread.
 fn apply_pending(conn: &Connection) -> Result<(), StoreError> {
-    let applied = applied_versions(conn, true).map_err(classify_sqlite)?;
-    for step in pending(&applied, &MIGRATIONS)? {
-        conn.execute_batch(step.sql).map_err(classify_sqlite)?;
-        conn.execute(
-            "INSERT INTO schema_migrations (version, applied_at) \
-             VALUES (?1, CAST(strftime('%s', 'now') AS INTEGER))",
-            [step.version],
-        )
-        .map_err(classify_sqlite)?;
+    let mut executor = SqliteMigrations(conn);
+    let running = schema::run(&mut executor, schema::SQLITE);
+    let mut running = std::pin::pin!(running);
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match running.as_mut().poll(&mut context) {
+        std::task::Poll::Ready(outcome) => outcome,
+        std::task::Poll::Pending => Err(StoreError::other_msg(
+            "the SQLite schema runner did not finish at once".to_owned(),
+        )),
     }
-    Ok(())
+}
+
+/// The schema runner's executor: the writer, inside `BEGIN IMMEDIATE`.
+struct SqliteMigrations<'a>(&'a Connection);
+
+impl Executor for SqliteMigrations<'_> {
+    async fn applied(&mut self) -> Result<Vec<i64>, StoreError> {
+        applied_versions(self.0, true).map_err(classify_sqlite)
+    }
+
+    async fn apply(&mut self, step: &Migration) -> Result<(), StoreError> {
+        self.0.execute_batch(step.sql).map_err(classify_sqlite)?;
+        self.0
+            .execute(
+                "INSERT INTO schema_migrations (version, applied_at) \
+                 VALUES (?1, CAST(strftime('%s', 'now') AS INTEGER))",
+                [step.version],
+            )
+            .map_err(classify_sqlite)
+            .map(drop)
+    }
 }
 
 fn applied_versions(conn: &Connection, create: bool) -> rusqlite::Result<Vec<i64>> {

@@ -9,7 +9,8 @@ use super::conn::Opener;
 use super::{rows, snapshot};
 use crate::error::classify_sqlite;
 use crate::queries as q;
-use crate::verify::{count, mismatch, same_audit_events, same_secrets};
+use crate::tables::{HAS_ANY_ROW, Table, all_in};
+use crate::verify::{count, mismatch, same_page};
 
 /// A page of rows of one table, as read from the source.
 enum Rows {
@@ -20,6 +21,28 @@ enum Rows {
     Secrets(Vec<SecretRow>),
     /// One page of audit events; an empty page ends the table.
     Audit(Vec<AuditRow>),
+}
+
+impl Rows {
+    fn table(&self) -> Table {
+        match self {
+            Rows::Meta(_) => Table::Meta,
+            Rows::Accounts(_) => Table::Accounts,
+            Rows::ApiKeys(_) => Table::ApiKeys,
+            Rows::Secrets(_) => Table::Secrets,
+            Rows::Audit(_) => Table::AuditEvents,
+        }
+    }
+
+    fn len(&self) -> u64 {
+        match self {
+            Rows::Meta(rows) => count(rows),
+            Rows::Accounts(rows) => count(rows),
+            Rows::ApiKeys(rows) => count(rows),
+            Rows::Secrets(rows) => count(rows),
+            Rows::Audit(rows) => count(rows),
+        }
+    }
 }
 
 /// What the transaction side is asked to do next.
@@ -90,41 +113,54 @@ async fn send_all(
     step: fn(Rows) -> Step,
 ) -> Result<(), Feed> {
     let send = |rows| async move { steps.send(step(rows)).await.map_err(|_| Feed::Closed) };
-    send(Rows::Meta(source.meta().await.map_err(Feed::Source)?)).await?;
-    send(Rows::Accounts(
-        source.accounts().await.map_err(Feed::Source)?,
-    ))
-    .await?;
-    send(Rows::ApiKeys(
-        source.api_keys().await.map_err(Feed::Source)?,
-    ))
-    .await?;
-    let mut after = None;
-    loop {
-        let page = source
-            .secrets(after, q::COPY_PAGE)
-            .await
-            .map_err(Feed::Source)?;
-        let last = page.last().map(|row| row.id);
-        send(Rows::Secrets(page)).await?;
-        match last {
-            Some(id) => after = Some(id),
-            None => break,
+    for table in Table::ALL {
+        match table {
+            Table::Meta => send(Rows::Meta(source.meta().await.map_err(Feed::Source)?)).await?,
+            Table::Accounts => {
+                send(Rows::Accounts(
+                    source.accounts().await.map_err(Feed::Source)?,
+                ))
+                .await?;
+            }
+            Table::ApiKeys => {
+                send(Rows::ApiKeys(
+                    source.api_keys().await.map_err(Feed::Source)?,
+                ))
+                .await?;
+            }
+            Table::Secrets => {
+                let mut after = None;
+                loop {
+                    let page = source
+                        .secrets(after, q::COPY_PAGE)
+                        .await
+                        .map_err(Feed::Source)?;
+                    let last = page.last().map(|row| row.id);
+                    send(Rows::Secrets(page)).await?;
+                    match last {
+                        Some(id) => after = Some(id),
+                        None => break,
+                    }
+                }
+            }
+            Table::AuditEvents => {
+                let mut after = None;
+                loop {
+                    let page = source
+                        .audit_events(after, q::COPY_PAGE)
+                        .await
+                        .map_err(Feed::Source)?;
+                    let last = page.last().map(|row| row.id);
+                    send(Rows::Audit(page)).await?;
+                    match last {
+                        Some(id) => after = Some(id),
+                        None => break,
+                    }
+                }
+            }
         }
     }
-    let mut after = None;
-    loop {
-        let page = source
-            .audit_events(after, q::COPY_PAGE)
-            .await
-            .map_err(Feed::Source)?;
-        let last = page.last().map(|row| row.id);
-        send(Rows::Audit(page)).await?;
-        match last {
-            Some(id) => after = Some(id),
-            None => return Ok(()),
-        }
-    }
+    Ok(())
 }
 
 fn apply(opener: &Opener, mut inbox: mpsc::Receiver<Step>) -> Result<CopyReport, StoreError> {
@@ -141,22 +177,18 @@ fn apply(opener: &Opener, mut inbox: mpsc::Receiver<Step>) -> Result<CopyReport,
 /// How far the verification got.
 #[derive(Default)]
 struct Checked {
-    meta: bool,
-    accounts: bool,
-    api_keys: bool,
+    /// The tables compared to their end (for a paged table: its source's
+    /// last, empty page was compared too).
+    done: Vec<Table>,
     /// The last secret compared so far.
     secrets_after: Option<Uuid>,
-    /// The source's last (empty) page of secrets was compared too.
-    secrets: bool,
     /// The last audit event compared so far.
     audit_after: Option<i64>,
-    /// The source's last (empty) page of audit events was compared too.
-    audit: bool,
 }
 
 fn copy_all(conn: &Connection, inbox: &mut mpsc::Receiver<Step>) -> Result<CopyReport, StoreError> {
     let any: bool = conn
-        .query_row(q::HAS_ANY_ROW, [], |row| row.get(0))
+        .query_row(HAS_ANY_ROW.as_str(), [], |row| row.get(0))
         .map_err(classify_sqlite)?;
     if any {
         return Err(StoreError::conflict_msg(
@@ -170,12 +202,7 @@ fn copy_all(conn: &Connection, inbox: &mut mpsc::Receiver<Step>) -> Result<CopyR
             Step::Insert(rows) => insert(conn, &rows, &mut report).map_err(classify_sqlite)?,
             Step::Check(rows) => check(conn, &rows, &mut checked)?,
             Step::Commit => {
-                if !(checked.meta
-                    && checked.accounts
-                    && checked.api_keys
-                    && checked.secrets
-                    && checked.audit)
-                {
+                if !all_in(&checked.done) {
                     return Err(StoreError::other_msg(
                         "the copy was about to commit unverified".to_owned(),
                     ));
@@ -191,82 +218,64 @@ fn copy_all(conn: &Connection, inbox: &mut mpsc::Receiver<Step>) -> Result<CopyR
 }
 
 fn insert(conn: &Connection, rows: &Rows, report: &mut CopyReport) -> rusqlite::Result<()> {
+    rows.table().count(report, rows.len());
     match rows {
-        Rows::Meta(rows) => {
-            report.meta += count(rows);
-            rows.iter().try_for_each(|(name, value)| {
-                conn.prepare_cached(q::INSERT_META)?
-                    .execute(params![name, value])
-                    .map(drop)
-            })
-        }
-        Rows::Accounts(rows) => {
-            report.accounts += count(rows);
-            rows.iter()
-                .try_for_each(|row| rows::insert_account(conn, row).map(drop))
-        }
-        Rows::ApiKeys(rows) => {
-            report.api_keys += count(rows);
-            rows.iter()
-                .try_for_each(|row| rows::insert_api_key(conn, row).map(drop))
-        }
-        Rows::Secrets(rows) => {
-            report.secrets += count(rows);
-            rows.iter()
-                .try_for_each(|row| rows::insert_secret(conn, row).map(drop))
-        }
-        Rows::Audit(rows) => {
-            report.audit_events += count(rows);
-            rows.iter()
-                .try_for_each(|row| rows::copy_audit(conn, row).map(drop))
-        }
+        Rows::Meta(rows) => rows.iter().try_for_each(|(name, value)| {
+            conn.prepare_cached(q::INSERT_META)?
+                .execute(params![name, value])
+                .map(drop)
+        }),
+        Rows::Accounts(rows) => rows
+            .iter()
+            .try_for_each(|row| rows::insert_account(conn, row).map(drop)),
+        Rows::ApiKeys(rows) => rows
+            .iter()
+            .try_for_each(|row| rows::insert_api_key(conn, row).map(drop)),
+        Rows::Secrets(rows) => rows
+            .iter()
+            .try_for_each(|row| rows::insert_secret(conn, row).map(drop)),
+        Rows::Audit(rows) => rows
+            .iter()
+            .try_for_each(|row| rows::copy_audit(conn, row).map(drop)),
     }
 }
 
 /// Compares rows of the source with the target's, read in the copy's own
 /// transaction (so they are exactly what the commit would make durable).
 fn check(conn: &Connection, rows: &Rows, checked: &mut Checked) -> Result<(), StoreError> {
-    match rows {
-        Rows::Meta(rows) => {
-            if *rows != snapshot::meta(conn).map_err(classify_sqlite)? {
-                return Err(mismatch("settings (meta rows)"));
-            }
-            checked.meta = true;
+    let table = rows.table();
+    let whole = |same: bool| {
+        if same {
+            Ok(true)
+        } else {
+            Err(mismatch(table.rows()))
         }
-        Rows::Accounts(rows) => {
-            if *rows != snapshot::accounts(conn).map_err(classify_sqlite)? {
-                return Err(mismatch("accounts"));
-            }
-            checked.accounts = true;
-        }
-        Rows::ApiKeys(rows) => {
-            if *rows != snapshot::api_keys(conn).map_err(classify_sqlite)? {
-                return Err(mismatch("API keys"));
-            }
-            checked.api_keys = true;
-        }
+    };
+    let finished = match rows {
+        Rows::Meta(rows) => whole(*rows == snapshot::meta(conn).map_err(classify_sqlite)?)?,
+        Rows::Accounts(rows) => whole(*rows == snapshot::accounts(conn).map_err(classify_sqlite)?)?,
+        Rows::ApiKeys(rows) => whole(*rows == snapshot::api_keys(conn).map_err(classify_sqlite)?)?,
         Rows::Secrets(page) => {
             // As many rows as the source's page (at least one, so that the
             // source's last, empty page finds the target's end too).
             let limit = u32::try_from(page.len().max(1)).unwrap_or(u32::MAX);
             let mine =
                 snapshot::secrets(conn, checked.secrets_after, limit).map_err(classify_sqlite)?;
-            same_secrets(page, &mine)?;
-            match page.last() {
-                Some(last) => checked.secrets_after = Some(last.id),
-                None => checked.secrets = true,
-            }
+            same_page(table, page, &mine, |row| row.id)?;
+            checked.secrets_after = page.last().map(|last| last.id);
+            page.is_empty()
         }
         Rows::Audit(page) => {
             let limit = u32::try_from(page.len().max(1)).unwrap_or(u32::MAX);
             let mine = snapshot::audit_events(conn, checked.audit_after, limit)
                 .map_err(classify_sqlite)?;
-            same_audit_events(page, &mine)?;
-            match page.last() {
-                Some(last) => checked.audit_after = Some(last.id),
-                None => checked.audit = true,
-            }
+            same_page(table, page, &mine, |row| row.id)?;
+            checked.audit_after = page.last().map(|last| last.id);
+            page.is_empty()
         }
+    };
+    if finished {
+        checked.done.push(table);
     }
     Ok(())
 }

@@ -57,7 +57,7 @@ pub(crate) fn secret(row: &Row<'_>) -> rusqlite::Result<SecretRow> {
         digits: row.get(5)?,
         period: row.get(6)?,
         created_at: row.get(7)?,
-        key_id: row.get(8)?,
+        sealed_by: row.get(8)?,
         nonce: row.get(9)?,
         ciphertext: row.get(10)?,
         aad_version: row.get(11)?,
@@ -98,7 +98,7 @@ pub(crate) fn insert_secret(conn: &Connection, row: &SecretRow) -> rusqlite::Res
         row.digits,
         row.period,
         row.created_at,
-        row.key_id,
+        row.sealed_by,
         row.nonce,
         row.ciphertext,
         row.aad_version

@@ -22,3 +22,4 @@ mod rows;
 mod schema;
 mod snapshot;
 mod sqlite;
+mod tables;

@@ -22,11 +22,11 @@ fn reseal_of(row: &SecretRow) -> SecretReseal {
         algorithm: row.algorithm.clone(),
         digits: row.digits,
         period: row.period,
-        old_key_id: row.key_id.clone(),
+        old_sealed_by: row.sealed_by.clone(),
         old_nonce: row.nonce.clone(),
         old_ciphertext: row.ciphertext.clone(),
         old_aad_version: row.aad_version,
-        key_id: "k2".to_owned(),
+        sealed_by: "k2".to_owned(),
         nonce: random_bytes(12),
         ciphertext: random_bytes(36),
         aad_version: 2,
@@ -65,7 +65,7 @@ async fn a_reseal_changes_only_rows_that_still_hold_what_was_read(db: &TestDb) {
     let now = store.secret(alice.id, rows[0].id).await.unwrap().unwrap();
     assert_eq!(
         (
-            now.key_id.as_str(),
+            now.sealed_by.as_str(),
             &now.nonce,
             &now.ciphertext,
             now.aad_version
@@ -111,7 +111,7 @@ async fn the_census_counts_secrets_per_key_and_version_and_keys_per_hash_version
     ] {
         for i in 0..n {
             let mut row = secret(owner, 1_700_000_000_000 + i);
-            row.key_id = key_id.to_owned();
+            row.sealed_by = key_id.to_owned();
             row.aad_version = version;
             store.insert_secret(&row).await.unwrap();
         }

@@ -37,7 +37,7 @@ pub fn secret(account: &AccountRow, created_at: i64) -> SecretRow {
         digits: 6,
         period: 30,
         created_at,
-        key_id: "k1".to_owned(),
+        sealed_by: "k1".to_owned(),
         nonce: random_bytes(12),
         ciphertext: random_bytes(36),
         aad_version: 2,

@@ -31,6 +31,8 @@ async fn check_migrated(url: &str, account: Uuid, secret: Uuid) {
     assert_eq!((key.account_id, key.hash_version), (account, 1));
     let row = store.secret(account, secret).await.unwrap().unwrap();
     assert_eq!((row.digits, row.aad_version), (6, 1));
+    // The sealing key id moved to `sealed_by` (schema 6) with its value.
+    assert_eq!(row.sealed_by, "mk1:00");
     // Opening it again finds nothing left to do.
     drop(store);
     totpd_store::connect(url, &options()).await.unwrap();
@@ -62,7 +64,7 @@ async fn a_schema_1_sqlite_database_is_migrated_and_its_rows_read_as_version_1()
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(versions, [1, 2, 3, 4, 5]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -97,6 +99,6 @@ async fn a_schema_1_postgres_database_is_migrated_and_its_rows_read_as_version_1
             .fetch_all(&mut conn)
             .await
             .unwrap();
-    assert_eq!(versions, [1, 2, 3, 4, 5]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
     let _ = conn.close().await;
 }

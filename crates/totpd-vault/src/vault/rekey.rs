@@ -128,7 +128,7 @@ impl Vault {
                     .ok_or_else(|| {
                         VaultError::internal("the key check record is damaged".to_owned())
                     })?
-                    .key_id,
+                    .sealed_by,
             ),
             None => None,
         };
@@ -175,7 +175,7 @@ impl Vault {
         let sealing = self.master.sealing().id().to_owned();
         let mut reseals = Vec::new();
         for row in rows {
-            if row.key_id == sealing && row.aad_version == AAD_CURRENT {
+            if row.sealed_by == sealing && row.aad_version == AAD_CURRENT {
                 continue;
             }
             batch.needed += 1;
@@ -203,7 +203,7 @@ impl Vault {
         let old_aad = secret_aad(row.aad_version, row.account_id, row.id, &bound)
             .ok_or_else(|| format!("unknown associated-data version {}", row.aad_version))?;
         let sealed = Sealed {
-            key_id: row.key_id.clone(),
+            sealed_by: row.sealed_by.clone(),
             nonce: row.nonce.clone(),
             ciphertext: row.ciphertext.clone(),
         };
@@ -211,7 +211,7 @@ impl Vault {
             self.master.open(&sealed, &old_aad).map_err(|e| match e {
                 CryptoError::UnknownKey => format!(
                     "sealed by master key {}, which the master key setting does not hold",
-                    row.key_id
+                    row.sealed_by
                 ),
                 CryptoError::Open => "its ciphertext failed authentication".to_owned(),
                 other => other.to_string(),
@@ -228,11 +228,11 @@ impl Vault {
             algorithm: row.algorithm.clone(),
             digits: row.digits,
             period: row.period,
-            old_key_id: row.key_id.clone(),
+            old_sealed_by: row.sealed_by.clone(),
             old_nonce: row.nonce.clone(),
             old_ciphertext: row.ciphertext.clone(),
             old_aad_version: row.aad_version,
-            key_id: resealed.key_id,
+            sealed_by: resealed.sealed_by,
             nonce: resealed.nonce,
             ciphertext: resealed.ciphertext,
             aad_version: AAD_CURRENT,
@@ -250,7 +250,7 @@ impl Vault {
         };
         let sealed = Sealed::from_bytes(&stored)
             .ok_or_else(|| VaultError::internal("the key check record is damaged".to_owned()))?;
-        if sealed.key_id == self.master.sealing().id() {
+        if sealed.sealed_by == self.master.sealing().id() {
             return Ok(false);
         }
         let resealed = self

@@ -6,26 +6,16 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use totpd_otp::{Algorithm, Digits, Period, Secret};
-use totpd_vault::{
-    MasterKey, NewSecret, Origin, Principal, Role, SecretSource, UnixTime, Vault, VaultError,
-};
+use totpd_vault::{NewSecret, Origin, Principal, Role, SecretSource, Vault, VaultError};
 use uuid::Uuid;
 
 use crate::memory_store::MemoryStore;
-
-const NOW: UnixTime = UnixTime(1_700_000_000_000);
+use crate::support::{NOW, vault_with_key};
 
 async fn setup() -> (Arc<MemoryStore>, Vault, Principal, Uuid) {
     let store = Arc::new(MemoryStore::default());
-    let master = MasterKey::from_base64(&STANDARD.encode([9u8; 32])).unwrap();
-    let vault = Vault::open(store.clone(), master).await.unwrap();
-    let key = vault
-        .create_api_key(&totpd_vault::AccountName::parse("alice").unwrap(), NOW)
-        .await
-        .unwrap();
+    let (vault, key) = vault_with_key(&store, "alice").await;
     let origin = Origin {
         remote_addr: Some("192.0.2.7".parse().unwrap()),
         user_agent: Some("agent/1".to_owned()),

@@ -5,55 +5,23 @@
 
 use std::sync::Arc;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use totpd_otp::{Algorithm, Digits, Period, Secret};
 use totpd_vault::{
-    KEY_CACHE_TTL_MS, MasterKey, NewApiKey, NewSecret, Principal, Sealed, SecretSource, Store,
-    UnixTime, Vault, VaultError,
+    KEY_CACHE_TTL_MS, NewApiKey, NewSecret, Principal, SecretSource, Store, UnixTime, Vault,
+    VaultError,
 };
 use uuid::Uuid;
 
 use crate::memory_store::MemoryStore;
+use crate::support::{NOW, login, master_key, open, pepper, vault_with_key};
 
-const NOW: UnixTime = UnixTime(1_700_000_000_000);
 /// RFC 6238's SHA-1 test key.
 const TOTP_SECRET: &[u8] = b"12345678901234567890";
 
-fn master_key() -> MasterKey {
-    MasterKey::from_base64(&STANDARD.encode([7u8; 32])).unwrap()
-}
-
 fn later(ms: i64) -> UnixTime {
     UnixTime(NOW.0 + ms)
-}
-
-async fn vault_with_key(store: &Arc<MemoryStore>) -> (Vault, NewApiKey) {
-    let vault = Vault::open(store.clone(), master_key()).await.unwrap();
-    let key = vault
-        .create_api_key(&totpd_vault::AccountName::parse("alice").unwrap(), NOW)
-        .await
-        .unwrap();
-    (vault, key)
-}
-
-/// The API-key pepper, opened from the store as the vault does.
-fn pepper(store: &MemoryStore) -> Vec<u8> {
-    let stored = store.meta("pepper").unwrap();
-    let (&id_len, rest) = stored.split_first().unwrap();
-    let (key_id, rest) = rest.split_at(usize::from(id_len));
-    let (nonce, ciphertext) = rest.split_at(12);
-    let sealed = Sealed {
-        key_id: String::from_utf8(key_id.to_vec()).unwrap(),
-        nonce: nonce.to_vec(),
-        ciphertext: ciphertext.to_vec(),
-    };
-    master_key()
-        .open(&sealed, b"totpd/v1/pepper")
-        .unwrap()
-        .to_vec()
 }
 
 /// Turns a key row into what the previous version stored: the hash of
@@ -68,21 +36,6 @@ fn make_version_1(store: &MemoryStore, key: &NewApiKey) {
     });
 }
 
-async fn authenticate(
-    vault: &Vault,
-    key: &NewApiKey,
-    at: UnixTime,
-) -> Result<Principal, VaultError> {
-    vault
-        .authenticate(
-            &key.key_id,
-            key.secret.expose(),
-            at,
-            totpd_vault::Origin::default(),
-        )
-        .await
-}
-
 async fn stored_key(store: &MemoryStore, key: &NewApiKey) -> totpd_vault::ApiKeyRow {
     store.api_key(&key.key_id).await.unwrap().unwrap()
 }
@@ -90,7 +43,7 @@ async fn stored_key(store: &MemoryStore, key: &NewApiKey) -> totpd_vault::ApiKey
 #[tokio::test]
 async fn new_keys_are_stored_with_the_binding_hash_version() {
     let store = Arc::new(MemoryStore::default());
-    let (_vault, key) = vault_with_key(&store).await;
+    let (_vault, key) = vault_with_key(&store, "alice").await;
     assert_eq!(stored_key(&store, &key).await.hash_version, 3);
 }
 
@@ -107,12 +60,12 @@ async fn a_key_row_moved_to_another_account_or_given_another_role_authenticates_
         "unknown version",
     ] {
         let store = Arc::new(MemoryStore::default());
-        let (vault, key) = vault_with_key(&store).await;
+        let (vault, key) = vault_with_key(&store, "alice").await;
         let other = vault
             .create_api_key(&totpd_vault::AccountName::parse("bob").unwrap(), NOW)
             .await
             .unwrap();
-        authenticate(&vault, &key, NOW).await.unwrap();
+        login(&vault, &key, NOW).await.unwrap();
         store.edit_api_key(&key.key_id, |row| match edit {
             "account" => row.account_id = other.account.id,
             "role" => row.role = "agent".to_owned(),
@@ -123,31 +76,31 @@ async fn a_key_row_moved_to_another_account_or_given_another_role_authenticates_
             "version 2" => row.hash_version = 2,
             _ => row.hash_version = 4,
         });
-        let fresh = Vault::open(store.clone(), master_key()).await.unwrap();
+        let fresh = open(&store).await;
         assert!(
             matches!(
-                authenticate(&fresh, &key, NOW).await,
+                login(&fresh, &key, NOW).await,
                 Err(VaultError::Unauthorized)
             ),
             "{edit}: a changed row authenticated"
         );
-        authenticate(&fresh, &other, NOW).await.unwrap();
+        login(&fresh, &other, NOW).await.unwrap();
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_1_key_is_upgraded_by_one_write_however_many_requests_use_it() {
     let store = Arc::new(MemoryStore::default());
-    let (_, key) = vault_with_key(&store).await;
+    let (_, key) = vault_with_key(&store, "alice").await;
     make_version_1(&store, &key);
-    let vault = Arc::new(Vault::open(store.clone(), master_key()).await.unwrap());
+    let vault = Arc::new(open(&store).await);
     let key = Arc::new(key);
     let mut tasks = Vec::new();
     for i in 0..64 {
         let (vault, key) = (vault.clone(), key.clone());
-        tasks.push(tokio::spawn(async move {
-            authenticate(&vault, &key, later(i)).await
-        }));
+        tasks.push(tokio::spawn(
+            async move { login(&vault, &key, later(i)).await },
+        ));
     }
     for task in tasks {
         let principal = task.await.unwrap().unwrap();
@@ -155,7 +108,7 @@ async fn a_version_1_key_is_upgraded_by_one_write_however_many_requests_use_it()
     }
     // Past the cache's lifetime too: the row is read again, and is current.
     for step in 1..5 {
-        authenticate(&vault, &key, later(step * KEY_CACHE_TTL_MS))
+        login(&vault, &key, later(step * KEY_CACHE_TTL_MS))
             .await
             .unwrap();
     }
@@ -164,9 +117,9 @@ async fn a_version_1_key_is_upgraded_by_one_write_however_many_requests_use_it()
 
     // Upgraded, it is bound to its account like a new key.
     store.edit_api_key(&key.key_id, |row| row.account_id = Uuid::new_v4());
-    let fresh = Vault::open(store.clone(), master_key()).await.unwrap();
+    let fresh = open(&store).await;
     assert!(matches!(
-        authenticate(&fresh, &key, NOW).await,
+        login(&fresh, &key, NOW).await,
         Err(VaultError::Unauthorized)
     ));
 }
@@ -174,21 +127,21 @@ async fn a_version_1_key_is_upgraded_by_one_write_however_many_requests_use_it()
 #[tokio::test]
 async fn a_failed_upgrade_still_authenticates_and_is_retried_after_a_pause_not_per_request() {
     let store = Arc::new(MemoryStore::default());
-    let (_, key) = vault_with_key(&store).await;
+    let (_, key) = vault_with_key(&store, "alice").await;
     make_version_1(&store, &key);
     store.fail_upgrades(true);
-    let vault = Vault::open(store.clone(), master_key()).await.unwrap();
+    let vault = open(&store).await;
     for ms in (0..5_000).step_by(100) {
-        authenticate(&vault, &key, later(ms)).await.unwrap();
+        login(&vault, &key, later(ms)).await.unwrap();
     }
     assert_eq!(store.upgrade_calls(), 1, "retried before the pause");
-    authenticate(&vault, &key, later(10_000)).await.unwrap();
+    login(&vault, &key, later(10_000)).await.unwrap();
     assert_eq!(store.upgrade_calls(), 2);
     store.fail_upgrades(false);
-    authenticate(&vault, &key, later(20_000)).await.unwrap();
+    login(&vault, &key, later(20_000)).await.unwrap();
     assert_eq!(store.upgrade_calls(), 3);
     assert_eq!(stored_key(&store, &key).await.hash_version, 3);
-    authenticate(&vault, &key, later(40_000)).await.unwrap();
+    login(&vault, &key, later(40_000)).await.unwrap();
     assert_eq!(store.upgrade_calls(), 3);
 }
 
@@ -223,8 +176,8 @@ async fn a_secret_whose_parameters_or_version_changed_does_not_open_and_says_cor
     ];
     for (what, edit) in edits {
         let store = Arc::new(MemoryStore::default());
-        let (vault, key) = vault_with_key(&store).await;
-        let principal = authenticate(&vault, &key, NOW).await.unwrap();
+        let (vault, key) = vault_with_key(&store, "alice").await;
+        let principal = login(&vault, &key, NOW).await.unwrap();
         let id = enroll(&vault, &principal).await;
         vault.code(&principal, id, NOW).await.unwrap();
         store.edit_secret(id, edit);
@@ -248,8 +201,8 @@ async fn a_secret_whose_parameters_or_version_changed_does_not_open_and_says_cor
 #[tokio::test]
 async fn a_secret_sealed_with_version_1_associated_data_still_opens() {
     let store = Arc::new(MemoryStore::default());
-    let (vault, key) = vault_with_key(&store).await;
-    let principal = authenticate(&vault, &key, NOW).await.unwrap();
+    let (vault, key) = vault_with_key(&store, "alice").await;
+    let principal = login(&vault, &key, NOW).await.unwrap();
     let id = enroll(&vault, &principal).await;
     let expected = vault.code(&principal, id, NOW).await.unwrap();
     // Re-seal it as the previous version did.

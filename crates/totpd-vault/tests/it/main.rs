@@ -17,3 +17,4 @@ mod memory_store;
 mod redaction;
 mod ring;
 mod roles;
+mod support;

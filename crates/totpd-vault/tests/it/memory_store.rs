@@ -361,7 +361,7 @@ impl Store for MemoryStore {
             if let Some(row) = secrets.iter_mut().find(|s| {
                 s.id == r.id
                     && s.account_id == r.account_id
-                    && s.key_id == r.old_key_id
+                    && s.sealed_by == r.old_sealed_by
                     && s.nonce == r.old_nonce
                     && s.ciphertext == r.old_ciphertext
                     && s.aad_version == r.old_aad_version
@@ -369,7 +369,7 @@ impl Store for MemoryStore {
                     && s.digits == r.digits
                     && s.period == r.period
             }) {
-                row.key_id = r.key_id.clone();
+                row.sealed_by = r.sealed_by.clone();
                 row.nonce = r.nonce.clone();
                 row.ciphertext = r.ciphertext.clone();
                 row.aad_version = r.aad_version;
@@ -394,7 +394,7 @@ impl Store for MemoryStore {
         let mut secrets: BTreeMap<(String, i64), u64> = BTreeMap::new();
         for s in self.secrets.lock().unwrap().iter() {
             *secrets
-                .entry((s.key_id.clone(), s.aad_version))
+                .entry((s.sealed_by.clone(), s.aad_version))
                 .or_default() += 1;
         }
         let mut api_keys: BTreeMap<i64, u64> = BTreeMap::new();

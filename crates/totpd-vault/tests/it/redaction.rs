@@ -13,26 +13,18 @@ use totpd_otp::{
     Algorithm, Digits, Generator, OtpParams, Period, Secret, Totp, base32, parse_otpauth_uri,
 };
 use totpd_vault::{
-    CreatedSecret, Issuer, Label, MasterKey, NewApiKey, NewSecret, Principal, Sealed, SecretSource,
-    Store, UnixTime, Vault,
+    CreatedSecret, Issuer, Label, NewApiKey, NewSecret, Principal, Sealed, SecretSource, Store,
+    Vault,
 };
 
 use crate::memory_store::MemoryStore;
+use crate::support::{NOW, login, master_key, master_key_bytes, pepper, vault_with_key};
 
 /// RFC 6238's SHA-1 test key: printable, so a `Debug` that showed it as
 /// text would be caught too.
 const TOTP_SECRET: &[u8] = b"12345678901234567890";
 /// Bytes no text form hides: every value 0..=255 is possible in a secret.
 const BINARY_SECRET: &[u8] = b"\xde\xad\xbe\xef\x00\x01\x7f\x80\xff\xfe\x10\x20\x30\x40\x50\x60";
-const NOW: UnixTime = UnixTime(1_700_000_000_000);
-
-fn master_key_bytes() -> Vec<u8> {
-    (100u8..132).collect()
-}
-
-fn master_key() -> MasterKey {
-    MasterKey::from_base64(&STANDARD.encode(master_key_bytes())).unwrap()
-}
 
 /// The key the master key derives for sealing (HMAC-SHA-256 with its
 /// purpose label, as ARCHITECTURE.md describes).
@@ -205,41 +197,9 @@ fn new_secret_debug_is_redacted() {
 /// principal and secret.
 async fn vault_with_a_key() -> (Vault, Arc<MemoryStore>, NewApiKey, Principal) {
     let store = Arc::new(MemoryStore::default());
-    let vault = Vault::open(store.clone(), master_key()).await.unwrap();
-    let key = vault
-        .create_api_key(&totpd_vault::AccountName::parse("redaction").unwrap(), NOW)
-        .await
-        .unwrap();
-    let principal = vault
-        .authenticate(
-            &key.key_id,
-            key.secret.expose(),
-            NOW,
-            totpd_vault::Origin::default(),
-        )
-        .await
-        .unwrap();
+    let (vault, key) = vault_with_key(&store, "redaction").await;
+    let principal = login(&vault, &key, NOW).await.unwrap();
     (vault, store, key, principal)
-}
-
-/// The API-key pepper, opened from the store with the master key, to check
-/// that the vault's Debug does not show it.
-fn pepper(store: &MemoryStore) -> Vec<u8> {
-    let stored = store
-        .meta("pepper")
-        .expect("an opened vault stores its pepper");
-    let (&id_len, rest) = stored.split_first().unwrap();
-    let (key_id, rest) = rest.split_at(usize::from(id_len));
-    let (nonce, ciphertext) = rest.split_at(12);
-    let sealed = Sealed {
-        key_id: String::from_utf8(key_id.to_vec()).unwrap(),
-        nonce: nonce.to_vec(),
-        ciphertext: ciphertext.to_vec(),
-    };
-    master_key()
-        .open(&sealed, b"totpd/v1/pepper")
-        .unwrap()
-        .to_vec()
 }
 
 #[tokio::test]

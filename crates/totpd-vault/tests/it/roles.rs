@@ -3,34 +3,17 @@
 
 use std::sync::Arc;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use totpd_otp::{Algorithm, Digits, Period};
 use totpd_vault::{
-    KeySpec, Label, MasterKey, NewApiKey, NewSecret, Origin, Principal, Role, Scope, SecretSource,
-    Store, UnixTime, Vault, VaultError,
+    KeySpec, Label, NewApiKey, NewSecret, Principal, Role, Scope, SecretSource, Store, UnixTime,
+    Vault, VaultError,
 };
 use uuid::Uuid;
 
 use crate::memory_store::MemoryStore;
-
-const NOW: UnixTime = UnixTime(1_700_000_000_000);
-
-fn master_key() -> MasterKey {
-    MasterKey::from_base64(&STANDARD.encode([9u8; 32])).unwrap()
-}
-
-async fn open(store: &Arc<MemoryStore>) -> Vault {
-    Vault::open(store.clone(), master_key()).await.unwrap()
-}
-
-async fn login(vault: &Vault, key: &NewApiKey, at: UnixTime) -> Result<Principal, VaultError> {
-    vault
-        .authenticate(&key.key_id, key.secret.expose(), at, Origin::default())
-        .await
-}
+use crate::support::{NOW, login, open, pepper};
 
 async fn enroll(vault: &Vault, owner: &Principal, label: &str) -> Uuid {
     vault
@@ -65,23 +48,6 @@ fn hmac(key: &[u8], message: &[u8]) -> Vec<u8> {
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).unwrap();
     mac.update(message);
     mac.finalize().into_bytes().to_vec()
-}
-
-/// The vault's pepper, opened from the store as the vault does.
-fn pepper(store: &MemoryStore) -> Vec<u8> {
-    let stored = store.meta("pepper").unwrap();
-    let (&id_len, rest) = stored.split_first().unwrap();
-    let (key_id, rest) = rest.split_at(usize::from(id_len));
-    let (nonce, ciphertext) = rest.split_at(12);
-    let sealed = totpd_vault::Sealed {
-        key_id: String::from_utf8(key_id.to_vec()).unwrap(),
-        nonce: nonce.to_vec(),
-        ciphertext: ciphertext.to_vec(),
-    };
-    master_key()
-        .open(&sealed, b"totpd/v1/pepper")
-        .unwrap()
-        .to_vec()
 }
 
 /// The canonical encoding, spelled out: a short length-prefixed domain,

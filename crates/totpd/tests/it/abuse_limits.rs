@@ -13,9 +13,9 @@ use std::net::Ipv4Addr;
 use serde_json::json;
 
 use crate::hardening::{
-    client_from, metric, retry_after, send, server_with, statuses_under_load, with_key,
+    client_from, retry_after, send, server_with, statuses_under_load, with_key,
 };
-use crate::harness::{SECRETS, code_path};
+use crate::harness::{SECRETS, code_path, metric};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixty_four_connections_on_one_key_see_no_429_under_the_default_configuration() {

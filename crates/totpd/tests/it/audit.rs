@@ -4,7 +4,6 @@
 //! carrying the log; `totpd audit --json --follow`.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead as _, BufReader};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,7 +15,7 @@ use sqlx::{AssertSqlSafe, Connection as _};
 use totpd_vault::{AuditRecord, AuditRow};
 
 use crate::harness::{
-    ApiKey, Auth, Backend, Body, Env, Options, TestServer, backend_available, code_path,
+    ApiKey, Auth, Backend, Body, Env, Options, TestServer, backend_available, code_path, lines_of,
     on_both_backends, run_totpd, signal, unix_ms,
 };
 
@@ -548,13 +547,7 @@ async fn the_cli_prints_the_log_as_json_and_follows_it(backend: Backend) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let (lines, seen) = std::sync::mpsc::channel::<String>();
-    let stdout = follow.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = lines.send(line);
-        }
-    });
+    let seen = lines_of(follow.stdout.take().unwrap());
     // Let it print its (empty) first page, then read codes.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut expected = BTreeSet::new();

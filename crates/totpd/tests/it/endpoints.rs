@@ -4,7 +4,12 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::{Auth, Backend, TestServer, on_both_backends, on_postgres_only, random_bytes};
+use crate::harness::{
+    Auth, Backend, TestServer, metric, on_both_backends, on_postgres_only, random_bytes,
+};
+
+/// The readiness probes counted by `/metrics`.
+const PROBES: &str = "totpd_readiness_probes_total";
 
 async fn server_with(backend: Backend, vars: &[(&str, String)]) -> TestServer {
     TestServer::with_env(backend, vars).await
@@ -18,27 +23,6 @@ fn http() -> reqwest::Client {
         .expect("an HTTP client")
 }
 
-/// `totpd_readiness_probes_total` from the main listener's `/metrics`.
-async fn readiness_probes(server: &TestServer) -> u64 {
-    let reply = server.get_public("/metrics").await;
-    assert_eq!(reply.status, 200, "/metrics: {}", reply.text);
-    reply
-        .text
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("totpd_readiness_probes_total ")?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "/metrics has no totpd_readiness_probes_total:\n{}",
-                reply.text
-            )
-        })
-}
-
 // ---------------------------------------------------------------------------
 // /readyz
 
@@ -49,7 +33,7 @@ on_both_backends! {
 
 async fn a_flood_of_readyz_asks_the_database_about_once_a_second(backend: Backend) {
     let server = server_with(backend, &[]).await;
-    let before = readiness_probes(&server).await;
+    let before = metric(&server, PROBES).await;
     let started = Instant::now();
     // 8 clients, 40 requests each.
     let clients: Vec<_> = (0..8)
@@ -66,7 +50,7 @@ async fn a_flood_of_readyz_asks_the_database_about_once_a_second(backend: Backen
         client.await.expect("a client task");
     }
     let elapsed = started.elapsed();
-    let probes = readiness_probes(&server).await - before;
+    let probes = metric(&server, PROBES).await - before;
     // One probe per started second of the flood (plus one for a second
     // boundary at each end), not one per request.
     let allowed = elapsed.as_secs() + 2;
@@ -79,11 +63,11 @@ async fn a_flood_of_readyz_asks_the_database_about_once_a_second(backend: Backen
 async fn readyz_asks_the_database_again_once_its_answer_is_a_second_old(backend: Backend) {
     let server = server_with(backend, &[]).await;
     server.get_public("/readyz").await.expect_ok();
-    let first = readiness_probes(&server).await;
+    let first = metric(&server, PROBES).await;
     tokio::time::sleep(Duration::from_millis(1300)).await;
     server.get_public("/readyz").await.expect_ok();
     assert_eq!(
-        readiness_probes(&server).await,
+        metric(&server, PROBES).await,
         first + 1,
         "a /readyz 1.3 s after the last probe did not probe again"
     );

@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 use crate::harness::{
-    Answer, ApiKey, Auth, Backend, Env, Options, Reply, SECRETS, TestServer, closed_within,
+    Answer, ApiKey, Auth, Backend, Env, Options, Reply, SECRETS, TestServer, closed_within, metric,
     raw_exchange, read_answer,
 };
 pub(crate) use crate::harness::{client_from, send, with_key};
@@ -89,17 +89,6 @@ pub(crate) fn retry_after(reply: &Reply) -> u64 {
         .unwrap_or_else(|_| panic!("Retry-After {value:?} is not whole seconds"));
     assert!(seconds >= 1, "Retry-After {seconds}");
     seconds
-}
-
-/// The value of one sample line of `/metrics`.
-pub(crate) async fn metric(server: &TestServer, sample: &str) -> u64 {
-    let reply = server.api_with(Auth::None).get("/metrics").await;
-    assert_eq!(reply.status, 200, "/metrics: {}", reply.text);
-    reply
-        .text
-        .lines()
-        .find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("/metrics has no {sample}:\n{}", reply.text))
 }
 
 // ---------------------------------------------------------------------------

@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
 use crate::harness::{
-    Api, Backend, Env, Known, Options, TestServer, assert_code, check_code_body, on_both_backends,
-    random_bytes, random_master_key, unix_ms,
+    Api, Backend, Env, Known, Options, TestServer, assert_code, check_code_body, lines_of,
+    on_both_backends, random_bytes, random_master_key, unix_ms,
 };
 use crate::otp::{Alg, base32_encode};
 
@@ -272,26 +272,18 @@ async fn a_killed_rekey_completes_when_run_again_and_a_third_run_changes_nothing
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn totpd rekey");
-    let stderr = child.stderr.take().unwrap();
     let pid = child.id();
-    let progressed = std::thread::spawn(move || {
-        use std::io::BufRead as _;
-        for line in std::io::BufReader::new(stderr).lines() {
-            let line = line.unwrap_or_default();
-            if let Some(done) = line
-                .strip_prefix("totpd: rekey: ")
-                .and_then(|rest| rest.split('/').next())
-                .and_then(|n| n.parse::<u64>().ok())
-                && done >= 20
-            {
-                crate::harness::signal(pid, "KILL");
-                return true;
-            }
+    let progressed = lines_of(child.stderr.take().unwrap()).iter().any(|line| {
+        let done = line
+            .strip_prefix("totpd: rekey: ")
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|n| n.parse::<u64>().ok());
+        if done.is_some_and(|done| done >= 20) {
+            crate::harness::signal(pid, "KILL");
+            return true;
         }
         false
-    })
-    .join()
-    .unwrap();
+    });
     let killed = child.wait().expect("wait for totpd rekey");
     assert!(!killed.success(), "rekey finished before it was killed");
     assert!(progressed, "rekey printed no progress");

@@ -64,12 +64,13 @@ pub async fn spawn_app_with(backend: Backend, limits: Limits) -> TestApp {
         key_id: bootstrap.key_id,
         secret: bootstrap.secret.expose().to_owned(),
     };
-    let state = AppState {
-        vault: Arc::clone(&vault),
-        clock: Arc::new(SystemClock),
-        metrics: Arc::new(Metrics::default()),
-    };
-    let app = totpd_api::router(state, &limits);
+    let state = AppState::new(
+        Arc::clone(&vault),
+        Arc::new(SystemClock),
+        Arc::new(Metrics::default()),
+        limits,
+    );
+    let app = totpd_api::router(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind 127.0.0.1:0");

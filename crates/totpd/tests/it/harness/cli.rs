@@ -1,5 +1,6 @@
 //! One-shot CLI commands with a clean environment and a timeout, and signals.
 
+use std::io::{BufRead as _, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -68,6 +69,20 @@ pub(super) fn run_to_completion(mut command: Command, what: &str) -> CliOutput {
             panic!("{what} did not finish within {EXIT_TIMEOUT:?}");
         }
     }
+}
+
+/// The lines a child prints on `output` (its piped stdout or stderr), each
+/// as soon as it is printed, until the pipe closes.
+pub fn lines_of(output: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(output).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
 }
 
 /// Sends a signal to one process by its id (`kill -SIG PID`).

@@ -209,6 +209,24 @@ pub struct Api {
 
 pub const SECRETS: &str = "/api/v2/totp/secrets";
 
+/// The value of one sample of `/metrics` (unauthenticated), named as it is
+/// printed: `totpd_x_total` or `totpd_x_total{label="value"}`.
+pub async fn metric(server: &impl super::Serves, sample: &str) -> u64 {
+    let reply = server.api_with(Auth::None).get("/metrics").await;
+    assert_eq!(reply.status, 200, "/metrics: {}", reply.text);
+    reply
+        .text
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(sample)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("/metrics has no {sample}:\n{}", reply.text))
+}
+
 pub fn secret_path(id: &str) -> String {
     format!("{SECRETS}/{id}")
 }

@@ -21,12 +21,12 @@ mod raw;
 mod server;
 
 pub use app::spawn_app;
-pub use cli::{CliOutput, run_totpd, run_totpd_with_env, serve_help, signal};
+pub use cli::{CliOutput, lines_of, run_totpd, run_totpd_with_env, serve_help, signal};
 pub use codes::{Known, assert_code, check_code_body};
 pub use env::{ApiKey, Env, random_bytes, random_master_key, unix_ms};
 pub use http::{
     Api, Auth, Body, Reply, SECRETS, assert_refused_by_every_node_within_a_second, client_from,
-    code_path, raw_exchange, refused_after, secret_path, send, with_key,
+    code_path, metric, raw_exchange, refused_after, secret_path, send, with_key,
 };
 pub use raw::{Answer, closed_within, read_answer};
 pub use server::{Options, Starting, TestServer, start_together, the_one_bootstrap_key};
