@@ -15,7 +15,7 @@ use totpd_api::Limits;
 use totpd_vault::{ManualClock, UnixTime};
 
 use crate::harness::{
-    ApiKey, Backend, Body, Known, SECRETS, Serves, TestApp, assert_code, code_path,
+    ApiKey, Backend, Body, Known, SECRETS, Serves, TestApp, TestServer, assert_code, code_path,
     on_both_backends, secret_path, spawn_app, spawn_app_with_clock,
 };
 use crate::otp::{Alg, base32_encode, totp};
@@ -814,4 +814,44 @@ async fn a_client_that_goes_away_ends_the_wait_and_gets_no_code_recorded(backend
         .unwrap();
     assert_eq!(body["expires_in"], 30);
     assert_eq!(code_reads(&app, &id).await.len(), before + 1);
+}
+
+/// The real server (its own accept loop, in-flight accounting and drain)
+/// also drops a waiting request whose client hung up: a stop right after
+/// has nothing in flight to wait for, so it exits at once instead of after
+/// the drain timeout (the request timeout and more: over 10 s by default).
+#[tokio::test]
+async fn the_server_drops_a_waiting_request_whose_client_hung_up() {
+    let mut server = TestServer::start(Backend::Sqlite).await;
+    // A day-long period: min_remaining of a whole period waits until
+    // midnight UTC, far beyond this test.
+    let id = id_of(
+        &server
+            .api()
+            .create_ok(json!({"label": "daily", "period": 86400}))
+            .await,
+    );
+    let mut stream = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
+    let request = format!(
+        "GET {}?min_remaining=86400 HTTP/1.1\r\nHost: {}\r\nsb-api-key-id: {}\r\n\
+         sb-api-secret-key: {}\r\n\r\n",
+        code_path(&id),
+        server.addr,
+        server.key.key_id,
+        server.key.secret
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut byte = [0u8; 1];
+    let early = tokio::time::timeout(Duration::from_millis(500), stream.read(&mut byte)).await;
+    assert!(early.is_err(), "answered instead of waiting");
+    drop(stream);
+    // Let the server see the closed connection.
+    server.assert_healthy().await;
+    let stopping = std::time::Instant::now();
+    assert!(server.kill().success());
+    let took = stopping.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "the stop waited {took:?} for a request nobody waits for"
+    );
 }
