@@ -40,9 +40,11 @@ RUN_TIMEOUT_S = 600
 # (method, path template) -> statuses of which at least one must be seen.
 REQUIRED = {
     ("POST", "/api/v2/totp/secrets"): {200, 400},
-    ("GET", "/api/v2/totp/secrets"): {200},
+    ("GET", "/api/v2/totp/secrets"): {200, 400},
     ("GET", "/api/v2/totp/code/{id}"): {200, 404},
     ("DELETE", "/api/v2/totp/secrets/{id}"): {200, 404},
+    ("GET", "/api/v2/totp/secrets/{id}"): {200, 404},
+    ("PATCH", "/api/v2/totp/secrets/{id}"): {200, 400, 404},
     ("POST", "/api/v2/keys"): {200, 400},
     ("GET", "/api/v2/keys"): {200},
     ("DELETE", "/api/v2/keys/{key_id}"): {200, 404},

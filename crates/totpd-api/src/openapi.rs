@@ -18,6 +18,8 @@ use crate::AppState;
     paths(
         crate::secrets::create_secret,
         crate::secrets::list_secrets,
+        crate::secrets::get_secret,
+        crate::secrets::update_secret,
         crate::secrets::delete_secret,
         crate::secrets::get_code,
         crate::audit::list_audit,

@@ -5,15 +5,16 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
-use axum::http::{HeaderValue, header};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
+use axum::routing::get;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use totpd_otp::{Algorithm, Digits, OtpKind, Period, Secret, parse_otpauth_uri};
 use totpd_vault::{
-    Issuer, LIST_PAGE, Label, ListCursor, NewSecret, Principal, SecretInfo, SecretSource, Vault,
+    Issuer, LIST_PAGE, Label, ListCursor, MAX_TEXT_CHARS, NewSecret, Principal, SecretFilter,
+    SecretInfo, SecretPatch, SecretSource, Vault,
 };
 use tracing::Instrument as _;
 use uuid::Uuid;
@@ -22,9 +23,10 @@ use crate::AppState;
 use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::json::{JsonObject, opt_string, opt_u64};
+use crate::telemetry::WaitAllowance;
 use crate::wire::{
     CodeResponse, CreateSecretRequest, CreateSecretResponse, CreatedTotpSecret,
-    ListSecretsResponse, StatusOnly, TotpSecret,
+    ListSecretsResponse, SecretResponse, StatusOnly, TotpSecret, UpdateSecretRequest,
 };
 
 pub(crate) fn router() -> Router<AppState> {
@@ -33,7 +35,10 @@ pub(crate) fn router() -> Router<AppState> {
             "/api/v2/totp/secrets",
             get(list_secrets).post(create_secret),
         )
-        .route("/api/v2/totp/secrets/{id}", delete(delete_secret))
+        .route(
+            "/api/v2/totp/secrets/{id}",
+            get(get_secret).patch(update_secret).delete(delete_secret),
+        )
         .route("/api/v2/totp/code/{id}", get(get_code))
 }
 
@@ -84,9 +89,16 @@ pub(crate) async fn create_secret(
 
 /// List the account's TOTP secrets (never their secret values).
 #[utoipa::path(get, path = "/api/v2/totp/secrets", tag = "totp",
+    params(
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Most secrets in this page (default 100 when only cursor is given). With limit or cursor the answer is one page and carries next_cursor; without either, every matching secret"),
+        ("cursor" = Option<String>, Query, description = "The next_cursor of the previous page (opaque)"),
+        ("issuer" = Option<String>, Query, max_length = 256, description = "Only secrets of exactly this issuer (case-insensitive)"),
+        ("q" = Option<String>, Query, max_length = 256, description = "Only secrets whose label or issuer contains this text (case-insensitive; no character is special)"),
+    ),
     security(("api_key_id" = [], "api_secret_key" = []), ("bearer" = [])),
     responses(
-        (status = 200, description = "The account's secrets (for a scoped key, only those in its scope), oldest first (by created_at, then id). Streamed page by page: an error after the first page closes the connection before the end of the document", body = ListSecretsResponse),
+        (status = 200, description = "The account's secrets (for a scoped key, only those in its scope) that match the filters, oldest first (by created_at, then id). Without limit and cursor, every one, streamed page by page: an error after the first page closes the connection before the end of the document", body = ListSecretsResponse),
+        (status = 400, description = "Invalid parameter; the message names it", body = crate::wire::ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = crate::wire::ErrorBody),
         (status = 403, description = "forbidden: the key's role does not allow this", body = crate::wire::ErrorBody),
         (status = 429, description = "Too many requests from this key, or too many failed authentications from this address; retry after Retry-After seconds", body = crate::wire::ErrorBody,
@@ -96,12 +108,38 @@ pub(crate) async fn create_secret(
 pub(crate) async fn list_secrets(
     State(state): State<AppState>,
     Auth(principal): Auth,
+    uri: Uri,
 ) -> Result<Response, ApiError> {
+    let query = parse_list_query(&uri)?;
+    let filter = SecretFilter::new(query.issuer.as_deref(), query.q.as_deref());
+    if query.limit.is_some() || query.cursor.is_some() {
+        let after = query
+            .cursor
+            .as_deref()
+            .map(|token| {
+                state
+                    .vault
+                    .parse_list_cursor(&principal, token)
+                    .ok_or_else(|| {
+                        ApiError::invalid("cursor must be the next_cursor of an earlier page")
+                    })
+            })
+            .transpose()?;
+        let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+        let (secrets, next) = state
+            .vault
+            .list_secrets_matching(&principal, &filter, after, limit)
+            .await?;
+        let next_cursor = next.map(|cursor| state.vault.list_cursor_token(&principal, &cursor));
+        let page =
+            ListSecretsResponse::page(secrets.iter().map(TotpSecret::from).collect(), next_cursor);
+        return Ok(Json(page).into_response());
+    }
     // The first page is read before answering, so a database that fails
     // right away gets the usual JSON error.
     let (first, next) = state
         .vault
-        .list_secrets_page(&principal, None, LIST_PAGE)
+        .list_secrets_matching(&principal, &filter, None, LIST_PAGE)
         .await?;
     let mut chunk = LIST_HEAD.to_vec();
     encode_secrets(&mut chunk, &first, true)?;
@@ -116,9 +154,200 @@ pub(crate) async fn list_secrets(
         .try_send(Ok(Bytes::from(chunk)))
         .map_err(|_| ApiError::internal("the list stream refused its first page"))?;
     let vault = Arc::clone(&state.vault);
-    tokio::spawn(stream_list(vault, principal, after, pages).in_current_span());
+    tokio::spawn(stream_list(vault, principal, filter, after, pages).in_current_span());
     let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(body));
     Ok(json_response(body))
+}
+
+/// Secrets per page when `cursor` is given without `limit`.
+const DEFAULT_PAGE: u32 = 100;
+/// Most secrets per page.
+const MAX_PAGE: u32 = 1000;
+
+/// The list's query parameters.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct ListQuery {
+    limit: Option<u32>,
+    cursor: Option<String>,
+    issuer: Option<String>,
+    q: Option<String>,
+}
+
+/// Reads the list's query. Every bad parameter is a 400 that names it (and
+/// never repeats its value); a parameter given twice is refused. Unknown
+/// parameters are ignored, as elsewhere in the API, so clients that add
+/// their own (cache busters, SDK extras) keep working.
+fn parse_list_query(uri: &Uri) -> Result<ListQuery, ApiError> {
+    const NAMES: [&str; 4] = ["limit", "cursor", "issuer", "q"];
+    let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(uri)
+        .map_err(|_| ApiError::invalid("the query string is not valid URL encoding"))?;
+    let mut query = ListQuery::default();
+    let mut seen: Vec<&str> = Vec::new();
+    for (name, value) in &pairs {
+        let Some(known) = NAMES.iter().find(|known| **known == name.as_str()) else {
+            continue;
+        };
+        if seen.contains(known) {
+            return Err(ApiError::invalid(format!(
+                "{known} is given more than once"
+            )));
+        }
+        seen.push(known);
+        let text = |field: &str| -> Result<String, ApiError> {
+            if value.is_empty() || value.chars().count() > MAX_TEXT_CHARS {
+                return Err(ApiError::invalid(format!(
+                    "{field} must be 1 to {MAX_TEXT_CHARS} characters"
+                )));
+            }
+            Ok(value.clone())
+        };
+        match *known {
+            "limit" => {
+                query.limit = Some(
+                    value
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|n| (1..=MAX_PAGE).contains(n))
+                        .ok_or_else(|| {
+                            ApiError::invalid(format!(
+                                "limit must be a whole number from 1 to {MAX_PAGE}"
+                            ))
+                        })?,
+                );
+            }
+            "cursor" => {
+                if value.is_empty() {
+                    return Err(ApiError::invalid(
+                        "cursor must be the next_cursor of an earlier page",
+                    ));
+                }
+                query.cursor = Some(value.clone());
+            }
+            "issuer" => query.issuer = Some(text("issuer")?),
+            _ => query.q = Some(text("q")?),
+        }
+    }
+    Ok(query)
+}
+
+/// Describe one TOTP secret (never its secret value).
+#[utoipa::path(get, path = "/api/v2/totp/secrets/{id}", tag = "totp",
+    params(("id" = String, Path, description = "Secret id (UUID)")),
+    security(("api_key_id" = [], "api_secret_key" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The secret, with the list's fields", body = SecretResponse),
+        (status = 401, description = "Missing or invalid API key", body = crate::wire::ErrorBody),
+        (status = 403, description = "forbidden: the key's role does not allow this", body = crate::wire::ErrorBody),
+        (status = 404, description = "No such secret in this account, or outside the key's scope", body = crate::wire::ErrorBody),
+        (status = 429, description = "Too many requests from this key, or too many failed authentications from this address; retry after Retry-After seconds", body = crate::wire::ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 503, description = "Database unavailable", body = crate::wire::ErrorBody),
+    ))]
+pub(crate) async fn get_secret(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<SecretResponse>, ApiError> {
+    let id = secret_id(&id)?;
+    let info = state.vault.secret(&principal, id).await?;
+    Ok(Json(SecretResponse::new(TotpSecret::from(&info))))
+}
+
+/// Rename a TOTP secret or change its issuer.
+#[utoipa::path(patch, path = "/api/v2/totp/secrets/{id}", tag = "totp",
+    params(("id" = String, Path, description = "Secret id (UUID)")),
+    request_body = UpdateSecretRequest,
+    security(("api_key_id" = [], "api_secret_key" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Changed; the secret as it is now", body = SecretResponse),
+        (status = 400, description = "Invalid field, no field to change, or a field that cannot change (the key material and the OTP parameters are fixed); the message names it", body = crate::wire::ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = crate::wire::ErrorBody),
+        (status = 403, description = "forbidden: the key's role does not allow this", body = crate::wire::ErrorBody),
+        (status = 404, description = "No such secret in this account, or outside the key's scope", body = crate::wire::ErrorBody),
+        (status = 413, description = "Body too large", body = crate::wire::ErrorBody),
+        (status = 415, description = "Body is not JSON", body = crate::wire::ErrorBody),
+        (status = 429, description = "Too many requests from this key, or too many failed authentications from this address; retry after Retry-After seconds", body = crate::wire::ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 503, description = "Database unavailable", body = crate::wire::ErrorBody),
+    ))]
+pub(crate) async fn update_secret(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+    JsonObject(body): JsonObject,
+) -> Result<Json<SecretResponse>, ApiError> {
+    let id = secret_id(&id)?;
+    let patch = secret_patch(parse_update_request(&body)?)?;
+    let info = state
+        .vault
+        .update_secret(&principal, id, patch, state.clock.now())
+        .await?;
+    tracing::info!(secret_id = %id, "secret updated");
+    Ok(Json(SecretResponse::new(TotpSecret::from(&info))))
+}
+
+/// Fields of a secret fixed at creation: its key material and the OTP
+/// parameters its ciphertext is bound to.
+const IMMUTABLE_FIELDS: [&str; 7] = [
+    "secret",
+    "uri",
+    "algorithm",
+    "digits",
+    "period",
+    "type",
+    "counter",
+];
+
+fn parse_update_request(body: &Map<String, Value>) -> Result<UpdateSecretRequest, ApiError> {
+    if let Some(field) = IMMUTABLE_FIELDS.iter().find(|f| body.contains_key(**f)) {
+        return Err(ApiError::invalid(format!(
+            "\"{field}\" cannot be changed: a secret's key material and OTP parameters are \
+             fixed when it is created (delete it and enroll it again instead)"
+        )));
+    }
+    let label = match body.get("label") {
+        None => None,
+        Some(Value::String(label)) => Some(label.clone()),
+        Some(Value::Null) => {
+            return Err(ApiError::invalid(
+                "\"label\" cannot be null: a secret always has a label",
+            ));
+        }
+        Some(_) => return Err(ApiError::invalid("\"label\" must be a string")),
+    };
+    let issuer = match body.get("issuer") {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(Value::String(issuer)) => Some(Some(issuer.clone())),
+        Some(_) => return Err(ApiError::invalid("\"issuer\" must be a string or null")),
+    };
+    Ok(UpdateSecretRequest { label, issuer })
+}
+
+/// Turns the wire request into a validated patch: labels and issuers by
+/// the rules of create (an empty issuer, as on create, means none).
+fn secret_patch(request: UpdateSecretRequest) -> Result<SecretPatch, ApiError> {
+    let patch = SecretPatch {
+        label: request.label.as_deref().map(Label::parse).transpose()?,
+        issuer: request
+            .issuer
+            .map(|issuer| optional_issuer(issuer.as_deref()))
+            .transpose()?,
+    };
+    if patch.is_empty() {
+        return Err(ApiError::invalid(
+            "the request changes nothing: give \"label\" and/or \"issuer\"",
+        ));
+    }
+    Ok(patch)
+}
+
+/// Parses and validates an update request body exactly as
+/// `PATCH /api/v2/totp/secrets/{id}` does, without HTTP or storage: the
+/// entry point of the update-body fuzz target.
+pub fn parse_update_secret_body(bytes: &[u8]) -> Result<SecretPatch, ApiError> {
+    let body = crate::json::parse_object(bytes)?;
+    secret_patch(parse_update_request(&body)?)
 }
 
 /// What precedes the first secret of a list; with [`LIST_TAIL`] and the
@@ -161,12 +390,13 @@ fn encode_secrets(out: &mut Vec<u8>, secrets: &[SecretInfo], first: bool) -> Res
 async fn stream_list(
     vault: Arc<Vault>,
     principal: Principal,
+    filter: SecretFilter,
     mut after: ListCursor,
     pages: mpsc::Sender<ListChunk>,
 ) {
     loop {
         let (secrets, next) = match vault
-            .list_secrets_page(&principal, Some(after), LIST_PAGE)
+            .list_secrets_matching(&principal, &filter, Some(after), LIST_PAGE)
             .await
         {
             Ok(page) => page,
@@ -230,10 +460,14 @@ pub(crate) async fn delete_secret(
 
 /// The current code of a TOTP secret.
 #[utoipa::path(get, path = "/api/v2/totp/code/{id}", tag = "totp",
-    params(("id" = String, Path, description = "Secret id (UUID)")),
+    params(
+        ("id" = String, Path, description = "Secret id (UUID)"),
+        ("min_remaining" = Option<u64>, Query, minimum = 0, description = "Seconds the code must still be valid for, 0 to the secret's period: when the current code has less left, the answer waits for the next period and returns that code (its expires_in is then at least this). The wait ends if the client goes away"),
+    ),
     security(("api_key_id" = [], "api_secret_key" = []), ("bearer" = [])),
     responses(
         (status = 200, description = "The current code", body = CodeResponse),
+        (status = 400, description = "min_remaining is not a whole number from 0 to the secret's period", body = crate::wire::ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = crate::wire::ErrorBody),
         (status = 403, description = "forbidden: the key's role does not allow this", body = crate::wire::ErrorBody),
         (status = 404, description = "No such secret in this account, or outside the key's scope", body = crate::wire::ErrorBody),
@@ -245,11 +479,56 @@ pub(crate) async fn get_code(
     State(state): State<AppState>,
     Auth(principal): Auth,
     Path(id): Path<String>,
+    allowance: Option<axum::Extension<Arc<WaitAllowance>>>,
+    uri: Uri,
 ) -> Result<Json<CodeResponse>, ApiError> {
     let id = secret_id(&id)?;
-    let code = state.vault.code(&principal, id, state.clock.now()).await?;
+    let code = match parse_min_remaining(&uri)? {
+        None => state.vault.code(&principal, id, state.clock.now()).await?,
+        Some(min_remaining) => {
+            // The wait is shorter than min_remaining: the request timeout
+            // is for work, not for the wait the client asked for.
+            if let Some(axum::Extension(allowance)) = &allowance {
+                allowance.allow(std::time::Duration::from_secs(min_remaining));
+            }
+            state
+                .vault
+                .code_with_min_remaining(&principal, id, min_remaining, state.clock.as_ref())
+                .await?
+        }
+    };
     state.metrics.code_issued();
     Ok(Json(CodeResponse::from(&code)))
+}
+
+/// The most `min_remaining` can be whatever the period: the longest period.
+const MAX_MIN_REMAINING: u64 = 86_400;
+
+/// `min_remaining` from the code's query, if given (other parameters are
+/// ignored). Whether it fits the secret's period is the vault's check.
+fn parse_min_remaining(uri: &Uri) -> Result<Option<u64>, ApiError> {
+    let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(uri)
+        .map_err(|_| ApiError::invalid("the query string is not valid URL encoding"))?;
+    let mut found = None;
+    for (name, value) in &pairs {
+        if name != "min_remaining" {
+            continue;
+        }
+        if found.is_some() {
+            return Err(ApiError::invalid("min_remaining is given more than once"));
+        }
+        let seconds = value
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n <= MAX_MIN_REMAINING)
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "min_remaining must be a whole number of seconds from 0 to the secret's period",
+                )
+            })?;
+        found = Some(seconds);
+    }
+    Ok(found)
 }
 
 /// Parses and validates a create request body exactly as

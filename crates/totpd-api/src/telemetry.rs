@@ -12,6 +12,8 @@
 //! headers, bodies or query strings, which may carry credentials or secrets.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::HeaderValue;
@@ -42,6 +44,26 @@ fn next_request_id() -> String {
 #[derive(Clone, Debug)]
 pub(crate) struct RequestId(pub Arc<str>);
 
+/// Time a handler may take beyond the request timeout for a wait the
+/// client asked for (`min_remaining` on a code), as opposed to work: the
+/// timeout guards against a stuck database, not against a requested wait.
+/// Set by the handler before it waits; the timeout then runs out that much
+/// later (once).
+#[derive(Debug, Default)]
+pub(crate) struct WaitAllowance(AtomicU64);
+
+impl WaitAllowance {
+    /// Allows `wait` more (the longest allowance set wins).
+    pub(crate) fn allow(&self, wait: Duration) {
+        let millis = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+        self.0.fetch_max(millis, Ordering::AcqRel);
+    }
+
+    fn take(&self) -> Duration {
+        Duration::from_millis(self.0.swap(0, Ordering::AcqRel))
+    }
+}
+
 /// The telemetry and timeout middleware, for `middleware::from_fn_with_state`.
 pub(crate) async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let request_id = request
@@ -59,23 +81,32 @@ pub(crate) async fn track(State(state): State<AppState>, request: Request, next:
     let span = tracing::info_span!("request", id = %request_id, method = %method, route = %route);
     let started = totpd_vault::clock::monotonic_now();
     let fate = Arc::new(Deadline::new());
+    let allowance = Arc::new(WaitAllowance::default());
     let mut request = request;
     request
         .extensions_mut()
         .insert(RequestId(Arc::from(request_id.as_str())));
+    request.extensions_mut().insert(Arc::clone(&allowance));
     let handled = deadline::scope(Arc::clone(&fate), next.run(request)).instrument(span.clone());
     tokio::pin!(handled);
-    let mut response = tokio::select! {
-        response = &mut handled => response,
-        () = tokio::time::sleep(state.limits.request_timeout) => {
-            if fate.expire() {
-                ApiError::Unavailable("the request took too long and was abandoned; nothing was stored")
-                    .into_response()
-            } else {
+    let mut timeout = state.limits.request_timeout;
+    let mut response = loop {
+        tokio::select! {
+            response = &mut handled => break response,
+            () = tokio::time::sleep(timeout) => {
+                let extra = allowance.take();
+                if !extra.is_zero() {
+                    timeout = extra;
+                    continue;
+                }
+                if fate.expire() {
+                    break ApiError::Unavailable("the request took too long and was abandoned; nothing was stored")
+                        .into_response();
+                }
                 span.in_scope(|| {
                     tracing::debug!("past the request timeout with a write committing; waiting for it");
                 });
-                handled.await
+                break handled.await;
             }
         }
     };

@@ -249,6 +249,11 @@ pub struct ListSecretsResponse {
     pub status: &'static str,
     /// The account's secrets, oldest first.
     pub totp_secrets: Vec<TotpSecret>,
+    /// Only when `limit` or `cursor` was given: pass as `cursor` for the
+    /// next page; `null` on the last page. Absent from a whole list.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, required = false)]
+    pub next_cursor: Option<Option<String>>,
 }
 
 impl ListSecretsResponse {
@@ -258,8 +263,58 @@ impl ListSecretsResponse {
         ListSecretsResponse {
             status: OK,
             totp_secrets,
+            next_cursor: None,
         }
     }
+
+    /// One page of a paged list.
+    pub(crate) fn page(
+        totp_secrets: Vec<TotpSecret>,
+        next_cursor: Option<String>,
+    ) -> ListSecretsResponse {
+        ListSecretsResponse {
+            status: OK,
+            totp_secrets,
+            next_cursor: Some(next_cursor),
+        }
+    }
+}
+
+/// Answer of a get or an update of one secret.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SecretResponse {
+    /// Always `"OK"`.
+    #[schema(value_type = String, example = "OK")]
+    pub status: &'static str,
+    /// The secret (never its secret value).
+    pub totp_secret: TotpSecret,
+}
+
+impl SecretResponse {
+    pub(crate) fn new(totp_secret: TotpSecret) -> SecretResponse {
+        SecretResponse {
+            status: OK,
+            totp_secret,
+        }
+    }
+}
+
+/// Request body of `PATCH /api/v2/totp/secrets/{id}`: at least one field.
+/// The key material and the OTP parameters (`secret`, `uri`, `algorithm`,
+/// `digits`, `period`, `type`, `counter`) are fixed at creation: sending any
+/// of them is a 400 naming it. Other unknown fields are ignored, as on
+/// create. Each field is one `Option` (and one parse in
+/// `secrets::parse_update_request`), so a new setting is one more field.
+#[derive(Debug, Default, ToSchema)]
+pub struct UpdateSecretRequest {
+    /// New account name, 1 to 256 characters; absent leaves it (null is
+    /// refused: a secret always has a label).
+    #[schema(example = "alice@example.com", max_length = 256)]
+    pub label: Option<String>,
+    /// New issuing service, at most 256 characters; `null` (or an empty
+    /// string, as on create) clears it; absent leaves it.
+    #[schema(value_type = Option<String>, example = "GitHub", max_length = 256)]
+    pub issuer: Option<Option<String>>,
 }
 
 /// Answer of a code request. `Debug` does not show the code.

@@ -10,7 +10,8 @@ use sqlx::{FromRow as _, Postgres, Row as _};
 use totpd_vault::deadline;
 use totpd_vault::{
     AccountRow, ApiKeyHashUpgrade, ApiKeyRow, AuditQuery, AuditRecord, AuditRow, CopyReport,
-    ListCursor, PoolStatus, SealCensus, SecretReseal, SecretRow, Snapshot, Store, StoreError,
+    ListCursor, PoolStatus, SealCensus, SecretReseal, SecretRow, SecretUpdate, Snapshot, Store,
+    StoreError,
 };
 use uuid::Uuid;
 
@@ -541,6 +542,29 @@ impl Store for PgStore {
             .await
             .map(|rows| rows.into_iter().map(secret_row).collect())
             .map_err(classify)
+    }
+
+    async fn update_secret(
+        &self,
+        account_id: Uuid,
+        id: Uuid,
+        update: &SecretUpdate,
+    ) -> Result<Option<SecretRow>, StoreError> {
+        // In a transaction of its own, like a delete: a change still waiting
+        // when its request times out is rolled back, not committed behind
+        // the 503.
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let row = sqlx::query_as::<_, SecretTuple>(q::UPDATE_SECRET_LABELS)
+            .bind(update.label.as_deref())
+            .bind(update.issuer.is_some())
+            .bind(update.issuer.clone().flatten())
+            .bind(id)
+            .bind(account_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(classify)?;
+        commit_unless_abandoned(tx).await?;
+        Ok(row.map(secret_row))
     }
 
     async fn delete_secret(&self, account_id: Uuid, id: Uuid) -> Result<bool, StoreError> {

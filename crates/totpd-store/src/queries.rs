@@ -97,6 +97,19 @@ pub(crate) const LIST_SECRETS_AFTER: &str = "SELECT id, account_id, label, issue
      WHERE account_id = $1 AND (created_at, id) > ($2, $3) \
      ORDER BY created_at, id LIMIT $4";
 
+/// Changes one of an account's descriptive fields in one statement and
+/// returns the row as it now is (no row if it does not exist): `$1` is the
+/// new label, or NULL to keep it; `$2` says whether to set the issuer to
+/// `$3` (NULL clears it); `$4` and `$5` are the id and account. Neither
+/// field is bound into the ciphertext's associated data, so the ciphertext
+/// is untouched. (SQLite numbers `$N` parameters in order of appearance,
+/// so they appear here in order.)
+pub(crate) const UPDATE_SECRET_LABELS: &str = "UPDATE secrets \
+     SET label = COALESCE($1, label), issuer = CASE WHEN $2 THEN $3 ELSE issuer END \
+     WHERE id = $4 AND account_id = $5 \
+     RETURNING id, account_id, label, issuer, algorithm, digits, period, created_at, key_id, \
+     nonce, ciphertext, aad_version";
+
 /// Deletes one of an account's secrets (one row changed if it existed).
 pub(crate) const DELETE_SECRET: &str = "DELETE FROM secrets WHERE id = $1 AND account_id = $2";
 

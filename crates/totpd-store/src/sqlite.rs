@@ -33,7 +33,8 @@ use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 use totpd_vault::{
     AccountRow, ApiKeyHashUpgrade, ApiKeyRow, AuditQuery, AuditRecord, AuditRow, CopyReport,
-    ListCursor, PoolStatus, SealCensus, SecretReseal, SecretRow, Snapshot, Store, StoreError,
+    ListCursor, PoolStatus, SealCensus, SecretReseal, SecretRow, SecretUpdate, Snapshot, Store,
+    StoreError,
 };
 use uuid::Uuid;
 
@@ -444,6 +445,31 @@ impl Store for SqliteStore {
                         secrets.collect()
                     }
                 }
+            })
+            .await
+    }
+
+    async fn update_secret(
+        &self,
+        account_id: Uuid,
+        id: Uuid,
+        update: &SecretUpdate,
+    ) -> Result<Option<SecretRow>, StoreError> {
+        let update = update.clone();
+        self.writer()
+            .run(move |conn| {
+                conn.prepare_cached(q::UPDATE_SECRET_LABELS)?
+                    .query_row(
+                        params![
+                            update.label,
+                            update.issuer.is_some(),
+                            update.issuer.flatten(),
+                            id.as_bytes().as_slice(),
+                            account_id.as_bytes().as_slice(),
+                        ],
+                        rows::secret,
+                    )
+                    .optional()
             })
             .await
     }

@@ -18,22 +18,22 @@ mod store;
 mod vault;
 
 pub use audit::{AuditStats, Outcome};
-pub use clock::{Clock, SystemClock};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use crypto::{CryptoError, MasterKey, MasterKeyError, MasterKeyRing, RingError, Sealed};
 pub use error::{ErrorChain, VaultError};
 pub use keys::{ApiKeySecret, NewApiKey};
 pub use model::{
     Account, AccountName, AccountNameError, ApiKeyInfo, CodeAt, CreatedSecret, Issuer, KeySpec,
-    Label, LabelError, MAX_ACCOUNT_NAME_CHARS, MAX_KEY_NAME_CHARS, NewSecret, SecretInfo,
-    SecretSource, UnixTime, validate_key_name,
+    Label, LabelError, MAX_ACCOUNT_NAME_CHARS, MAX_KEY_NAME_CHARS, MAX_TEXT_CHARS, NewSecret,
+    SecretInfo, SecretSource, UnixTime, validate_key_name,
 };
 pub use policy::{Action, Denial, Origin, Principal, Role, Scope};
 pub use store::{
     AccountRow, ApiKeyHashUpgrade, ApiKeyRow, AuditPage, AuditQuery, AuditRecord, AuditRow,
     BoxError, CopyReport, LIST_PAGE, ListCursor, PoolStatus, SealCensus, SecretReseal, SecretRow,
-    Snapshot, Store, StoreError,
+    SecretUpdate, Snapshot, Store, StoreError,
 };
 pub use vault::{
     DEFAULT_MAX_SECRETS_PER_ACCOUNT, KEY_CACHE_TTL_MS, MAX_SCOPE_IDS, OpenError, RekeyBatch,
-    SealCount, SealStatus, Vault,
+    SealCount, SealStatus, SecretFilter, SecretPatch, Vault,
 };

@@ -262,6 +262,26 @@ impl fmt::Debug for SecretReseal {
     }
 }
 
+/// A change to a secret's descriptive fields (`PATCH`): each field that is
+/// `None` is left as it is. Only fields outside the ciphertext's associated
+/// data belong here (the label and issuer are not bound; the key material
+/// and the OTP parameters are, and never change), so applying it never
+/// re-seals the secret.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SecretUpdate {
+    /// The new label.
+    pub label: Option<String>,
+    /// The new issuer: `Some(None)` clears it.
+    pub issuer: Option<Option<String>>,
+}
+
+impl SecretUpdate {
+    /// Whether the update changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.label.is_none() && self.issuer.is_none()
+    }
+}
+
 /// How the rows of a database are sealed and hashed, counted (for `totpd
 /// rekey --status`). Counts only: no row content.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -564,6 +584,16 @@ pub trait Store: Send + Sync + fmt::Debug {
             }
         }
     }
+    /// Applies `update` to one of the account's secrets in one atomic
+    /// statement and returns the row as it is afterwards, or `None` if the
+    /// account holds no such secret. Concurrent updates of different fields
+    /// never undo each other.
+    async fn update_secret(
+        &self,
+        account_id: Uuid,
+        id: Uuid,
+        update: &SecretUpdate,
+    ) -> Result<Option<SecretRow>, StoreError>;
     /// Deletes one of the account's secrets for good; returns whether it existed.
     async fn delete_secret(&self, account_id: Uuid, id: Uuid) -> Result<bool, StoreError>;
 

@@ -18,7 +18,9 @@ use crate::model::{
     SecretSource, UnixTime, validate_key_name,
 };
 use crate::policy::{Action, Denial, Origin, Principal, Role, Scope};
+mod lifecycle;
 mod rekey;
+pub use lifecycle::{SecretFilter, SecretPatch};
 pub use rekey::{RekeyBatch, SealCount, SealStatus};
 
 use crate::store::{
@@ -922,6 +924,19 @@ impl Vault {
         now: UnixTime,
     ) -> Result<CodeAt, VaultError> {
         let code = self.code_unrecorded(principal, id, now).await;
+        self.record_code(principal, id, now, code).await
+    }
+
+    /// Records a `code.read` at `now` and answers `code`: a code only once
+    /// its record is durable (else `Unavailable`, and the code is dropped
+    /// unseen); a failure without waiting.
+    async fn record_code(
+        &self,
+        principal: &Principal,
+        id: Uuid,
+        now: UnixTime,
+        code: Result<CodeAt, VaultError>,
+    ) -> Result<CodeAt, VaultError> {
         let outcome = match &code {
             Ok(_) => Outcome::Ok,
             Err(error) => outcome_of(error),
@@ -950,6 +965,14 @@ impl Vault {
         id: Uuid,
         now: UnixTime,
     ) -> Result<CodeAt, VaultError> {
+        let totp = self.open_totp(principal, id).await?;
+        Ok(code_at(&totp, now))
+    }
+
+    /// Reads and opens one of the caller's secrets for `code.read`: the
+    /// permission check, the row, and the ciphertext checked against the
+    /// associated data it was sealed with.
+    async fn open_totp(&self, principal: &Principal, id: Uuid) -> Result<Totp, VaultError> {
         authorize(principal, Action::CodeRead, Some(id))?;
         let row = self
             .store
@@ -995,21 +1018,25 @@ impl Vault {
             })?;
         let secret = Secret::from_bytes(plaintext.to_vec())
             .map_err(|_| corrupt_secret(id, "bad plaintext"))?;
-        let totp = Totp {
+        Ok(Totp {
             secret,
             algorithm: info.algorithm,
             digits: info.digits,
             period: info.period,
-        };
-        let t = now.seconds();
-        let expires_in = totp.expires_in(t);
-        Ok(CodeAt {
-            code: totp.code_at(t),
-            expires_in,
-            expires_at: t + u64::from(expires_in),
-            period: info.period,
-            digits: info.digits,
         })
+    }
+}
+
+/// The code of `totp` at `now`, with its expiry.
+fn code_at(totp: &Totp, now: UnixTime) -> CodeAt {
+    let t = now.seconds();
+    let expires_in = totp.expires_in(t);
+    CodeAt {
+        code: totp.code_at(t),
+        expires_in,
+        expires_at: t + u64::from(expires_in),
+        period: totp.period,
+        digits: totp.digits,
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use totpd_vault::{ApiKeyHashUpgrade, ApiKeyRow, StoreError};
+use totpd_vault::{ApiKeyHashUpgrade, ApiKeyRow, SecretRow, SecretUpdate, StoreError};
 use uuid::Uuid;
 
 use crate::db::{TestDb, for_each_backend, options};
@@ -22,6 +22,8 @@ for_each_backend!(
     a_secret_of_an_unknown_account_is_refused,
     secrets_list_oldest_first_and_only_the_accounts_own,
     delete_is_scoped_by_account_and_visible_at_once,
+    an_update_changes_only_the_label_and_issuer_of_the_accounts_own_secret,
+    concurrent_updates_of_different_fields_keep_both,
     dumps_return_everything_in_key_order_and_page_by_id,
     is_empty_sees_any_row,
 );
@@ -380,6 +382,135 @@ async fn delete_is_scoped_by_account_and_visible_at_once(db: &TestDb) {
     assert_eq!(store.secret(alice.id, row.id).await.unwrap(), None);
     assert!(!store.delete_secret(alice.id, row.id).await.unwrap());
     assert_eq!(store.list_secrets(alice.id).await.unwrap(), vec![kept]);
+}
+
+async fn an_update_changes_only_the_label_and_issuer_of_the_accounts_own_secret(db: &TestDb) {
+    let store = &db.store;
+    let alice = store.insert_account(&account("alice")).await.unwrap();
+    let mallory = store.insert_account(&account("mallory")).await.unwrap();
+    let row = secret(&alice, 1);
+    store.insert_secret(&row).await.unwrap();
+    // Warm the read path, so a stale cached answer would show.
+    assert_eq!(
+        store.secret(alice.id, row.id).await.unwrap().as_ref(),
+        Some(&row)
+    );
+
+    let rename = SecretUpdate {
+        label: Some("renamed \u{e9}".to_owned()),
+        issuer: None,
+    };
+    assert_eq!(
+        store
+            .update_secret(mallory.id, row.id, &rename)
+            .await
+            .unwrap(),
+        None,
+        "another account's secret is not there"
+    );
+    assert_eq!(
+        store
+            .update_secret(alice.id, Uuid::new_v4(), &rename)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store.secret(alice.id, row.id).await.unwrap().as_ref(),
+        Some(&row)
+    );
+
+    let renamed = store
+        .update_secret(alice.id, row.id, &rename)
+        .await
+        .unwrap()
+        .unwrap();
+    let expected = SecretRow {
+        label: "renamed \u{e9}".to_owned(),
+        ..row.clone()
+    };
+    assert_eq!(renamed, expected, "only the label changed");
+    assert_eq!(
+        store.secret(alice.id, row.id).await.unwrap(),
+        Some(expected.clone())
+    );
+
+    let issued = SecretUpdate {
+        label: None,
+        issuer: Some(Some("New Issuer".to_owned())),
+    };
+    let with_issuer = store
+        .update_secret(alice.id, row.id, &issued)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(with_issuer.issuer.as_deref(), Some("New Issuer"));
+    assert_eq!(with_issuer.label, expected.label);
+    let cleared = SecretUpdate {
+        label: None,
+        issuer: Some(None),
+    };
+    let without = store
+        .update_secret(alice.id, row.id, &cleared)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        without,
+        SecretRow {
+            issuer: None,
+            ..expected
+        }
+    );
+    // The sealed part, and everything it is bound to, is as it was.
+    assert_eq!(
+        (
+            &without.ciphertext,
+            &without.nonce,
+            &without.sealed_by,
+            without.aad_version
+        ),
+        (&row.ciphertext, &row.nonce, &row.sealed_by, row.aad_version)
+    );
+    assert_eq!(store.list_secrets(alice.id).await.unwrap(), vec![without]);
+}
+
+async fn concurrent_updates_of_different_fields_keep_both(db: &TestDb) {
+    let store = &db.store;
+    let alice = store.insert_account(&account("alice")).await.unwrap();
+    let mut rows = Vec::new();
+    for n in 0..8 {
+        let row = secret(&alice, n);
+        store.insert_secret(&row).await.unwrap();
+        rows.push(row);
+    }
+    let mut tasks = Vec::new();
+    for row in &rows {
+        for update in [
+            SecretUpdate {
+                label: Some(format!("label of {}", row.id)),
+                issuer: None,
+            },
+            SecretUpdate {
+                label: None,
+                issuer: Some(Some(format!("issuer of {}", row.id))),
+            },
+        ] {
+            let store = Arc::clone(&db.store);
+            let (account_id, id) = (row.account_id, row.id);
+            tasks.push(tokio::spawn(async move {
+                store.update_secret(account_id, id, &update).await
+            }));
+        }
+    }
+    for task in tasks {
+        assert!(task.await.unwrap().unwrap().is_some());
+    }
+    for row in rows {
+        let stored = store.secret(alice.id, row.id).await.unwrap().unwrap();
+        assert_eq!(stored.label, format!("label of {}", row.id));
+        assert_eq!(stored.issuer, Some(format!("issuer of {}", row.id)));
+    }
 }
 
 async fn dumps_return_everything_in_key_order_and_page_by_id(db: &TestDb) {

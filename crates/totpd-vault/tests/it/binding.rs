@@ -215,3 +215,107 @@ async fn a_secret_sealed_with_version_1_associated_data_still_opens() {
     });
     assert_eq!(vault.code(&principal, id, NOW).await.unwrap(), expected);
 }
+
+/// The label and issuer are descriptions, not part of what a ciphertext
+/// is bound to: a rename is a plain update that leaves the sealed secret
+/// as it was, and the codes unchanged.
+#[tokio::test]
+async fn a_rename_keeps_the_ciphertext_and_the_codes() {
+    let store = Arc::new(MemoryStore::default());
+    let (vault, key) = vault_with_key(&store, "alice").await;
+    let principal = login(&vault, &key, NOW).await.unwrap();
+    let id = enroll(&vault, &principal).await;
+    let before = store
+        .secret(principal.account_id, id)
+        .await
+        .unwrap()
+        .unwrap();
+    let code = vault.code(&principal, id, NOW).await.unwrap();
+    let patch = totpd_vault::SecretPatch {
+        label: Some(totpd_vault::Label::parse("renamed").unwrap()),
+        issuer: Some(Some(totpd_vault::Issuer::parse("Issuer").unwrap())),
+    };
+    let info = vault
+        .update_secret(&principal, id, patch, NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        (info.label.as_str(), info.issuer.as_deref()),
+        ("renamed", Some("Issuer"))
+    );
+    let after = store
+        .secret(principal.account_id, id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            &after.sealed_by,
+            &after.nonce,
+            &after.ciphertext,
+            after.aad_version
+        ),
+        (
+            &before.sealed_by,
+            &before.nonce,
+            &before.ciphertext,
+            before.aad_version
+        ),
+        "a rename re-sealed the secret"
+    );
+    assert_eq!(
+        vault.code(&principal, id, NOW).await.unwrap().code,
+        code.code
+    );
+    // An update that changes nothing is refused, and recorded as invalid.
+    let refused = vault
+        .update_secret(&principal, id, totpd_vault::SecretPatch::default(), NOW)
+        .await;
+    assert!(
+        matches!(refused, Err(VaultError::Invalid(_))),
+        "{refused:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_list_cursor_is_refused_once_changed_or_in_another_account() {
+    let store = Arc::new(MemoryStore::default());
+    let (vault, key) = vault_with_key(&store, "alice").await;
+    let alice = login(&vault, &key, NOW).await.unwrap();
+    let other = vault
+        .create_api_key(&totpd_vault::AccountName::parse("bob").unwrap(), NOW)
+        .await
+        .unwrap();
+    let bob = login(&vault, &other, NOW).await.unwrap();
+    let cursor = totpd_vault::ListCursor {
+        created_at: NOW.0,
+        id: Uuid::new_v4(),
+    };
+    let token = vault.list_cursor_token(&alice, &cursor);
+    assert_eq!(vault.parse_list_cursor(&alice, &token), Some(cursor));
+    assert_eq!(vault.parse_list_cursor(&bob, &token), None);
+    let moved = totpd_vault::ListCursor {
+        created_at: NOW.0 + 1,
+        ..cursor
+    };
+    assert_ne!(vault.list_cursor_token(&alice, &moved), token);
+    for at in 0..token.len() {
+        let mut changed = token.clone().into_bytes();
+        changed[at] = if changed[at] == b'A' { b'B' } else { b'A' };
+        let changed = String::from_utf8(changed).unwrap();
+        assert_eq!(vault.parse_list_cursor(&alice, &changed), None, "at {at}");
+    }
+    for garbage in [
+        "",
+        "A",
+        "not a cursor",
+        &token[..token.len() - 1],
+        &format!("{token}A"),
+    ] {
+        assert_eq!(
+            vault.parse_list_cursor(&alice, garbage),
+            None,
+            "{garbage:?}"
+        );
+    }
+}

@@ -7,8 +7,8 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use totpd_vault::{
     AccountRow, ApiKeyHashUpgrade, ApiKeyRow, AuditPage, AuditQuery, AuditRecord, AuditRow,
-    CopyReport, ListCursor, PoolStatus, SealCensus, SecretReseal, SecretRow, Snapshot, Store,
-    StoreError,
+    CopyReport, ListCursor, PoolStatus, SealCensus, SecretReseal, SecretRow, SecretUpdate,
+    Snapshot, Store, StoreError,
 };
 use uuid::Uuid;
 
@@ -264,6 +264,28 @@ impl Store for MemoryStore {
             .filter(|s| s.account_id == account_id)
             .cloned()
             .collect())
+    }
+
+    async fn update_secret(
+        &self,
+        account_id: Uuid,
+        id: Uuid,
+        update: &SecretUpdate,
+    ) -> Result<Option<SecretRow>, StoreError> {
+        let mut secrets = self.secrets.lock().unwrap();
+        let Some(row) = secrets
+            .iter_mut()
+            .find(|s| s.account_id == account_id && s.id == id)
+        else {
+            return Ok(None);
+        };
+        if let Some(label) = &update.label {
+            row.label = label.clone();
+        }
+        if let Some(issuer) = &update.issuer {
+            row.issuer = issuer.clone();
+        }
+        Ok(Some(row.clone()))
     }
 
     async fn delete_secret(&self, account_id: Uuid, id: Uuid) -> Result<bool, StoreError> {

@@ -37,6 +37,7 @@ mod error_chain;
 mod first_start;
 mod hardening;
 mod input_echo;
+mod lifecycle;
 mod lists_and_quota;
 mod metrics;
 mod migrate;

@@ -77,6 +77,30 @@ fn matrix() -> Vec<Route> {
             [200, 200, 200, 403],
         ),
         route(
+            Method::GET,
+            "/api/v2/totp/secrets/{secret}",
+            None,
+            [200, 200, 200, 403],
+        ),
+        route(
+            Method::PATCH,
+            "/api/v2/totp/secrets/{secret}",
+            Some(r#"{"label":"renamed","issuer":"Matrix"}"#),
+            [200, 200, 403, 403],
+        ),
+        route(
+            Method::GET,
+            "/api/v2/totp/secrets?limit=10&issuer=matrix&q=a",
+            None,
+            [200, 200, 200, 403],
+        ),
+        route(
+            Method::GET,
+            "/api/v2/totp/code/{secret}?min_remaining=0",
+            None,
+            [200, 200, 200, 403],
+        ),
+        route(
             Method::DELETE,
             "/api/v2/totp/secrets/{fresh_secret}",
             None,

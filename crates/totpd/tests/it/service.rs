@@ -45,6 +45,8 @@ async fn openapi_json_is_an_openapi_3_1_document_with_the_four_operations(backen
         ("/api/v2/totp/secrets", "post"),
         ("/api/v2/totp/secrets", "get"),
         ("/api/v2/totp/secrets/{id}", "delete"),
+        ("/api/v2/totp/secrets/{id}", "get"),
+        ("/api/v2/totp/secrets/{id}", "patch"),
         ("/api/v2/totp/code/{id}", "get"),
     ] {
         let operation = paths
@@ -60,6 +62,32 @@ async fn openapi_json_is_an_openapi_3_1_document_with_the_four_operations(backen
             "{method} {path} documents its 401 answer"
         );
     }
+    // The lifecycle's query parameters are documented.
+    for (path, names) in [
+        (
+            "/api/v2/totp/secrets",
+            &["limit", "cursor", "issuer", "q"][..],
+        ),
+        ("/api/v2/totp/code/{id}", &["min_remaining"][..]),
+    ] {
+        let documented: Vec<&str> = paths[path]["get"]["parameters"]
+            .as_array()
+            .unwrap_or_else(|| panic!("GET {path} documents no parameters"))
+            .iter()
+            .filter(|p| p["in"] == "query")
+            .filter_map(|p| p["name"].as_str())
+            .collect();
+        for name in names {
+            assert!(
+                documented.contains(name),
+                "GET {path} lacks {name}: {documented:?}"
+            );
+        }
+    }
+    assert!(
+        paths["/api/v2/totp/secrets/{id}"]["patch"]["requestBody"].is_object(),
+        "PATCH documents its body"
+    );
     // Every $ref points at something the document defines.
     let text = reply.text.as_str();
     let mut rest = text;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use tokio::task::JoinHandle;
 use totpd_api::{AppState, Limits, Metrics};
-use totpd_vault::{Clock as _, MasterKey, SystemClock, Vault};
+use totpd_vault::{Clock, MasterKey, SystemClock, Vault};
 
 use super::env::ApiKey;
 use super::http::{Api, Auth, Reply, http_client, send, with_key};
@@ -42,6 +42,17 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 
 /// [`spawn_app`] with other request limits.
 pub async fn spawn_app_with(backend: Backend, limits: Limits) -> TestApp {
+    spawn_app_with_clock(backend, limits, Arc::new(SystemClock)).await
+}
+
+/// [`spawn_app_with`] whose handlers read `clock` (e.g. a
+/// [`totpd_vault::ManualClock`], to decide time-dependent answers without
+/// sleeping). Keys are still made at the system clock's time.
+pub async fn spawn_app_with_clock(
+    backend: Backend,
+    limits: Limits,
+    clock: Arc<dyn Clock>,
+) -> TestApp {
     let database = match backend {
         Backend::Sqlite => FreshDatabase::sqlite(),
         Backend::Postgres => {
@@ -66,7 +77,7 @@ pub async fn spawn_app_with(backend: Backend, limits: Limits) -> TestApp {
     };
     let state = AppState::new(
         Arc::clone(&vault),
-        Arc::new(SystemClock),
+        clock,
         Arc::new(Metrics::default()),
         limits,
     );
