@@ -107,7 +107,7 @@ pub(crate) const LIST_SECRETS_AFTER: &str = "SELECT id, account_id, label, issue
 pub(crate) const UPDATE_SECRET_LABELS: &str = "UPDATE secrets \
      SET label = COALESCE($1, label), issuer = CASE WHEN $2 THEN $3 ELSE issuer END \
      WHERE id = $4 AND account_id = $5 \
-     RETURNING id, account_id, label, issuer, algorithm, digits, period, created_at, key_id, \
+     RETURNING id, account_id, label, issuer, algorithm, digits, period, created_at, sealed_by, \
      nonce, ciphertext, aad_version";
 
 /// Deletes one of an account's secrets (one row changed if it existed).
