@@ -20,6 +20,7 @@ use crate::AppState;
         crate::secrets::list_secrets,
         crate::secrets::delete_secret,
         crate::secrets::get_code,
+        crate::secrets::verify_code,
         crate::audit::list_audit,
         crate::keys::create_key,
         crate::keys::list_keys,

@@ -8,12 +8,13 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use totpd_otp::{Algorithm, Digits, OtpKind, Period, Secret, parse_otpauth_uri};
 use totpd_vault::{
-    Issuer, LIST_PAGE, Label, ListCursor, NewSecret, Principal, SecretInfo, SecretSource, Vault,
+    IssuedCode, Issuer, LIST_PAGE, Label, ListCursor, MAX_HOTP_COUNTER, NewSecret, Principal,
+    SecretInfo, SecretKind, SecretSource, Skew, Vault, Verification,
 };
 use tracing::Instrument as _;
 use uuid::Uuid;
@@ -23,8 +24,8 @@ use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::json::{JsonObject, opt_string, opt_u64};
 use crate::wire::{
-    CodeResponse, CreateSecretRequest, CreateSecretResponse, CreatedTotpSecret,
-    ListSecretsResponse, StatusOnly, TotpSecret,
+    CodeResponse, CreateSecretRequest, CreateSecretResponse, CreatedTotpSecret, HotpCodeResponse,
+    ListSecretsResponse, StatusOnly, TotpSecret, VerifyRequest, VerifyResponse,
 };
 
 pub(crate) fn router() -> Router<AppState> {
@@ -35,6 +36,7 @@ pub(crate) fn router() -> Router<AppState> {
         )
         .route("/api/v2/totp/secrets/{id}", delete(delete_secret))
         .route("/api/v2/totp/code/{id}", get(get_code))
+        .route("/api/v2/totp/secrets/{id}/verify", post(verify_code))
 }
 
 /// Digits the API accepts. The OTP core also computes 7-digit codes, but the
@@ -42,6 +44,8 @@ pub(crate) fn router() -> Router<AppState> {
 const API_DIGITS: [u8; 2] = [6, 8];
 const DIGITS_RULE: &str = "6 or 8";
 const PERIOD_RULE: &str = "a whole number of seconds from 1 to 86400";
+const COUNTER_RULE: &str = "an integer from 0 to 9223372036854775807";
+const SKEW_RULE: &str = "0, 1 or 2";
 
 /// Store a TOTP secret.
 #[utoipa::path(post, path = "/api/v2/totp/secrets", tag = "totp",
@@ -233,7 +237,10 @@ pub(crate) async fn delete_secret(
     params(("id" = String, Path, description = "Secret id (UUID)")),
     security(("api_key_id" = [], "api_secret_key" = []), ("bearer" = [])),
     responses(
-        (status = 200, description = "The current code", body = CodeResponse),
+        (status = 200, description = "The current code of a TOTP secret (CodeResponse), or the code of an HOTP secret's stored counter, which this request advances by one (HotpCodeResponse: no two requests get the same counter)", content(
+            (CodeResponse = "application/json"),
+            (HotpCodeResponse = "application/json"),
+        )),
         (status = 401, description = "Missing or invalid API key", body = crate::wire::ErrorBody),
         (status = 403, description = "forbidden: the key's role does not allow this", body = crate::wire::ErrorBody),
         (status = 404, description = "No such secret in this account, or outside the key's scope", body = crate::wire::ErrorBody),
@@ -245,11 +252,61 @@ pub(crate) async fn get_code(
     State(state): State<AppState>,
     Auth(principal): Auth,
     Path(id): Path<String>,
-) -> Result<Json<CodeResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let id = secret_id(&id)?;
     let code = state.vault.code(&principal, id, state.clock.now()).await?;
     state.metrics.code_issued();
-    Ok(Json(CodeResponse::from(&code)))
+    Ok(match &code {
+        IssuedCode::Totp(code) => Json(CodeResponse::from(code)).into_response(),
+        IssuedCode::Hotp(code) => Json(HotpCodeResponse::from(code)).into_response(),
+    })
+}
+
+/// Check a code against a secret; a code is accepted at most once.
+#[utoipa::path(post, path = "/api/v2/totp/secrets/{id}/verify", tag = "totp",
+    params(("id" = String, Path, description = "Secret id (UUID)")),
+    request_body = VerifyRequest,
+    security(("api_key_id" = [], "api_secret_key" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "valid: whether the code was accepted. TOTP: the current step or `skew` steps either side, later than any step accepted before; HOTP: one of the `hotp_window` (10) counters from the stored one, which then moves past the match", body = VerifyResponse),
+        (status = 400, description = "\"code\" missing or not a string", body = crate::wire::ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = crate::wire::ErrorBody),
+        (status = 403, description = "forbidden: the key's role does not allow this (verifier, admin and owner keys may verify)", body = crate::wire::ErrorBody),
+        (status = 404, description = "No such secret in this account, or outside the key's scope", body = crate::wire::ErrorBody),
+        (status = 413, description = "Body too large", body = crate::wire::ErrorBody),
+        (status = 415, description = "Body is not JSON", body = crate::wire::ErrorBody),
+        (status = 429, description = "rate_limited: 10 failed verifications of this secret within 5 minutes (on any node), until the window passes; or too many requests from this key, or too many failed authentications from this address. Retry after Retry-After seconds", body = crate::wire::ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 503, description = "Database unavailable", body = crate::wire::ErrorBody),
+    ))]
+pub(crate) async fn verify_code(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+    JsonObject(body): JsonObject,
+) -> Result<Json<VerifyResponse>, ApiError> {
+    let id = secret_id(&id)?;
+    let request = parse_verify_request(&body)?;
+    let verified = state
+        .vault
+        .verify(&principal, id, &request.code, state.clock.now())
+        .await?;
+    Ok(Json(VerifyResponse::new(verified == Verification::Valid)))
+}
+
+/// Parses a verify request body exactly as
+/// `POST /api/v2/totp/secrets/{id}/verify` does: the entry point of the
+/// verify-body fuzz target.
+pub fn parse_verify_body(bytes: &[u8]) -> Result<VerifyRequest, ApiError> {
+    parse_verify_request(&crate::json::parse_object(bytes)?)
+}
+
+fn parse_verify_request(body: &Map<String, Value>) -> Result<VerifyRequest, ApiError> {
+    match body.get("code") {
+        Some(Value::String(code)) => Ok(VerifyRequest { code: code.clone() }),
+        None | Some(Value::Null) => Err(ApiError::invalid("\"code\" is required")),
+        Some(_) => Err(ApiError::invalid("\"code\" must be a string")),
+    }
 }
 
 /// Parses and validates a create request body exactly as
@@ -279,7 +336,24 @@ fn parse_create_request(body: &Map<String, Value>) -> Result<CreateSecretRequest
                 .map_err(|_| ApiError::invalid(format!("\"period\" must be {PERIOD_RULE}")))
         })
         .transpose()?;
+    let skew = opt_u64(body, "skew", SKEW_RULE)?
+        .map(|k| {
+            u8::try_from(k)
+                .ok()
+                .filter(|k| Skew::new(*k).is_some())
+                .ok_or_else(|| ApiError::invalid(format!("\"skew\" must be {SKEW_RULE}")))
+        })
+        .transpose()?;
+    let counter = opt_u64(body, "counter", COUNTER_RULE)?;
+    if counter.is_some_and(|c| c > MAX_HOTP_COUNTER) {
+        return Err(ApiError::invalid(format!(
+            "\"counter\" must be {COUNTER_RULE}"
+        )));
+    }
     Ok(CreateSecretRequest {
+        otp_type: opt_string(body, "type")?,
+        counter,
+        skew,
         uri: opt_string(body, "uri")?,
         label: opt_string(body, "label")?,
         secret: opt_string(body, "secret")?,
@@ -310,10 +384,65 @@ fn optional_issuer(issuer: Option<&str>) -> Result<Option<Issuer>, ApiError> {
 }
 
 /// Turns the wire request into a validated domain request.
+///
+/// `type` is `totp` (the default) or `hotp`. An HOTP secret takes an
+/// optional `counter` and refuses `period` and `skew` (which mean nothing
+/// to it) with a 400 naming the field; a TOTP secret refuses `counter`. A
+/// `uri` decides the type itself (`otpauth://hotp/` requires `counter`,
+/// as the Key Uri Format does); a `type` that disagrees with it is a 400.
 fn new_secret(request: CreateSecretRequest) -> Result<NewSecret, ApiError> {
-    if let Some(uri) = request.uri {
-        return new_secret_from_uri(&uri, request.label.as_deref(), request.issuer.as_deref());
+    let hotp = match request.otp_type.as_deref() {
+        None | Some("totp") => false,
+        Some("hotp") => true,
+        Some(_) => return Err(ApiError::invalid("\"type\" must be totp or hotp")),
+    };
+    if hotp && request.period.is_some() {
+        return Err(ApiError::invalid(
+            "\"period\" does not apply to an HOTP secret (its codes follow a counter)",
+        ));
     }
+    if hotp && request.skew.is_some() {
+        return Err(ApiError::invalid(
+            "\"skew\" does not apply to an HOTP secret (it is verified by look-ahead)",
+        ));
+    }
+    if !hotp && request.counter.is_some() && request.uri.is_none() {
+        return Err(ApiError::invalid(
+            "\"counter\" applies only to an HOTP secret (\"type\":\"hotp\")",
+        ));
+    }
+    let skew = match request.skew {
+        None => Skew::default(),
+        Some(k) => Skew::new(k)
+            .ok_or_else(|| ApiError::invalid(format!("\"skew\" must be {SKEW_RULE}")))?,
+    };
+    if let Some(uri) = request.uri {
+        let new = new_secret_from_uri(
+            &uri,
+            request.label.as_deref(),
+            request.issuer.as_deref(),
+            skew,
+        )?;
+        let uri_is_hotp = matches!(new.kind, SecretKind::Hotp { .. });
+        if request.otp_type.is_some() && uri_is_hotp != hotp {
+            return Err(ApiError::invalid(
+                "\"type\" does not match the \"uri\" (otpauth://totp/ or otpauth://hotp/)",
+            ));
+        }
+        if request.counter.is_some() {
+            return Err(ApiError::invalid(
+                "\"counter\" must not be given with a \"uri\" (the URI holds the counter)",
+            ));
+        }
+        return Ok(new);
+    }
+    let kind = if hotp {
+        SecretKind::Hotp {
+            counter: request.counter.unwrap_or(0),
+        }
+    } else {
+        SecretKind::Totp { skew }
+    };
     let label = request
         .label
         .ok_or_else(|| ApiError::invalid("\"label\" is required when no \"uri\" is given"))?;
@@ -348,6 +477,7 @@ fn new_secret(request: CreateSecretRequest) -> Result<NewSecret, ApiError> {
         algorithm,
         digits,
         period,
+        kind,
     })
 }
 
@@ -355,16 +485,19 @@ fn new_secret_from_uri(
     uri: &str,
     fallback_label: Option<&str>,
     fallback_issuer: Option<&str>,
+    skew: Skew,
 ) -> Result<NewSecret, ApiError> {
     let params = parse_otpauth_uri(uri)
         .map_err(|e| ApiError::invalid(format!("\"uri\" is invalid: {e}")))?;
-    let period = match params.kind {
-        OtpKind::Totp { period } => period,
-        OtpKind::Hotp { .. } => {
-            return Err(ApiError::invalid(
-                "\"uri\" is an HOTP (counter-based) URI; this endpoint stores TOTP secrets",
-            ));
+    let (period, kind) = match params.kind {
+        OtpKind::Totp { period } => (period, SecretKind::Totp { skew }),
+        OtpKind::Hotp { counter } if counter > MAX_HOTP_COUNTER => {
+            return Err(ApiError::invalid(format!(
+                "\"uri\" is invalid: counter must be {COUNTER_RULE}"
+            )));
         }
+        // An HOTP URI's period, if any, means nothing and is not stored.
+        OtpKind::Hotp { counter } => (Period::default(), SecretKind::Hotp { counter }),
     };
     let label = if params.account.trim().is_empty() {
         let label = fallback_label.ok_or_else(|| {
@@ -385,6 +518,7 @@ fn new_secret_from_uri(
         algorithm: params.algorithm,
         digits,
         period,
+        kind,
     })
 }
 
@@ -408,6 +542,13 @@ mod tests {
             digits: Digits::new(8).unwrap(),
             period: Period::new(60).unwrap(),
             created_at: UnixTime(1_700_000_000_000 + i64::from(n)),
+            kind: if n.is_multiple_of(3) {
+                SecretKind::Hotp {
+                    counter: u64::from(n),
+                }
+            } else {
+                SecretKind::default()
+            },
         }
     }
 

@@ -56,3 +56,28 @@ pub fn unix_nanos() -> u128 {
         .map(|d| d.as_nanos())
         .unwrap_or_default()
 }
+
+/// A wall clock that moves only when told to, for tests of time windows
+/// (verification throttling, expiry) without sleeping. Shared by every
+/// front end that holds it, so several in-process nodes agree on the time.
+#[derive(Debug)]
+pub struct ManualClock(std::sync::atomic::AtomicI64);
+
+impl ManualClock {
+    /// A clock standing at `now`.
+    pub fn new(now: UnixTime) -> ManualClock {
+        ManualClock(std::sync::atomic::AtomicI64::new(now.0))
+    }
+
+    /// Moves the clock forward by `millis` (or back, for a negative value).
+    pub fn advance(&self, millis: i64) {
+        self.0
+            .fetch_add(millis, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> UnixTime {
+        UnixTime(self.0.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}

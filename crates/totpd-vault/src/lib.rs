@@ -18,14 +18,15 @@ mod store;
 mod vault;
 
 pub use audit::{AuditStats, Outcome};
-pub use clock::{Clock, SystemClock};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use crypto::{CryptoError, MasterKey, MasterKeyError, MasterKeyRing, RingError, Sealed};
 pub use error::{ErrorChain, VaultError};
 pub use keys::{ApiKeySecret, NewApiKey};
 pub use model::{
-    Account, AccountName, AccountNameError, ApiKeyInfo, CodeAt, CreatedSecret, Issuer, KeySpec,
-    Label, LabelError, MAX_ACCOUNT_NAME_CHARS, MAX_KEY_NAME_CHARS, NewSecret, SecretInfo,
-    SecretSource, UnixTime, validate_key_name,
+    Account, AccountName, AccountNameError, ApiKeyInfo, CodeAt, CreatedSecret, DEFAULT_HOTP_WINDOW,
+    HotpCodeAt, IssuedCode, Issuer, KeySpec, Label, LabelError, MAX_ACCOUNT_NAME_CHARS,
+    MAX_HOTP_COUNTER, MAX_KEY_NAME_CHARS, NewSecret, OTP_TYPE_HOTP, OTP_TYPE_TOTP, SecretInfo,
+    SecretKind, SecretSource, Skew, UnixTime, Verification, validate_key_name,
 };
 pub use policy::{Action, Denial, Origin, Principal, Role, Scope};
 pub use store::{
@@ -34,6 +35,6 @@ pub use store::{
     Snapshot, Store, StoreError,
 };
 pub use vault::{
-    DEFAULT_MAX_SECRETS_PER_ACCOUNT, KEY_CACHE_TTL_MS, MAX_SCOPE_IDS, OpenError, RekeyBatch,
-    SealCount, SealStatus, Vault,
+    DEFAULT_MAX_SECRETS_PER_ACCOUNT, KEY_CACHE_TTL_MS, MAX_FAILED_VERIFIES, MAX_SCOPE_IDS,
+    OpenError, RekeyBatch, SealCount, SealStatus, VERIFY_WINDOW_MS, Vault,
 };

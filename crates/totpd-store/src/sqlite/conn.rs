@@ -10,7 +10,7 @@ use super::url::{Location, Mode};
 use crate::error::classify_sqlite;
 use crate::schema::{Migration, pending};
 
-static MIGRATIONS: [Migration; 5] = [
+static MIGRATIONS: [Migration; 6] = [
     Migration {
         version: 1,
         sql: include_str!("../../migrations/sqlite/0001_init.sql"),
@@ -30,6 +30,10 @@ static MIGRATIONS: [Migration; 5] = [
     Migration {
         version: 5,
         sql: include_str!("../../migrations/sqlite/0005_audit.sql"),
+    },
+    Migration {
+        version: 7,
+        sql: include_str!("../../migrations/sqlite/0007_hotp_verify.sql"),
     },
 ];
 

@@ -203,6 +203,7 @@ async fn enroll(vault: &Vault, principal: &Principal) -> Uuid {
                 algorithm: Algorithm::Sha1,
                 digits: Digits::default(),
                 period: Period::default(),
+                kind: totpd_vault::SecretKind::default(),
             },
             NOW,
         )

@@ -20,7 +20,7 @@ mod http;
 mod raw;
 mod server;
 
-pub use app::spawn_app;
+pub use app::{TestApp, spawn_app, spawn_app_on};
 pub use cli::{CliOutput, run_totpd, run_totpd_with_env, serve_help, signal};
 pub use codes::{Known, assert_code, check_code_body};
 pub use env::{ApiKey, Env, random_bytes, random_master_key, unix_ms};
