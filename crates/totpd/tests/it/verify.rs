@@ -373,3 +373,37 @@ async fn only_verifier_admin_and_owner_keys_verify_and_each_verification_is_audi
         .text;
     assert!(!text.contains(&code), "the audit log never holds a code");
 }
+
+/// `/openapi.json` documents the verify route, its body and answers, the
+/// HOTP code answer and the `type` every secret carries (schemathesis reads
+/// the document to fuzz the route).
+#[tokio::test]
+async fn openapi_documents_verification_hotp_codes_and_the_secret_type() {
+    let server = crate::harness::spawn_app(Backend::Sqlite).await;
+    let reply = server.get_public("/openapi.json").await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let document = reply.json();
+    let verify = &document["paths"]["/api/v2/totp/secrets/{id}/verify"]["post"];
+    for status in ["200", "400", "401", "403", "404", "429"] {
+        assert!(verify["responses"].get(status).is_some(), "verify {status}");
+    }
+    let schemas = &document["components"]["schemas"];
+    assert_eq!(schemas["VerifyRequest"]["required"], json!(["code"]));
+    assert!(schemas["VerifyResponse"]["properties"]["valid"].is_object());
+    assert!(schemas["HotpCodeResponse"]["properties"]["counter"].is_object());
+    for schema in ["TotpSecret", "CreatedTotpSecret"] {
+        assert!(
+            schemas[schema]["properties"]["type"].is_object(),
+            "{schema}: {}",
+            schemas[schema]
+        );
+    }
+    for field in ["type", "counter", "skew"] {
+        assert!(
+            schemas["CreateSecretRequest"]["properties"][field].is_object(),
+            "CreateSecretRequest.{field}"
+        );
+    }
+    let code = &document["paths"]["/api/v2/totp/code/{id}"]["get"]["responses"]["200"];
+    assert!(code.to_string().contains("HotpCodeResponse"), "{code}");
+}
