@@ -43,6 +43,7 @@ REQUIRED = {
     ("GET", "/api/v2/totp/secrets"): {200},
     ("GET", "/api/v2/totp/code/{id}"): {200, 404},
     ("DELETE", "/api/v2/totp/secrets/{id}"): {200, 404},
+    ("POST", "/api/v2/totp/secrets/{id}/verify"): {200, 404},
     ("POST", "/api/v2/keys"): {200, 400},
     ("GET", "/api/v2/keys"): {200},
     ("DELETE", "/api/v2/keys/{key_id}"): {200, 404},
@@ -54,6 +55,7 @@ TEMPLATES = [
     (re.compile(r"^/api/v2/keys/[^/]+$"), "/api/v2/keys/{key_id}"),
     (re.compile(r"^/api/v2/totp/secrets/[^/]+$"), "/api/v2/totp/secrets/{id}"),
     (re.compile(r"^/api/v2/totp/code/[^/]+$"), "/api/v2/totp/code/{id}"),
+    (re.compile(r"^/api/v2/totp/secrets/[^/]+/verify$"), "/api/v2/totp/secrets/{id}/verify"),
 ]
 
 

@@ -24,8 +24,8 @@ use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::json::{JsonObject, opt_string, opt_u64};
 use crate::wire::{
-    CodeResponse, CreateSecretRequest, CreateSecretResponse, CreatedTotpSecret, HotpCodeResponse,
-    ListSecretsResponse, StatusOnly, TotpSecret, VerifyRequest, VerifyResponse,
+    CodeAnswer, CodeResponse, CreateSecretRequest, CreateSecretResponse, CreatedTotpSecret,
+    HotpCodeResponse, ListSecretsResponse, StatusOnly, TotpSecret, VerifyRequest, VerifyResponse,
 };
 
 pub(crate) fn router() -> Router<AppState> {
@@ -57,6 +57,9 @@ const SKEW_RULE: &str = "0, 1 or 2";
                 ("GetCode" = (operation_id = "get_code",
                     parameters(("id" = "$response.body#/totp_secret/id")),
                     description = "The current code of the secret just stored")),
+                ("VerifyCode" = (operation_id = "verify_code",
+                    parameters(("id" = "$response.body#/totp_secret/id")),
+                    description = "Verify a code of the secret just stored")),
                 ("DeleteSecret" = (operation_id = "delete_secret",
                     parameters(("id" = "$response.body#/totp_secret/id")),
                     description = "Delete the secret just stored")),
@@ -237,10 +240,7 @@ pub(crate) async fn delete_secret(
     params(("id" = String, Path, description = "Secret id (UUID)")),
     security(("api_key_id" = [], "api_secret_key" = []), ("bearer" = [])),
     responses(
-        (status = 200, description = "The current code of a TOTP secret (CodeResponse), or the code of an HOTP secret's stored counter, which this request advances by one (HotpCodeResponse: no two requests get the same counter)", content(
-            (CodeResponse = "application/json"),
-            (HotpCodeResponse = "application/json"),
-        )),
+        (status = 200, description = "The current code of a TOTP secret (CodeResponse), or the code of an HOTP secret's stored counter, which this request advances by one (HotpCodeResponse: no two requests get the same counter)", body = CodeAnswer),
         (status = 401, description = "Missing or invalid API key", body = crate::wire::ErrorBody),
         (status = 403, description = "forbidden: the key's role does not allow this", body = crate::wire::ErrorBody),
         (status = 404, description = "No such secret in this account, or outside the key's scope", body = crate::wire::ErrorBody),
@@ -252,14 +252,14 @@ pub(crate) async fn get_code(
     State(state): State<AppState>,
     Auth(principal): Auth,
     Path(id): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<CodeAnswer>, ApiError> {
     let id = secret_id(&id)?;
     let code = state.vault.code(&principal, id, state.clock.now()).await?;
     state.metrics.code_issued();
-    Ok(match &code {
-        IssuedCode::Totp(code) => Json(CodeResponse::from(code)).into_response(),
-        IssuedCode::Hotp(code) => Json(HotpCodeResponse::from(code)).into_response(),
-    })
+    Ok(Json(match &code {
+        IssuedCode::Totp(code) => CodeAnswer::Totp(CodeResponse::from(code)),
+        IssuedCode::Hotp(code) => CodeAnswer::Hotp(HotpCodeResponse::from(code)),
+    }))
 }
 
 /// Check a code against a secret; a code is accepted at most once.

@@ -353,6 +353,18 @@ impl From<&HotpCodeAt> for HotpCodeResponse {
     }
 }
 
+/// Answer of `GET /api/v2/totp/code/{id}`: a TOTP code with its validity,
+/// or an HOTP code with its counter (told apart by `expires_in` and
+/// `counter`, each required by one form only).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum CodeAnswer {
+    /// A TOTP secret's current code.
+    Totp(CodeResponse),
+    /// An HOTP secret's code for the stored counter, now advanced.
+    Hotp(HotpCodeResponse),
+}
+
 /// Request body of `POST /api/v2/totp/secrets/{id}/verify`. `Debug` does
 /// not show the code.
 #[derive(ToSchema)]
