@@ -131,7 +131,7 @@ mod tests {
         let links = document["paths"]["/api/v2/totp/secrets"]["post"]["responses"]["200"]["links"]
             .as_object()
             .unwrap();
-        assert_eq!(links.len(), 2);
+        assert_eq!(links.len(), 3);
         for (name, link) in links {
             assert!(link.get("operation_id").is_none(), "{name}: {link}");
             let target = link["operationId"].as_str().unwrap_or_default();
