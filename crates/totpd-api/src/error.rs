@@ -102,6 +102,9 @@ impl From<VaultError> for ApiError {
             VaultError::NotFound => ApiError::NotFound("no TOTP secret with this id"),
             VaultError::Invalid(message) => ApiError::InvalidRequest(message),
             VaultError::QuotaExceeded { limit } => ApiError::QuotaExceeded { limit },
+            VaultError::RateLimited { retry_after_secs } => {
+                ApiError::RateLimited { retry_after_secs }
+            }
             VaultError::Unavailable(cause) => {
                 tracing::warn!(error = %ErrorChain(&cause), "database unavailable");
                 ApiError::Unavailable("the database is unavailable; retry shortly")

@@ -34,7 +34,7 @@ pub use error::ApiError;
 pub use metrics::Metrics;
 pub use metrics::{MetricsAccess, MetricsToken, MetricsTokenError, metrics_app};
 pub use openapi::openapi_json;
-pub use secrets::{parse_create_secret_body, parse_update_secret_body};
+pub use secrets::{parse_create_secret_body, parse_update_secret_body, parse_verify_body};
 pub use totpd_vault::{Clock, SystemClock};
 
 /// Largest accepted request body.

@@ -22,6 +22,7 @@ use crate::AppState;
         crate::secrets::update_secret,
         crate::secrets::delete_secret,
         crate::secrets::get_code,
+        crate::secrets::verify_code,
         crate::audit::list_audit,
         crate::keys::create_key,
         crate::keys::list_keys,
@@ -132,7 +133,7 @@ mod tests {
         let links = document["paths"]["/api/v2/totp/secrets"]["post"]["responses"]["200"]["links"]
             .as_object()
             .unwrap();
-        assert_eq!(links.len(), 2);
+        assert_eq!(links.len(), 3);
         for (name, link) in links {
             assert!(link.get("operation_id").is_none(), "{name}: {link}");
             let target = link["operationId"].as_str().unwrap_or_default();

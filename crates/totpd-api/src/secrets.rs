@@ -8,13 +8,14 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use totpd_otp::{Algorithm, Digits, OtpKind, Period, Secret, parse_otpauth_uri};
 use totpd_vault::{
-    Issuer, LIST_PAGE, Label, ListCursor, MAX_TEXT_CHARS, NewSecret, Principal, SecretFilter,
-    SecretInfo, SecretPatch, SecretSource, Vault,
+    IssuedCode, Issuer, LIST_PAGE, Label, ListCursor, MAX_HOTP_COUNTER, MAX_TEXT_CHARS, NewSecret,
+    Principal, SecretFilter, SecretInfo, SecretKind, SecretPatch, SecretSource, Skew, Vault,
+    Verification,
 };
 use tracing::Instrument as _;
 use uuid::Uuid;
@@ -25,8 +26,9 @@ use crate::error::ApiError;
 use crate::json::{JsonObject, opt_string, opt_u64};
 use crate::telemetry::WaitAllowance;
 use crate::wire::{
-    CodeResponse, CreateSecretRequest, CreateSecretResponse, CreatedTotpSecret,
-    ListSecretsResponse, SecretResponse, StatusOnly, TotpSecret, UpdateSecretRequest,
+    CodeAnswer, CodeResponse, CreateSecretRequest, CreateSecretResponse, CreatedTotpSecret,
+    HotpCodeResponse, ListSecretsResponse, SecretResponse, StatusOnly, TotpSecret,
+    UpdateSecretRequest, VerifyRequest, VerifyResponse,
 };
 
 pub(crate) fn router() -> Router<AppState> {
@@ -40,6 +42,7 @@ pub(crate) fn router() -> Router<AppState> {
             get(get_secret).patch(update_secret).delete(delete_secret),
         )
         .route("/api/v2/totp/code/{id}", get(get_code))
+        .route("/api/v2/totp/secrets/{id}/verify", post(verify_code))
 }
 
 /// Digits the API accepts. The OTP core also computes 7-digit codes, but the
@@ -47,6 +50,8 @@ pub(crate) fn router() -> Router<AppState> {
 const API_DIGITS: [u8; 2] = [6, 8];
 const DIGITS_RULE: &str = "6 or 8";
 const PERIOD_RULE: &str = "a whole number of seconds from 1 to 86400";
+const COUNTER_RULE: &str = "an integer from 0 to 9223372036854775807";
+const SKEW_RULE: &str = "0, 1 or 2";
 
 /// Store a TOTP secret.
 #[utoipa::path(post, path = "/api/v2/totp/secrets", tag = "totp",
@@ -58,6 +63,9 @@ const PERIOD_RULE: &str = "a whole number of seconds from 1 to 86400";
                 ("GetCode" = (operation_id = "get_code",
                     parameters(("id" = "$response.body#/totp_secret/id")),
                     description = "The current code of the secret just stored")),
+                ("VerifyCode" = (operation_id = "verify_code",
+                    parameters(("id" = "$response.body#/totp_secret/id")),
+                    description = "Verify a code of the secret just stored")),
                 ("DeleteSecret" = (operation_id = "delete_secret",
                     parameters(("id" = "$response.body#/totp_secret/id")),
                     description = "Delete the secret just stored")),
@@ -466,7 +474,7 @@ pub(crate) async fn delete_secret(
     ),
     security(("api_key_id" = [], "api_secret_key" = []), ("bearer" = [])),
     responses(
-        (status = 200, description = "The current code", body = CodeResponse),
+        (status = 200, description = "The current code of a TOTP secret (CodeResponse), or the code of an HOTP secret's stored counter, which this request advances by one (HotpCodeResponse: no two requests get the same counter)", body = CodeAnswer),
         (status = 400, description = "min_remaining is not a whole number from 0 to the secret's period", body = crate::wire::ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = crate::wire::ErrorBody),
         (status = 403, description = "forbidden: the key's role does not allow this", body = crate::wire::ErrorBody),
@@ -481,7 +489,7 @@ pub(crate) async fn get_code(
     Path(id): Path<String>,
     allowance: Option<axum::Extension<Arc<WaitAllowance>>>,
     uri: Uri,
-) -> Result<Json<CodeResponse>, ApiError> {
+) -> Result<Json<CodeAnswer>, ApiError> {
     let id = secret_id(&id)?;
     let code = match parse_min_remaining(&uri)? {
         None => state.vault.code(&principal, id, state.clock.now()).await?,
@@ -498,7 +506,57 @@ pub(crate) async fn get_code(
         }
     };
     state.metrics.code_issued();
-    Ok(Json(CodeResponse::from(&code)))
+    Ok(Json(match &code {
+        IssuedCode::Totp(code) => CodeAnswer::Totp(CodeResponse::from(code)),
+        IssuedCode::Hotp(code) => CodeAnswer::Hotp(HotpCodeResponse::from(code)),
+    }))
+}
+
+/// Check a code against a secret; a code is accepted at most once.
+#[utoipa::path(post, path = "/api/v2/totp/secrets/{id}/verify", tag = "totp",
+    params(("id" = String, Path, description = "Secret id (UUID)")),
+    request_body = VerifyRequest,
+    security(("api_key_id" = [], "api_secret_key" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "valid: whether the code was accepted. TOTP: the current step or `skew` steps either side, later than any step accepted before; HOTP: one of the `hotp_window` (10) counters from the stored one, which then moves past the match", body = VerifyResponse),
+        (status = 400, description = "\"code\" missing or not a string", body = crate::wire::ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = crate::wire::ErrorBody),
+        (status = 403, description = "forbidden: the key's role does not allow this (verifier, admin and owner keys may verify)", body = crate::wire::ErrorBody),
+        (status = 404, description = "No such secret in this account, or outside the key's scope", body = crate::wire::ErrorBody),
+        (status = 413, description = "Body too large", body = crate::wire::ErrorBody),
+        (status = 415, description = "Body is not JSON", body = crate::wire::ErrorBody),
+        (status = 429, description = "rate_limited: 10 failed verifications of this secret within 5 minutes (on any node), until the window passes; or too many requests from this key, or too many failed authentications from this address. Retry after Retry-After seconds", body = crate::wire::ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 503, description = "Database unavailable", body = crate::wire::ErrorBody),
+    ))]
+pub(crate) async fn verify_code(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+    JsonObject(body): JsonObject,
+) -> Result<Json<VerifyResponse>, ApiError> {
+    let id = secret_id(&id)?;
+    let request = parse_verify_request(&body)?;
+    let verified = state
+        .vault
+        .verify(&principal, id, &request.code, state.clock.now())
+        .await?;
+    Ok(Json(VerifyResponse::new(verified == Verification::Valid)))
+}
+
+/// Parses a verify request body exactly as
+/// `POST /api/v2/totp/secrets/{id}/verify` does: the entry point of the
+/// verify-body fuzz target.
+pub fn parse_verify_body(bytes: &[u8]) -> Result<VerifyRequest, ApiError> {
+    parse_verify_request(&crate::json::parse_object(bytes)?)
+}
+
+fn parse_verify_request(body: &Map<String, Value>) -> Result<VerifyRequest, ApiError> {
+    match body.get("code") {
+        Some(Value::String(code)) => Ok(VerifyRequest { code: code.clone() }),
+        None | Some(Value::Null) => Err(ApiError::invalid("\"code\" is required")),
+        Some(_) => Err(ApiError::invalid("\"code\" must be a string")),
+    }
 }
 
 /// The most `min_remaining` can be whatever the period: the longest period.
@@ -558,7 +616,24 @@ fn parse_create_request(body: &Map<String, Value>) -> Result<CreateSecretRequest
                 .map_err(|_| ApiError::invalid(format!("\"period\" must be {PERIOD_RULE}")))
         })
         .transpose()?;
+    let skew = opt_u64(body, "skew", SKEW_RULE)?
+        .map(|k| {
+            u8::try_from(k)
+                .ok()
+                .filter(|k| Skew::new(*k).is_some())
+                .ok_or_else(|| ApiError::invalid(format!("\"skew\" must be {SKEW_RULE}")))
+        })
+        .transpose()?;
+    let counter = opt_u64(body, "counter", COUNTER_RULE)?;
+    if counter.is_some_and(|c| c > MAX_HOTP_COUNTER) {
+        return Err(ApiError::invalid(format!(
+            "\"counter\" must be {COUNTER_RULE}"
+        )));
+    }
     Ok(CreateSecretRequest {
+        otp_type: opt_string(body, "type")?,
+        counter,
+        skew,
         uri: opt_string(body, "uri")?,
         label: opt_string(body, "label")?,
         secret: opt_string(body, "secret")?,
@@ -589,10 +664,65 @@ fn optional_issuer(issuer: Option<&str>) -> Result<Option<Issuer>, ApiError> {
 }
 
 /// Turns the wire request into a validated domain request.
+///
+/// `type` is `totp` (the default) or `hotp`. An HOTP secret takes an
+/// optional `counter` and refuses `period` and `skew` (which mean nothing
+/// to it) with a 400 naming the field; a TOTP secret refuses `counter`. A
+/// `uri` decides the type itself (`otpauth://hotp/` requires `counter`,
+/// as the Key Uri Format does); a `type` that disagrees with it is a 400.
 fn new_secret(request: CreateSecretRequest) -> Result<NewSecret, ApiError> {
-    if let Some(uri) = request.uri {
-        return new_secret_from_uri(&uri, request.label.as_deref(), request.issuer.as_deref());
+    let hotp = match request.otp_type.as_deref() {
+        None | Some("totp") => false,
+        Some("hotp") => true,
+        Some(_) => return Err(ApiError::invalid("\"type\" must be totp or hotp")),
+    };
+    if hotp && request.period.is_some() {
+        return Err(ApiError::invalid(
+            "\"period\" does not apply to an HOTP secret (its codes follow a counter)",
+        ));
     }
+    if hotp && request.skew.is_some() {
+        return Err(ApiError::invalid(
+            "\"skew\" does not apply to an HOTP secret (it is verified by look-ahead)",
+        ));
+    }
+    if !hotp && request.counter.is_some() && request.uri.is_none() {
+        return Err(ApiError::invalid(
+            "\"counter\" applies only to an HOTP secret (\"type\":\"hotp\")",
+        ));
+    }
+    let skew = match request.skew {
+        None => Skew::default(),
+        Some(k) => Skew::new(k)
+            .ok_or_else(|| ApiError::invalid(format!("\"skew\" must be {SKEW_RULE}")))?,
+    };
+    if let Some(uri) = request.uri {
+        let new = new_secret_from_uri(
+            &uri,
+            request.label.as_deref(),
+            request.issuer.as_deref(),
+            skew,
+        )?;
+        let uri_is_hotp = matches!(new.kind, SecretKind::Hotp { .. });
+        if request.otp_type.is_some() && uri_is_hotp != hotp {
+            return Err(ApiError::invalid(
+                "\"type\" does not match the \"uri\" (otpauth://totp/ or otpauth://hotp/)",
+            ));
+        }
+        if request.counter.is_some() {
+            return Err(ApiError::invalid(
+                "\"counter\" must not be given with a \"uri\" (the URI holds the counter)",
+            ));
+        }
+        return Ok(new);
+    }
+    let kind = if hotp {
+        SecretKind::Hotp {
+            counter: request.counter.unwrap_or(0),
+        }
+    } else {
+        SecretKind::Totp { skew }
+    };
     let label = request
         .label
         .ok_or_else(|| ApiError::invalid("\"label\" is required when no \"uri\" is given"))?;
@@ -627,6 +757,7 @@ fn new_secret(request: CreateSecretRequest) -> Result<NewSecret, ApiError> {
         algorithm,
         digits,
         period,
+        kind,
     })
 }
 
@@ -634,16 +765,19 @@ fn new_secret_from_uri(
     uri: &str,
     fallback_label: Option<&str>,
     fallback_issuer: Option<&str>,
+    skew: Skew,
 ) -> Result<NewSecret, ApiError> {
     let params = parse_otpauth_uri(uri)
         .map_err(|e| ApiError::invalid(format!("\"uri\" is invalid: {e}")))?;
-    let period = match params.kind {
-        OtpKind::Totp { period } => period,
-        OtpKind::Hotp { .. } => {
-            return Err(ApiError::invalid(
-                "\"uri\" is an HOTP (counter-based) URI; this endpoint stores TOTP secrets",
-            ));
+    let (period, kind) = match params.kind {
+        OtpKind::Totp { period } => (period, SecretKind::Totp { skew }),
+        OtpKind::Hotp { counter } if counter > MAX_HOTP_COUNTER => {
+            return Err(ApiError::invalid(format!(
+                "\"uri\" is invalid: counter must be {COUNTER_RULE}"
+            )));
         }
+        // An HOTP URI's period, if any, means nothing and is not stored.
+        OtpKind::Hotp { counter } => (Period::default(), SecretKind::Hotp { counter }),
     };
     let label = if params.account.trim().is_empty() {
         let label = fallback_label.ok_or_else(|| {
@@ -664,6 +798,7 @@ fn new_secret_from_uri(
         algorithm: params.algorithm,
         digits,
         period,
+        kind,
     })
 }
 
@@ -687,6 +822,13 @@ mod tests {
             digits: Digits::new(8).unwrap(),
             period: Period::new(60).unwrap(),
             created_at: UnixTime(1_700_000_000_000 + i64::from(n)),
+            kind: if n.is_multiple_of(3) {
+                SecretKind::Hotp {
+                    counter: u64::from(n),
+                }
+            } else {
+                SecretKind::default()
+            },
         }
     }
 

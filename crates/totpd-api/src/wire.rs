@@ -6,7 +6,9 @@ use std::fmt;
 
 use serde::Serialize;
 use totpd_otp::Algorithm;
-use totpd_vault::{ApiKeyInfo, AuditRow, CodeAt, CreatedSecret, SecretInfo, UnixTime};
+use totpd_vault::{
+    ApiKeyInfo, AuditRow, CodeAt, CreatedSecret, HotpCodeAt, SecretInfo, SecretKind, UnixTime,
+};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -91,6 +93,17 @@ pub struct CreateSecretRequest {
     /// Seconds per code, 1 to 86400; default 30.
     #[schema(minimum = 1, maximum = 86400, example = 30)]
     pub period: Option<u32>,
+    /// `totp` (default) or `hotp`. An HOTP secret takes no `period` (400).
+    #[schema(rename = "type", example = "totp")]
+    pub otp_type: Option<String>,
+    /// HOTP only: the counter of the first code, 0 (default) to
+    /// 9223372036854775807.
+    #[schema(minimum = 0, maximum = 9223372036854775807_i64, example = 0)]
+    pub counter: Option<u64>,
+    /// TOTP only: steps accepted either side of the current one when a code
+    /// is verified, 0 to 2; default 1.
+    #[schema(minimum = 0, maximum = 2, example = 1)]
+    pub skew: Option<u8>,
 }
 
 impl fmt::Debug for CreateSecretRequest {
@@ -103,6 +116,9 @@ impl fmt::Debug for CreateSecretRequest {
             .field("algorithm", &self.algorithm)
             .field("digits", &self.digits)
             .field("period", &self.period)
+            .field("type", &self.otp_type)
+            .field("counter", &self.counter)
+            .field("skew", &self.skew)
             .finish()
     }
 }
@@ -153,10 +169,30 @@ pub struct TotpSecret {
     /// Enrollment time, RFC 3339 UTC.
     #[schema(example = "2026-01-01T00:00:00.000Z")]
     pub created_at: String,
+    /// `totp` or `hotp`.
+    #[serde(rename = "type")]
+    #[schema(rename = "type", value_type = String, example = "totp")]
+    pub otp_type: &'static str,
+    /// HOTP only: the counter of the next code handed out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counter: Option<u64>,
+    /// TOTP only: steps accepted either side of the current one by a
+    /// verification (0 to 2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skew: Option<u8>,
+}
+
+/// `type`, `counter` and `skew` of a secret as shown.
+fn kind_fields(kind: SecretKind) -> (&'static str, Option<u64>, Option<u8>) {
+    match kind {
+        SecretKind::Totp { skew } => (kind.type_name(), None, Some(skew.get())),
+        SecretKind::Hotp { counter } => (kind.type_name(), Some(counter), None),
+    }
 }
 
 impl From<&SecretInfo> for TotpSecret {
     fn from(info: &SecretInfo) -> TotpSecret {
+        let (otp_type, counter, skew) = kind_fields(info.kind);
         TotpSecret {
             id: info.id,
             label: info.label.clone(),
@@ -165,6 +201,9 @@ impl From<&SecretInfo> for TotpSecret {
             digits: info.digits.get(),
             period: info.period.get(),
             created_at: rfc3339_millis(info.created_at),
+            otp_type,
+            counter,
+            skew,
         }
     }
 }
@@ -189,6 +228,16 @@ pub struct CreatedTotpSecret {
     pub created_at: String,
     /// The base32 secret (upper case, no padding). Returned only here.
     pub secret: String,
+    /// `totp` or `hotp`.
+    #[serde(rename = "type")]
+    #[schema(rename = "type", value_type = String, example = "totp")]
+    pub otp_type: &'static str,
+    /// HOTP only: the counter of the next code handed out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counter: Option<u64>,
+    /// TOTP only: steps accepted either side of the current one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skew: Option<u8>,
 }
 
 impl fmt::Debug for CreatedTotpSecret {
@@ -218,6 +267,9 @@ impl From<&CreatedSecret> for CreatedTotpSecret {
             period: listed.period,
             created_at: listed.created_at,
             secret: created.secret.to_base32().to_string(),
+            otp_type: listed.otp_type,
+            counter: listed.counter,
+            skew: listed.skew,
         }
     }
 }
@@ -315,6 +367,91 @@ pub struct UpdateSecretRequest {
     /// string, as on create) clears it; absent leaves it.
     #[schema(value_type = Option<String>, example = "GitHub", max_length = 256)]
     pub issuer: Option<Option<String>>,
+}
+
+/// Answer of a code request for an HOTP secret: the code of the stored
+/// counter, which has now moved on by one. `Debug` does not show the code.
+#[derive(Serialize, ToSchema)]
+pub struct HotpCodeResponse {
+    /// Always `"OK"`.
+    #[schema(value_type = String, example = "OK")]
+    pub status: &'static str,
+    /// The code, zero-padded to `digits`.
+    #[schema(example = "755224")]
+    pub code: String,
+    /// The counter the code is for; no other request gets it.
+    #[schema(example = 0)]
+    pub counter: u64,
+    /// The secret's code length.
+    pub digits: u8,
+}
+
+impl fmt::Debug for HotpCodeResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HotpCodeResponse")
+            .field("status", &self.status)
+            .field("code", &Redacted)
+            .field("counter", &self.counter)
+            .field("digits", &self.digits)
+            .finish()
+    }
+}
+
+impl From<&HotpCodeAt> for HotpCodeResponse {
+    fn from(code: &HotpCodeAt) -> HotpCodeResponse {
+        HotpCodeResponse {
+            status: OK,
+            code: code.code.to_string(),
+            counter: code.counter,
+            digits: code.digits.get(),
+        }
+    }
+}
+
+/// Answer of `GET /api/v2/totp/code/{id}`: a TOTP code with its validity,
+/// or an HOTP code with its counter (told apart by `expires_in` and
+/// `counter`, each required by one form only).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum CodeAnswer {
+    /// A TOTP secret's current code.
+    Totp(CodeResponse),
+    /// An HOTP secret's code for the stored counter, now advanced.
+    Hotp(HotpCodeResponse),
+}
+
+/// Request body of `POST /api/v2/totp/secrets/{id}/verify`. `Debug` does
+/// not show the code.
+#[derive(ToSchema)]
+pub struct VerifyRequest {
+    /// The code as typed: spaces anywhere and a trailing newline are
+    /// ignored; anything else that is not `digits` digits is not valid.
+    #[schema(example = "123456")]
+    pub code: String,
+}
+
+impl fmt::Debug for VerifyRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifyRequest")
+            .field("code", &Redacted)
+            .finish()
+    }
+}
+
+/// Answer of a verification.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VerifyResponse {
+    /// Always `"OK"`.
+    #[schema(value_type = String, example = "OK")]
+    pub status: &'static str,
+    /// Whether the code was accepted (a code is accepted at most once).
+    pub valid: bool,
+}
+
+impl VerifyResponse {
+    pub(crate) fn new(valid: bool) -> VerifyResponse {
+        VerifyResponse { status: OK, valid }
+    }
 }
 
 /// Answer of a code request. `Debug` does not show the code.
@@ -606,6 +743,9 @@ pub(crate) mod tests {
             algorithm: Some("SHA1".to_owned()),
             digits: Some(6),
             period: Some(30),
+            otp_type: None,
+            counter: None,
+            skew: Some(1),
         };
         assert_redacted(
             "CreateSecretRequest",
@@ -626,6 +766,9 @@ pub(crate) mod tests {
             period: 30,
             created_at: "2026-01-01T00:00:00.000Z".to_owned(),
             secret: SECRET.to_owned(),
+            otp_type: "totp",
+            counter: None,
+            skew: Some(1),
         };
         assert_redacted("CreatedTotpSecret", &created, &[SECRET, &SECRET[..16]]);
         let response = CreateSecretResponse::new(created);
@@ -643,6 +786,17 @@ pub(crate) mod tests {
             digits: 6,
         };
         assert_redacted("CodeResponse", &response, &["094287", "94287"]);
+        let hotp = HotpCodeResponse {
+            status: OK,
+            code: "755224".to_owned(),
+            counter: 0,
+            digits: 6,
+        };
+        assert_redacted("HotpCodeResponse", &hotp, &["755224", "55224"]);
+        let verify = VerifyRequest {
+            code: "287082".to_owned(),
+        };
+        assert_redacted("VerifyRequest", &verify, &["287082", "87082"]);
     }
 
     #[test]

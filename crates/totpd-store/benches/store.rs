@@ -30,6 +30,13 @@ fn secret(account: Uuid, created_at: i64) -> SecretRow {
         nonce: Uuid::new_v4().as_bytes()[..12].to_vec(),
         ciphertext: [*Uuid::new_v4().as_bytes(), *Uuid::new_v4().as_bytes()].concat(),
         aad_version: 2,
+        otp_type: "totp".to_owned(),
+        counter: 0,
+        skew: 1,
+        hotp_window: 10,
+        last_step: None,
+        failed_verifies: 0,
+        failed_since: None,
     }
 }
 

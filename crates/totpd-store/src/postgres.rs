@@ -104,21 +104,35 @@ impl Executor for PgMigrations<'_> {
     }
 }
 
-/// The columns of a `secrets` row, in query order.
-type SecretTuple = (
-    Uuid,
-    Uuid,
-    String,
-    Option<String>,
-    String,
-    i64,
-    i64,
-    i64,
-    String,
-    Vec<u8>,
-    Vec<u8>,
-    i64,
-);
+/// A `secrets` row read in query order (more columns than sqlx's tuples
+/// take).
+pub(crate) struct SecretTuple(SecretRow);
+
+impl sqlx::FromRow<'_, sqlx::postgres::PgRow> for SecretTuple {
+    fn from_row(r: &sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
+        Ok(SecretTuple(SecretRow {
+            id: r.try_get(0)?,
+            account_id: r.try_get(1)?,
+            label: r.try_get(2)?,
+            issuer: r.try_get(3)?,
+            algorithm: r.try_get(4)?,
+            digits: r.try_get(5)?,
+            period: r.try_get(6)?,
+            created_at: r.try_get(7)?,
+            sealed_by: r.try_get(8)?,
+            nonce: r.try_get(9)?,
+            ciphertext: r.try_get(10)?,
+            aad_version: r.try_get(11)?,
+            otp_type: r.try_get(12)?,
+            counter: r.try_get(13)?,
+            skew: r.try_get(14)?,
+            hotp_window: r.try_get(15)?,
+            last_step: r.try_get(16)?,
+            failed_verifies: r.try_get(17)?,
+            failed_since: r.try_get(18)?,
+        }))
+    }
+}
 
 /// The columns of an `api_keys` row, in query order.
 pub(crate) type ApiKeyTuple = (
@@ -136,34 +150,7 @@ pub(crate) type ApiKeyTuple = (
 );
 
 fn secret_row(t: SecretTuple) -> SecretRow {
-    let (
-        id,
-        account_id,
-        label,
-        issuer,
-        algorithm,
-        digits,
-        period,
-        created_at,
-        sealed_by,
-        nonce,
-        ciphertext,
-        aad_version,
-    ) = t;
-    SecretRow {
-        id,
-        account_id,
-        label,
-        issuer,
-        algorithm,
-        digits,
-        period,
-        created_at,
-        sealed_by,
-        nonce,
-        ciphertext,
-        aad_version,
-    }
+    t.0
 }
 
 fn api_key_row(t: ApiKeyTuple) -> Result<ApiKeyRow, StoreError> {
@@ -232,6 +219,13 @@ fn insert_secret_query(row: &SecretRow) -> PgQuery<'_> {
         .bind(row.nonce.as_slice())
         .bind(row.ciphertext.as_slice())
         .bind(row.aad_version)
+        .bind(row.otp_type.as_str())
+        .bind(row.counter)
+        .bind(row.skew)
+        .bind(row.hotp_window)
+        .bind(row.last_step)
+        .bind(row.failed_verifies)
+        .bind(row.failed_since)
 }
 
 /// The columns of an `audit_events` row, in query order.
@@ -579,6 +573,82 @@ impl Store for PgStore {
             .await
             .map_err(classify)?;
         commit_unless_abandoned(tx).await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn take_hotp_counter(
+        &self,
+        account_id: Uuid,
+        id: Uuid,
+    ) -> Result<Option<i64>, StoreError> {
+        // One statement: the row lock PostgreSQL takes for the UPDATE makes
+        // concurrent callers on every node queue, each seeing the counter
+        // the previous one left.
+        sqlx::query_scalar::<_, i64>(q::TAKE_HOTP_COUNTER)
+            .bind(id)
+            .bind(account_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)
+    }
+
+    async fn accept_totp_step(
+        &self,
+        account_id: Uuid,
+        id: Uuid,
+        step: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(q::ACCEPT_TOTP_STEP)
+            .bind(step)
+            .bind(id)
+            .bind(account_id)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn accept_hotp_counter(
+        &self,
+        account_id: Uuid,
+        id: Uuid,
+        matched: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(q::ACCEPT_HOTP_COUNTER)
+            .bind(matched)
+            .bind(id)
+            .bind(account_id)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn record_verify_failure(
+        &self,
+        account_id: Uuid,
+        id: Uuid,
+        now: i64,
+        window_ms: i64,
+    ) -> Result<Option<(i64, i64)>, StoreError> {
+        sqlx::query_as::<_, (i64, i64)>(q::RECORD_VERIFY_FAILURE)
+            .bind(now)
+            .bind(window_ms)
+            .bind(id)
+            .bind(account_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)
+    }
+
+    async fn set_skew(&self, account_id: Uuid, id: Uuid, skew: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(q::SET_SKEW)
+            .bind(skew)
+            .bind(id)
+            .bind(account_id)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
         Ok(done.rows_affected() == 1)
     }
 

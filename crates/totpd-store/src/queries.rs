@@ -71,13 +71,16 @@ pub(crate) const RECORD_API_KEY_USE: &str = "UPDATE api_keys SET last_used_at = 
 
 /// Inserts a secret.
 pub(crate) const INSERT_SECRET: &str = "INSERT INTO secrets \
-     (id, account_id, label, issuer, algorithm, digits, period, created_at, sealed_by, \
-     nonce, ciphertext, aad_version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+     (id, account_id, label, issuer, algorithm, digits, period, created_at, sealed_by, nonce, \
+     ciphertext, aad_version, otp_type, counter, skew, hotp_window, last_step, failed_verifies, \
+     failed_since) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+     $17, $18, $19)";
 
 /// One of an account's secrets. Scoping by account is part of the key: another
 /// account's id finds nothing.
 pub(crate) const SECRET: &str = "SELECT id, account_id, label, issuer, algorithm, digits, \
-     period, created_at, sealed_by, nonce, ciphertext, aad_version FROM secrets \
+     period, created_at, sealed_by, nonce, ciphertext, aad_version, \
+     otp_type, counter, skew, hotp_window, last_step, failed_verifies, failed_since FROM secrets \
      WHERE id = $1 AND account_id = $2";
 
 /// How many secrets an account holds (kept by triggers), for the quota.
@@ -87,13 +90,15 @@ pub(crate) const SECRET_COUNT: &str = "SELECT secret_count FROM accounts WHERE i
 /// then `id`. Two statements rather than one with `$2 IS NULL OR ...`, for
 /// the reason given at `DUMP_SECRETS_FIRST`.
 pub(crate) const LIST_SECRETS_FIRST: &str = "SELECT id, account_id, label, issuer, algorithm, \
-     digits, period, created_at, sealed_by, nonce, ciphertext, aad_version FROM secrets \
+     digits, period, created_at, sealed_by, nonce, ciphertext, aad_version, \
+     otp_type, counter, skew, hotp_window, last_step, failed_verifies, failed_since FROM secrets \
      WHERE account_id = $1 ORDER BY created_at, id LIMIT $2";
 
 /// The next page of an account's secrets: those after (`$2`, `$3`) in list
 /// order, a range of the list-order index on both databases.
 pub(crate) const LIST_SECRETS_AFTER: &str = "SELECT id, account_id, label, issuer, algorithm, \
-     digits, period, created_at, sealed_by, nonce, ciphertext, aad_version FROM secrets \
+     digits, period, created_at, sealed_by, nonce, ciphertext, aad_version, \
+     otp_type, counter, skew, hotp_window, last_step, failed_verifies, failed_since FROM secrets \
      WHERE account_id = $1 AND (created_at, id) > ($2, $3) \
      ORDER BY created_at, id LIMIT $4";
 
@@ -113,6 +118,37 @@ pub(crate) const UPDATE_SECRET_LABELS: &str = "UPDATE secrets \
 /// Deletes one of an account's secrets (one row changed if it existed).
 pub(crate) const DELETE_SECRET: &str = "DELETE FROM secrets WHERE id = $1 AND account_id = $2";
 
+/// HOTP: hands out the stored counter and advances it, in one statement,
+/// so concurrent callers on any node each get their own counter. A counter
+/// at the largest BIGINT stays there (no row, so no code).
+pub(crate) const TAKE_HOTP_COUNTER: &str = "UPDATE secrets SET counter = counter + 1 \
+     WHERE id = $1 AND account_id = $2 AND otp_type = 'hotp' \
+     AND counter < 9223372036854775807 RETURNING counter - 1";
+
+/// TOTP: accepts step `$1` only if neither it nor a later step was accepted
+/// (compare-and-set; one row changed if this call won).
+pub(crate) const ACCEPT_TOTP_STEP: &str = "UPDATE secrets SET last_step = $1 \
+     WHERE id = $2 AND account_id = $3 AND otp_type = 'totp' \
+     AND (last_step IS NULL OR last_step < $1)";
+
+/// HOTP: moves the counter past the matched counter `$1` only while it has
+/// not moved past it already (compare-and-set; one row changed if won).
+pub(crate) const ACCEPT_HOTP_COUNTER: &str = "UPDATE secrets SET counter = $1 + 1 \
+     WHERE id = $2 AND account_id = $3 AND otp_type = 'hotp' AND counter <= $1";
+
+/// Counts a failed verification at `$1` (Unix ms) in a window of `$2` ms:
+/// a window that has passed (or none) starts again at `$1`. Every `SET`
+/// expression reads the row as it was, on both databases.
+pub(crate) const RECORD_VERIFY_FAILURE: &str = "UPDATE secrets SET \
+     failed_verifies = CASE WHEN failed_since IS NULL OR failed_since <= $1 - $2 THEN 1 \
+     ELSE failed_verifies + 1 END, \
+     failed_since = CASE WHEN failed_since IS NULL OR failed_since <= $1 - $2 THEN $1 \
+     ELSE failed_since END \
+     WHERE id = $3 AND account_id = $4 RETURNING failed_verifies, failed_since";
+
+/// Sets a secret's TOTP skew.
+pub(crate) const SET_SKEW: &str = "UPDATE secrets SET skew = $1 WHERE id = $2 AND account_id = $3";
+
 /// Every `meta` row, by name.
 pub(crate) const DUMP_META: &str = "SELECT name, value FROM meta ORDER BY name";
 
@@ -128,12 +164,14 @@ pub(crate) const DUMP_API_KEYS: &str = "SELECT key_id, account_id, secret_hash, 
 /// `$1 IS NULL OR id > $1`, which neither planner turns into an index range:
 /// every page would rescan the rows before it.
 pub(crate) const DUMP_SECRETS_FIRST: &str = "SELECT id, account_id, label, issuer, algorithm, \
-     digits, period, created_at, sealed_by, nonce, ciphertext, aad_version FROM secrets \
+     digits, period, created_at, sealed_by, nonce, ciphertext, aad_version, \
+     otp_type, counter, skew, hotp_window, last_step, failed_verifies, failed_since FROM secrets \
      ORDER BY id LIMIT $1";
 
 /// The next page of all secrets: ids above `$1`, by id.
 pub(crate) const DUMP_SECRETS_AFTER: &str = "SELECT id, account_id, label, issuer, algorithm, \
-     digits, period, created_at, sealed_by, nonce, ciphertext, aad_version FROM secrets \
+     digits, period, created_at, sealed_by, nonce, ciphertext, aad_version, \
+     otp_type, counter, skew, hotp_window, last_step, failed_verifies, failed_since FROM secrets \
      WHERE id > $1 ORDER BY id LIMIT $2";
 
 /// The columns of an `audit_events` row, in the order every audit read
@@ -276,6 +314,11 @@ pub(crate) const WITH_PARAMETERS: &[&str] = &[
     INSERT_SECRET,
     SECRET,
     DELETE_SECRET,
+    TAKE_HOTP_COUNTER,
+    ACCEPT_TOTP_STEP,
+    ACCEPT_HOTP_COUNTER,
+    RECORD_VERIFY_FAILURE,
+    SET_SKEW,
     SECRET_COUNT,
     LIST_SECRETS_FIRST,
     LIST_SECRETS_AFTER,

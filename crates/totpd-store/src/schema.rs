@@ -42,6 +42,7 @@ pub(crate) static SQLITE: &[Migration] = migrations!("sqlite":
     "0004_key_scopes.sql",
     "0005_audit.sql",
     "0006_sealed_by.sql",
+    "0007_hotp_verify.sql",
 );
 
 /// The PostgreSQL schema.
@@ -52,6 +53,7 @@ pub(crate) static POSTGRES: &[Migration] = migrations!("postgres":
     "0004_key_scopes.sql",
     "0005_audit.sql",
     "0006_sealed_by.sql",
+    "0007_hotp_verify.sql",
 );
 
 /// The number a migration file's name starts with (`0003_x.sql` is 3).

@@ -488,6 +488,100 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn take_hotp_counter(
+        &self,
+        account_id: Uuid,
+        id: Uuid,
+    ) -> Result<Option<i64>, StoreError> {
+        // The writer thread is the only writer: the statement's read and
+        // write of the counter cannot interleave with another's.
+        self.writer()
+            .run(move |conn| {
+                conn.prepare_cached(q::TAKE_HOTP_COUNTER)?
+                    .query_row(
+                        params![id.as_bytes().as_slice(), account_id.as_bytes().as_slice()],
+                        |r| r.get(0),
+                    )
+                    .optional()
+            })
+            .await
+    }
+
+    async fn accept_totp_step(
+        &self,
+        account_id: Uuid,
+        id: Uuid,
+        step: i64,
+    ) -> Result<bool, StoreError> {
+        self.writer()
+            .run(move |conn| {
+                let changed = conn.prepare_cached(q::ACCEPT_TOTP_STEP)?.execute(params![
+                    step,
+                    id.as_bytes().as_slice(),
+                    account_id.as_bytes().as_slice()
+                ])?;
+                Ok(changed == 1)
+            })
+            .await
+    }
+
+    async fn accept_hotp_counter(
+        &self,
+        account_id: Uuid,
+        id: Uuid,
+        matched: i64,
+    ) -> Result<bool, StoreError> {
+        self.writer()
+            .run(move |conn| {
+                let changed = conn
+                    .prepare_cached(q::ACCEPT_HOTP_COUNTER)?
+                    .execute(params![
+                        matched,
+                        id.as_bytes().as_slice(),
+                        account_id.as_bytes().as_slice()
+                    ])?;
+                Ok(changed == 1)
+            })
+            .await
+    }
+
+    async fn record_verify_failure(
+        &self,
+        account_id: Uuid,
+        id: Uuid,
+        now: i64,
+        window_ms: i64,
+    ) -> Result<Option<(i64, i64)>, StoreError> {
+        self.writer()
+            .run(move |conn| {
+                conn.prepare_cached(q::RECORD_VERIFY_FAILURE)?
+                    .query_row(
+                        params![
+                            now,
+                            window_ms,
+                            id.as_bytes().as_slice(),
+                            account_id.as_bytes().as_slice()
+                        ],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()
+            })
+            .await
+    }
+
+    async fn set_skew(&self, account_id: Uuid, id: Uuid, skew: i64) -> Result<bool, StoreError> {
+        self.writer()
+            .run(move |conn| {
+                let changed = conn.prepare_cached(q::SET_SKEW)?.execute(params![
+                    skew,
+                    id.as_bytes().as_slice(),
+                    account_id.as_bytes().as_slice()
+                ])?;
+                Ok(changed == 1)
+            })
+            .await
+    }
+
     /// One job of the writer thread, so the events share the commit (and
     /// its fsync) of whatever else is queued.
     async fn append_audit(&self, records: &[AuditRecord]) -> Result<(), StoreError> {

@@ -29,6 +29,13 @@ pub enum VaultError {
         /// The per-account quota.
         limit: u64,
     },
+    /// Too many failed verifications of this secret: refused until the
+    /// throttling window passes.
+    #[error("too many failed verifications of this secret; retry after {retry_after_secs} s")]
+    RateLimited {
+        /// Whole seconds until the window passes (at least 1).
+        retry_after_secs: u64,
+    },
     /// Anything else: a bug, corrupt data, a failing random generator.
     #[error("internal error: {context}")]
     Internal {

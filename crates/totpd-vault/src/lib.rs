@@ -23,9 +23,10 @@ pub use crypto::{CryptoError, MasterKey, MasterKeyError, MasterKeyRing, RingErro
 pub use error::{ErrorChain, VaultError};
 pub use keys::{ApiKeySecret, NewApiKey};
 pub use model::{
-    Account, AccountName, AccountNameError, ApiKeyInfo, CodeAt, CreatedSecret, Issuer, KeySpec,
-    Label, LabelError, MAX_ACCOUNT_NAME_CHARS, MAX_KEY_NAME_CHARS, MAX_TEXT_CHARS, NewSecret,
-    SecretInfo, SecretSource, UnixTime, validate_key_name,
+    Account, AccountName, AccountNameError, ApiKeyInfo, CodeAt, CreatedSecret, DEFAULT_HOTP_WINDOW,
+    HotpCodeAt, IssuedCode, Issuer, KeySpec, Label, LabelError, MAX_ACCOUNT_NAME_CHARS,
+    MAX_HOTP_COUNTER, MAX_KEY_NAME_CHARS, MAX_TEXT_CHARS, NewSecret, OTP_TYPE_HOTP, OTP_TYPE_TOTP,
+    SecretInfo, SecretKind, SecretSource, Skew, UnixTime, Verification, validate_key_name,
 };
 pub use policy::{Action, Denial, Origin, Principal, Role, Scope};
 pub use store::{
@@ -34,6 +35,7 @@ pub use store::{
     SecretUpdate, Snapshot, Store, StoreError,
 };
 pub use vault::{
-    DEFAULT_MAX_SECRETS_PER_ACCOUNT, KEY_CACHE_TTL_MS, MAX_SCOPE_IDS, OpenError, RekeyBatch,
-    SealCount, SealStatus, SecretFilter, SecretPatch, Vault,
+    DEFAULT_MAX_SECRETS_PER_ACCOUNT, KEY_CACHE_TTL_MS, MAX_FAILED_VERIFIES, MAX_SCOPE_IDS,
+    OpenError, RekeyBatch, SealCount, SealStatus, SecretFilter, SecretPatch, VERIFY_WINDOW_MS,
+    Vault,
 };

@@ -134,7 +134,86 @@ pub enum SecretSource {
     Generate,
 }
 
-/// A validated request to store a TOTP secret.
+/// Whether a secret's codes follow the time (TOTP) or a stored counter
+/// (HOTP), with the per-secret setting of each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecretKind {
+    /// RFC 6238: the counter is the time step.
+    Totp {
+        /// Steps accepted either side of the current one by a verification.
+        skew: Skew,
+    },
+    /// RFC 4226: the counter is stored and advanced by each code handed out
+    /// and by each accepted verification.
+    Hotp {
+        /// The counter of the first code (at most `i64::MAX`, what the
+        /// databases store).
+        counter: u64,
+    },
+}
+
+impl Default for SecretKind {
+    /// TOTP with the default skew of one step.
+    fn default() -> SecretKind {
+        SecretKind::Totp {
+            skew: Skew::default(),
+        }
+    }
+}
+
+impl SecretKind {
+    /// `totp` or `hotp`: the secret's `type`, as stored and shown.
+    pub fn type_name(self) -> &'static str {
+        match self {
+            SecretKind::Totp { .. } => OTP_TYPE_TOTP,
+            SecretKind::Hotp { .. } => OTP_TYPE_HOTP,
+        }
+    }
+}
+
+/// The `type` of a time-based secret.
+pub const OTP_TYPE_TOTP: &str = "totp";
+/// The `type` of a counter-based secret.
+pub const OTP_TYPE_HOTP: &str = "hotp";
+
+/// The largest HOTP counter a secret may be created with (what the
+/// databases' signed 64-bit integers hold).
+pub const MAX_HOTP_COUNTER: u64 = i64::MAX as u64;
+
+/// Counters an HOTP verification looks ahead from the stored one (RFC 4226
+/// §7.4's look-ahead window). Every secret gets this value; it is stored per
+/// secret so that a later setting can change it without a migration.
+pub const DEFAULT_HOTP_WINDOW: u32 = 10;
+
+/// How many TOTP steps either side of the current one a verification
+/// accepts: 0, 1 or 2 (RFC 6238 §5.2 recommends at most one for network
+/// delay; two covers a badly set clock).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Skew(u8);
+
+impl Skew {
+    /// The largest skew.
+    pub const MAX: u8 = 2;
+
+    /// A skew of `steps`, `None` above [`Skew::MAX`].
+    pub fn new(steps: u8) -> Option<Skew> {
+        (steps <= Skew::MAX).then_some(Skew(steps))
+    }
+
+    /// The steps either side.
+    pub fn get(self) -> u8 {
+        self.0
+    }
+}
+
+impl Default for Skew {
+    /// One step either side.
+    fn default() -> Skew {
+        Skew(1)
+    }
+}
+
+/// A validated request to store a TOTP or HOTP secret.
 #[derive(Clone, Debug)]
 pub struct NewSecret {
     /// Account name.
@@ -147,8 +226,10 @@ pub struct NewSecret {
     pub algorithm: Algorithm,
     /// Code length.
     pub digits: Digits,
-    /// Time step.
+    /// Time step (TOTP; an HOTP secret stores the default, unused).
     pub period: Period,
+    /// TOTP or HOTP, with its skew or first counter.
+    pub kind: SecretKind,
 }
 
 /// A stored secret's public description (never the secret itself).
@@ -168,6 +249,8 @@ pub struct SecretInfo {
     pub period: Period,
     /// When it was enrolled.
     pub created_at: UnixTime,
+    /// TOTP with its skew, or HOTP with the counter of the next code.
+    pub kind: SecretKind,
 }
 
 /// The answer to a create: the description plus the secret, which is shown
@@ -193,6 +276,47 @@ pub struct CodeAt {
     pub period: Period,
     /// The secret's code length.
     pub digits: Digits,
+}
+
+/// An HOTP code handed out, and the counter it is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HotpCodeAt {
+    /// The code, zero-padded by its `Display`.
+    pub code: Code,
+    /// The counter the code was computed for (the stored counter is now one
+    /// more).
+    pub counter: u64,
+    /// The secret's code length.
+    pub digits: Digits,
+}
+
+/// A code handed out: a TOTP code with its validity, or an HOTP code with
+/// its counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IssuedCode {
+    /// The current code of a TOTP secret.
+    Totp(CodeAt),
+    /// The next code of an HOTP secret.
+    Hotp(HotpCodeAt),
+}
+
+impl IssuedCode {
+    /// The code itself, whatever the type.
+    pub fn code(&self) -> Code {
+        match self {
+            IssuedCode::Totp(at) => at.code,
+            IssuedCode::Hotp(at) => at.code,
+        }
+    }
+}
+
+/// How a verification ended, as the audit log records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verification {
+    /// The code was accepted (and can never be accepted again).
+    Valid,
+    /// The code was refused (wrong, malformed, replayed or outside the window).
+    Invalid,
 }
 
 /// An account: the unit of tenancy.

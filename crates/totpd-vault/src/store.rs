@@ -128,6 +128,21 @@ pub struct SecretRow {
     /// secret id (rows written before version 2 existed), 2 also the OTP
     /// type, algorithm, digits and period.
     pub aad_version: i64,
+    /// `totp` or `hotp` (bound into the associated data from version 2).
+    pub otp_type: String,
+    /// HOTP: the counter of the next code handed out (0 for TOTP).
+    pub counter: i64,
+    /// TOTP: steps accepted either side of the current one, 0..=2.
+    pub skew: i64,
+    /// HOTP: counters a verification looks ahead from `counter`.
+    pub hotp_window: i64,
+    /// TOTP: the last time step accepted by a verification; it and every
+    /// earlier step are refused afterwards (RFC 6238 §5.2).
+    pub last_step: Option<i64>,
+    /// Failed verifications counted since `failed_since`.
+    pub failed_verifies: i64,
+    /// Start (Unix ms) of the throttling window `failed_verifies` counts in.
+    pub failed_since: Option<i64>,
 }
 
 impl fmt::Debug for SecretRow {
@@ -141,6 +156,9 @@ impl fmt::Debug for SecretRow {
             .field("created_at", &self.created_at)
             .field("sealed_by", &self.sealed_by)
             .field("aad_version", &self.aad_version)
+            .field("otp_type", &self.otp_type)
+            .field("counter", &self.counter)
+            .field("skew", &self.skew)
             .field("ciphertext", &"[redacted]")
             .finish_non_exhaustive()
     }
@@ -596,6 +614,45 @@ pub trait Store: Send + Sync + fmt::Debug {
     ) -> Result<Option<SecretRow>, StoreError>;
     /// Deletes one of the account's secrets for good; returns whether it existed.
     async fn delete_secret(&self, account_id: Uuid, id: Uuid) -> Result<bool, StoreError>;
+
+    /// HOTP: hands out the stored counter and advances it by one in the same
+    /// atomic statement, so no two callers on any node get the same counter.
+    /// `None` when the account holds no such HOTP secret (or its counter
+    /// cannot advance any further).
+    async fn take_hotp_counter(
+        &self,
+        account_id: Uuid,
+        id: Uuid,
+    ) -> Result<Option<i64>, StoreError>;
+    /// TOTP: records `step` as accepted only if no step at or after it was
+    /// accepted before (one compare-and-set); `true` if this call won.
+    async fn accept_totp_step(
+        &self,
+        account_id: Uuid,
+        id: Uuid,
+        step: i64,
+    ) -> Result<bool, StoreError>;
+    /// HOTP: moves the counter to `matched + 1` only while it is still at
+    /// or below `matched` (one compare-and-set); `true` if this call won.
+    async fn accept_hotp_counter(
+        &self,
+        account_id: Uuid,
+        id: Uuid,
+        matched: i64,
+    ) -> Result<bool, StoreError>;
+    /// Counts one failed verification at `now` (Unix ms): a window older
+    /// than `window_ms` (or none) starts again at `now` with one failure.
+    /// Returns the count and the window's start after this failure, or
+    /// `None` when the secret does not exist.
+    async fn record_verify_failure(
+        &self,
+        account_id: Uuid,
+        id: Uuid,
+        now: i64,
+        window_ms: i64,
+    ) -> Result<Option<(i64, i64)>, StoreError>;
+    /// Sets a secret's TOTP skew; `false` when the secret does not exist.
+    async fn set_skew(&self, account_id: Uuid, id: Uuid, skew: i64) -> Result<bool, StoreError>;
 
     /// Appends audit events, in order, in one transaction (one commit for
     /// all of them): when this returns `Ok` every one is durable; on an

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use totpd_otp::{Algorithm, Digits, Period, Secret, Totp};
+use subtle::ConstantTimeEq as _;
+use totpd_otp::{Algorithm, Digits, Generator, Period, Secret, Totp};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
@@ -14,8 +15,9 @@ use crate::keys::{
     self, CachedKey, HASH_CURRENT, KEY_ID_PREFIX, KeyBinding, KeyCache, KeyUses, NewApiKey,
 };
 use crate::model::{
-    Account, AccountName, ApiKeyInfo, CodeAt, CreatedSecret, KeySpec, NewSecret, SecretInfo,
-    SecretSource, UnixTime, validate_key_name,
+    Account, AccountName, ApiKeyInfo, CodeAt, CreatedSecret, DEFAULT_HOTP_WINDOW, HotpCodeAt,
+    IssuedCode, KeySpec, MAX_HOTP_COUNTER, NewSecret, OTP_TYPE_HOTP, OTP_TYPE_TOTP, SecretInfo,
+    SecretKind, SecretSource, Skew, UnixTime, Verification, validate_key_name,
 };
 use crate::policy::{Action, Denial, Origin, Principal, Role, Scope};
 mod lifecycle;
@@ -787,7 +789,15 @@ impl Vault {
             }
         };
         let id = Uuid::new_v4();
+        if let SecretKind::Hotp { counter } = new.kind
+            && counter > MAX_HOTP_COUNTER
+        {
+            return Err(VaultError::Invalid(format!(
+                "\"counter\" must be an integer from 0 to {MAX_HOTP_COUNTER}"
+            )));
+        }
         let bound = OtpBinding {
+            otp_type: new.kind.type_name(),
             algorithm: new.algorithm,
             digits: new.digits,
             period: new.period,
@@ -806,6 +816,14 @@ impl Vault {
             digits: new.digits,
             period: new.period,
             created_at: now,
+            kind: new.kind,
+        };
+        let (counter, skew) = match new.kind {
+            SecretKind::Totp { skew } => (0, i64::from(skew.get())),
+            SecretKind::Hotp { counter } => (
+                i64::try_from(counter).unwrap_or(i64::MAX),
+                i64::from(Skew::default().get()),
+            ),
         };
         self.store
             .insert_secret_within_quota(
@@ -822,6 +840,13 @@ impl Vault {
                     nonce: sealed.nonce.clone(),
                     ciphertext: sealed.ciphertext.clone(),
                     aad_version: AAD_CURRENT,
+                    otp_type: new.kind.type_name().to_owned(),
+                    counter,
+                    skew,
+                    hotp_window: i64::from(DEFAULT_HOTP_WINDOW),
+                    last_step: None,
+                    failed_verifies: 0,
+                    failed_since: None,
                 },
                 self.max_secrets_per_account,
             )
@@ -917,12 +942,17 @@ impl Vault {
     /// is returned only once its `code.read` record is durable; if that
     /// record cannot be written the answer is `Unavailable`, and the code
     /// is dropped unseen.
+    ///
+    /// For an HOTP secret the code is the stored counter's, and the counter
+    /// is advanced in the same statement that reads it, so no two calls on
+    /// any node get the same one. A counter handed out whose record then
+    /// fails is skipped for good (the look-ahead window covers it).
     pub async fn code(
         &self,
         principal: &Principal,
         id: Uuid,
         now: UnixTime,
-    ) -> Result<CodeAt, VaultError> {
+    ) -> Result<IssuedCode, VaultError> {
         let code = self.code_unrecorded(principal, id, now).await;
         self.record_code(principal, id, now, code).await
     }
@@ -930,13 +960,13 @@ impl Vault {
     /// Records a `code.read` at `now` and answers `code`: a code only once
     /// its record is durable (else `Unavailable`, and the code is dropped
     /// unseen); a failure without waiting.
-    async fn record_code(
+    async fn record_code<T>(
         &self,
         principal: &Principal,
         id: Uuid,
         now: UnixTime,
-        code: Result<CodeAt, VaultError>,
-    ) -> Result<CodeAt, VaultError> {
+        code: Result<T, VaultError>,
+    ) -> Result<T, VaultError> {
         let outcome = match &code {
             Ok(_) => Outcome::Ok,
             Err(error) => outcome_of(error),
@@ -964,15 +994,7 @@ impl Vault {
         principal: &Principal,
         id: Uuid,
         now: UnixTime,
-    ) -> Result<CodeAt, VaultError> {
-        let totp = self.open_totp(principal, id).await?;
-        Ok(code_at(&totp, now))
-    }
-
-    /// Reads and opens one of the caller's secrets for `code.read`: the
-    /// permission check, the row, and the ciphertext checked against the
-    /// associated data it was sealed with.
-    async fn open_totp(&self, principal: &Principal, id: Uuid) -> Result<Totp, VaultError> {
+    ) -> Result<IssuedCode, VaultError> {
         authorize(principal, Action::CodeRead, Some(id))?;
         let row = self
             .store
@@ -980,18 +1002,209 @@ impl Vault {
             .await?
             .ok_or(VaultError::NotFound)?;
         let info = secret_info(&row)?;
-        let bound = OtpBinding {
+        // Opened before the counter moves: a secret that cannot be opened
+        // consumes no counter.
+        let secret = self.open_secret(principal.account_id, &info, row)?;
+        if let SecretKind::Hotp { .. } = info.kind {
+            let counter = self
+                .store
+                .take_hotp_counter(principal.account_id, id)
+                .await?
+                .ok_or(VaultError::NotFound)?;
+            let counter = u64::try_from(counter)
+                .map_err(|_| corrupt_secret(id, "its stored counter is negative"))?;
+            let generator = Generator::new(&secret, info.algorithm, info.digits);
+            return Ok(IssuedCode::Hotp(HotpCodeAt {
+                code: generator.code(counter),
+                counter,
+                digits: info.digits,
+            }));
+        }
+        let totp = Totp {
+            secret,
             algorithm: info.algorithm,
             digits: info.digits,
             period: info.period,
         };
-        let aad =
-            secret_aad(row.aad_version, principal.account_id, id, &bound).ok_or_else(|| {
-                corrupt_secret(
-                    id,
-                    &format!("unknown associated-data version {}", row.aad_version),
+        Ok(IssuedCode::Totp(code_at(&totp, now)))
+    }
+
+    /// Checks `code` against one of the caller's secrets (verifier, admin
+    /// and owner keys), and records the outcome as `code.verify` (`ok`,
+    /// `invalid` or `rate_limited`; never the code).
+    ///
+    /// Spaces anywhere and one trailing newline are removed first; anything
+    /// that is not then exactly `digits` ASCII digits is invalid, and, like
+    /// every invalid answer (a wrong code, a replay, a counter outside the
+    /// window), counts as a failed attempt: a client that sends garbage is
+    /// throttled like one that guesses. TOTP accepts the current step and
+    /// `skew` steps either side, and only a step later than the last one
+    /// accepted (one compare-and-set in the database, so a code is accepted
+    /// once across every node; RFC 6238 §5.2). HOTP looks ahead
+    /// `hotp_window` counters from the stored one and moves the counter past
+    /// the match (compare-and-set; RFC 4226 §7.4). After
+    /// [`MAX_FAILED_VERIFIES`] failures within [`VERIFY_WINDOW_MS`] of the
+    /// first, every attempt is `RateLimited` until that window has passed;
+    /// a success does not end it. The failure that goes over the limit is
+    /// itself answered `RateLimited`, so concurrent guesses never get more
+    /// than the limit of answers.
+    pub async fn verify(
+        &self,
+        principal: &Principal,
+        id: Uuid,
+        code: &str,
+        now: UnixTime,
+    ) -> Result<Verification, VaultError> {
+        let verified = self.verify_unrecorded(principal, id, code, now).await;
+        let outcome = match &verified {
+            Ok(Verification::Valid) => Outcome::Ok,
+            Ok(Verification::Invalid) => Outcome::Invalid,
+            Err(error) => outcome_of(error),
+        };
+        let record = audit::event(
+            Action::CodeVerify.as_str(),
+            outcome,
+            Some(principal),
+            Some(id),
+            now,
+        );
+        if matches!(verified, Ok(Verification::Valid)) {
+            self.record_done(record).await;
+        } else {
+            self.audit.record(record);
+        }
+        verified
+    }
+
+    async fn verify_unrecorded(
+        &self,
+        principal: &Principal,
+        id: Uuid,
+        code: &str,
+        now: UnixTime,
+    ) -> Result<Verification, VaultError> {
+        authorize(principal, Action::CodeVerify, Some(id))?;
+        let account = principal.account_id;
+        let row = self
+            .store
+            .secret(account, id)
+            .await?
+            .ok_or(VaultError::NotFound)?;
+        if let Some(since) = row.failed_since
+            && row.failed_verifies >= MAX_FAILED_VERIFIES
+            && since > now.0 - VERIFY_WINDOW_MS
+        {
+            return Err(rate_limited(since, now));
+        }
+        let info = secret_info(&row)?;
+        let (last_step, stored_counter, window) = (row.last_step, row.counter, row.hotp_window);
+        let given = normalize_code(code);
+        let well_formed = given.len() == usize::from(info.digits.get())
+            && given.bytes().all(|b| b.is_ascii_digit());
+        let accepted = if well_formed {
+            let secret = self.open_secret(account, &info, row)?;
+            let generator = Generator::new(&secret, info.algorithm, info.digits);
+            let same = |counter: u64| -> bool {
+                bool::from(
+                    generator
+                        .code(counter)
+                        .to_string()
+                        .as_bytes()
+                        .ct_eq(given.as_bytes()),
                 )
-            })?;
+            };
+            match info.kind {
+                SecretKind::Totp { skew } => {
+                    let step = now.seconds() / u64::from(info.period.get());
+                    let skew = u64::from(skew.get());
+                    // The latest matching step: accepting an earlier one
+                    // would leave the same code acceptable at the later.
+                    let matched = (step.saturating_sub(skew)..=step.saturating_add(skew))
+                        .rev()
+                        .find(|s| same(*s))
+                        .and_then(|s| i64::try_from(s).ok());
+                    match matched {
+                        Some(s) if last_step.is_none_or(|last| last < s) => {
+                            self.store.accept_totp_step(account, id, s).await?
+                        }
+                        _ => false,
+                    }
+                }
+                SecretKind::Hotp { .. } => {
+                    let from = u64::try_from(stored_counter).unwrap_or(0);
+                    let window = u64::try_from(window).unwrap_or(1).max(1);
+                    let matched = (from..from.saturating_add(window))
+                        .find(|c| same(*c))
+                        .and_then(|c| i64::try_from(c).ok());
+                    match matched {
+                        // Refused when another request moved the counter
+                        // past the match first: that code has been used.
+                        Some(c) => self.store.accept_hotp_counter(account, id, c).await?,
+                        None => false,
+                    }
+                }
+            }
+        } else {
+            false
+        };
+        if accepted {
+            return Ok(Verification::Valid);
+        }
+        let (failures, since) = self
+            .store
+            .record_verify_failure(account, id, now.0, VERIFY_WINDOW_MS)
+            .await?
+            .ok_or(VaultError::NotFound)?;
+        if failures > MAX_FAILED_VERIFIES {
+            return Err(rate_limited(since, now));
+        }
+        Ok(Verification::Invalid)
+    }
+
+    /// Sets how many TOTP steps either side of the current one a
+    /// verification of one of the caller's secrets accepts (`secret.update`).
+    /// The skew is not bound into the ciphertext's associated data: it
+    /// changes which codes verify, never which codes the secret yields.
+    pub async fn set_skew(
+        &self,
+        principal: &Principal,
+        id: Uuid,
+        skew: Skew,
+        now: UnixTime,
+    ) -> Result<(), VaultError> {
+        let done = match authorize(principal, Action::SecretUpdate, Some(id)) {
+            Err(denied) => Err(denied),
+            Ok(()) => match self
+                .store
+                .set_skew(principal.account_id, id, i64::from(skew.get()))
+                .await
+            {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(VaultError::NotFound),
+                Err(error) => Err(error.into()),
+            },
+        };
+        self.record_result(Action::SecretUpdate, principal, Some(id), now, &done)
+            .await;
+        done
+    }
+
+    /// Opens a secret's ciphertext, checked against the associated data of
+    /// the version that sealed it.
+    fn open_secret(
+        &self,
+        account_id: Uuid,
+        info: &SecretInfo,
+        row: SecretRow,
+    ) -> Result<Secret, VaultError> {
+        let id = info.id;
+        let bound = OtpBinding::of(info);
+        let aad = secret_aad(row.aad_version, account_id, id, &bound).ok_or_else(|| {
+            corrupt_secret(
+                id,
+                &format!("unknown associated-data version {}", row.aad_version),
+            )
+        })?;
         let sealed_by = row.sealed_by.clone();
         let plaintext = self
             .master
@@ -1016,14 +1229,26 @@ impl Vault {
                 ),
                 other => VaultError::internal_from(format!("secret {id} cannot be opened"), other),
             })?;
-        let secret = Secret::from_bytes(plaintext.to_vec())
-            .map_err(|_| corrupt_secret(id, "bad plaintext"))?;
-        Ok(Totp {
-            secret,
-            algorithm: info.algorithm,
-            digits: info.digits,
-            period: info.period,
-        })
+        Secret::from_bytes(plaintext.to_vec()).map_err(|_| corrupt_secret(id, "bad plaintext"))
+    }
+}
+
+/// Failed verifications of one secret allowed within [`VERIFY_WINDOW_MS`].
+pub const MAX_FAILED_VERIFIES: i64 = 10;
+/// The throttling window of verifications, from its first failure: 5 minutes.
+pub const VERIFY_WINDOW_MS: i64 = 5 * 60 * 1000;
+
+/// The code as typed: spaces anywhere and one trailing newline removed.
+fn normalize_code(code: &str) -> String {
+    let code = code.strip_suffix('\n').unwrap_or(code);
+    code.chars().filter(|c| *c != ' ').collect()
+}
+
+/// Refused until the window that began at `since` has passed.
+fn rate_limited(since: i64, now: UnixTime) -> VaultError {
+    let left_ms = (since + VERIFY_WINDOW_MS - now.0).max(0);
+    VaultError::RateLimited {
+        retry_after_secs: u64::try_from(left_ms.div_euclid(1000) + 1).unwrap_or(1),
     }
 }
 
@@ -1050,6 +1275,7 @@ fn outcome_of(error: &VaultError) -> Outcome {
             Outcome::Denied
         }
         VaultError::NotFound | VaultError::Invalid(_) => Outcome::Invalid,
+        VaultError::RateLimited { .. } => Outcome::RateLimited,
         _ => Outcome::Error,
     }
 }
@@ -1094,15 +1320,27 @@ const AAD_V1: i64 = 1;
 const AAD_V2: i64 = 2;
 /// The version every new secret is sealed with.
 const AAD_CURRENT: i64 = AAD_V2;
-/// The only OTP type so far; bound into the associated data so that a
-/// later type column cannot turn a TOTP secret into something else.
-const OTP_TYPE_TOTP: &str = "totp";
+/// The OTP type and parameters a ciphertext is bound to. The type is
+/// bound so that changing the `otp_type` column cannot turn a TOTP secret
+/// into an HOTP one (or back); rows sealed before HOTP existed are TOTP and
+/// were bound with `totp`, so they still open.
+pub(crate) struct OtpBinding {
+    pub(crate) otp_type: &'static str,
+    pub(crate) algorithm: Algorithm,
+    pub(crate) digits: Digits,
+    pub(crate) period: Period,
+}
 
-/// The OTP parameters a ciphertext is bound to.
-struct OtpBinding {
-    algorithm: Algorithm,
-    digits: Digits,
-    period: Period,
+impl OtpBinding {
+    /// The binding of a stored secret.
+    pub(crate) fn of(info: &SecretInfo) -> OtpBinding {
+        OtpBinding {
+            otp_type: info.kind.type_name(),
+            algorithm: info.algorithm,
+            digits: info.digits,
+            period: info.period,
+        }
+    }
 }
 
 /// Associated data binding a ciphertext to its account and secret id (so a
@@ -1120,7 +1358,7 @@ fn secret_aad(version: i64, account_id: Uuid, id: Uuid, otp: &OtpBinding) -> Opt
             Canonical::new("totpd/secret/v2")
                 .field("account_id", account_id.as_bytes())
                 .field("id", id.as_bytes())
-                .field("type", OTP_TYPE_TOTP.as_bytes())
+                .field("type", otp.otp_type.as_bytes())
                 .field("algorithm", otp.algorithm.as_str().as_bytes())
                 .field("digits", &[otp.digits.get()])
                 .field("period", &otp.period.get().to_be_bytes())
@@ -1160,5 +1398,17 @@ fn secret_info(row: &SecretRow) -> Result<SecretInfo, VaultError> {
             .and_then(|p| Period::new(p).ok())
             .ok_or_else(|| corrupt("period"))?,
         created_at: UnixTime(row.created_at),
+        kind: match row.otp_type.as_str() {
+            OTP_TYPE_TOTP => SecretKind::Totp {
+                skew: u8::try_from(row.skew)
+                    .ok()
+                    .and_then(Skew::new)
+                    .ok_or_else(|| corrupt("skew"))?,
+            },
+            OTP_TYPE_HOTP => SecretKind::Hotp {
+                counter: u64::try_from(row.counter).map_err(|_| corrupt("counter"))?,
+            },
+            _ => return Err(corrupt("type")),
+        },
     })
 }

@@ -47,6 +47,7 @@ fn hot_path(c: &mut Criterion) {
                     algorithm: Algorithm::Sha1,
                     digits: Digits::default(),
                     period: Period::default(),
+                    kind: totpd_vault::SecretKind::default(),
                 },
                 now,
             )

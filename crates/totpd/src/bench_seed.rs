@@ -42,6 +42,7 @@ pub(crate) async fn run(args: BenchSeedArgs) -> anyhow::Result<ExitCode> {
                 algorithm: Algorithm::Sha1,
                 digits: Digits::default(),
                 period: Period::default(),
+                kind: totpd_vault::SecretKind::default(),
             };
             tasks.spawn(async move {
                 vault

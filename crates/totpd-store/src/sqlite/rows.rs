@@ -46,7 +46,8 @@ pub(crate) fn api_key(row: &Row<'_>) -> rusqlite::Result<ApiKeyRow> {
 }
 
 /// `id, account_id, label, issuer, algorithm, digits, period, created_at,
-/// key_id, nonce, ciphertext, aad_version`
+/// key_id, nonce, ciphertext, aad_version, otp_type, counter, skew,
+/// hotp_window, last_step, failed_verifies, failed_since`
 pub(crate) fn secret(row: &Row<'_>) -> rusqlite::Result<SecretRow> {
     Ok(SecretRow {
         id: uuid(row, 0)?,
@@ -61,6 +62,13 @@ pub(crate) fn secret(row: &Row<'_>) -> rusqlite::Result<SecretRow> {
         nonce: row.get(9)?,
         ciphertext: row.get(10)?,
         aad_version: row.get(11)?,
+        otp_type: row.get(12)?,
+        counter: row.get(13)?,
+        skew: row.get(14)?,
+        hotp_window: row.get(15)?,
+        last_step: row.get(16)?,
+        failed_verifies: row.get(17)?,
+        failed_since: row.get(18)?,
     })
 }
 
@@ -101,7 +109,14 @@ pub(crate) fn insert_secret(conn: &Connection, row: &SecretRow) -> rusqlite::Res
         row.sealed_by,
         row.nonce,
         row.ciphertext,
-        row.aad_version
+        row.aad_version,
+        row.otp_type,
+        row.counter,
+        row.skew,
+        row.hotp_window,
+        row.last_step,
+        row.failed_verifies,
+        row.failed_since
     ])
 }
 

@@ -26,6 +26,11 @@ for_each_backend!(
     concurrent_updates_of_different_fields_keep_both,
     dumps_return_everything_in_key_order_and_page_by_id,
     is_empty_sees_any_row,
+    hotp_counters_are_handed_out_once_each_under_concurrency,
+    a_totp_step_is_accepted_once_and_never_an_earlier_one,
+    an_hotp_counter_moves_only_forward_past_a_match,
+    failed_verifications_count_within_a_window_and_restart_after_it,
+    a_skew_is_set_only_on_the_accounts_own_secret,
 );
 
 async fn ping_and_pool_status_answer(db: &TestDb) {
@@ -572,4 +577,197 @@ async fn is_empty_sees_any_row(db: &TestDb) {
     assert!(store.is_empty().await.unwrap());
     store.insert_account(&account("alice")).await.unwrap();
     assert!(!store.is_empty().await.unwrap());
+}
+
+fn hotp_secret(owner: &totpd_vault::AccountRow, counter: i64) -> totpd_vault::SecretRow {
+    let mut row = secret(owner, 1);
+    row.otp_type = "hotp".to_owned();
+    row.counter = counter;
+    row
+}
+
+async fn hotp_counters_are_handed_out_once_each_under_concurrency(db: &TestDb) {
+    let alice = db.store.insert_account(&account("alice")).await.unwrap();
+    let bob = db.store.insert_account(&account("bob")).await.unwrap();
+    let row = hotp_secret(&alice, 5);
+    db.store.insert_secret(&row).await.unwrap();
+    let takers: Vec<_> = (0..200)
+        .map(|_| {
+            let store = Arc::clone(&db.store);
+            tokio::spawn(async move { store.take_hotp_counter(alice.id, row.id).await })
+        })
+        .collect();
+    let mut counters = Vec::new();
+    for taker in takers {
+        counters.push(taker.await.unwrap().unwrap().expect("a counter"));
+    }
+    counters.sort_unstable();
+    assert_eq!(counters, (5..205).collect::<Vec<i64>>());
+    let stored = db.store.secret(alice.id, row.id).await.unwrap().unwrap();
+    assert_eq!(stored.counter, 205);
+    // Another account's id, a TOTP secret and an exhausted counter get none.
+    assert_eq!(
+        db.store.take_hotp_counter(bob.id, row.id).await.unwrap(),
+        None
+    );
+    let totp = secret(&alice, 2);
+    db.store.insert_secret(&totp).await.unwrap();
+    assert_eq!(
+        db.store.take_hotp_counter(alice.id, totp.id).await.unwrap(),
+        None
+    );
+    let last = hotp_secret(&alice, i64::MAX);
+    db.store.insert_secret(&last).await.unwrap();
+    assert_eq!(
+        db.store.take_hotp_counter(alice.id, last.id).await.unwrap(),
+        None
+    );
+}
+
+async fn a_totp_step_is_accepted_once_and_never_an_earlier_one(db: &TestDb) {
+    let alice = db.store.insert_account(&account("alice")).await.unwrap();
+    let bob = db.store.insert_account(&account("bob")).await.unwrap();
+    let row = secret(&alice, 1);
+    db.store.insert_secret(&row).await.unwrap();
+    let racers: Vec<_> = (0..50)
+        .map(|_| {
+            let store = Arc::clone(&db.store);
+            tokio::spawn(async move { store.accept_totp_step(alice.id, row.id, 100).await })
+        })
+        .collect();
+    let mut won = 0;
+    for racer in racers {
+        won += usize::from(racer.await.unwrap().unwrap());
+    }
+    assert_eq!(won, 1, "one of the racers accepts step 100");
+    assert!(
+        !db.store
+            .accept_totp_step(alice.id, row.id, 99)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !db.store
+            .accept_totp_step(bob.id, row.id, 101)
+            .await
+            .unwrap()
+    );
+    assert!(
+        db.store
+            .accept_totp_step(alice.id, row.id, 101)
+            .await
+            .unwrap()
+    );
+    let stored = db.store.secret(alice.id, row.id).await.unwrap().unwrap();
+    assert_eq!(stored.last_step, Some(101));
+    let hotp = hotp_secret(&alice, 0);
+    db.store.insert_secret(&hotp).await.unwrap();
+    assert!(
+        !db.store
+            .accept_totp_step(alice.id, hotp.id, 1)
+            .await
+            .unwrap()
+    );
+}
+
+async fn an_hotp_counter_moves_only_forward_past_a_match(db: &TestDb) {
+    let alice = db.store.insert_account(&account("alice")).await.unwrap();
+    let row = hotp_secret(&alice, 3);
+    db.store.insert_secret(&row).await.unwrap();
+    assert!(
+        db.store
+            .accept_hotp_counter(alice.id, row.id, 7)
+            .await
+            .unwrap()
+    );
+    let stored = db.store.secret(alice.id, row.id).await.unwrap().unwrap();
+    assert_eq!(stored.counter, 8);
+    assert!(
+        !db.store
+            .accept_hotp_counter(alice.id, row.id, 7)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !db.store
+            .accept_hotp_counter(alice.id, row.id, 5)
+            .await
+            .unwrap()
+    );
+    assert!(
+        db.store
+            .accept_hotp_counter(alice.id, row.id, 8)
+            .await
+            .unwrap()
+    );
+    let totp = secret(&alice, 2);
+    db.store.insert_secret(&totp).await.unwrap();
+    assert!(
+        !db.store
+            .accept_hotp_counter(alice.id, totp.id, 0)
+            .await
+            .unwrap()
+    );
+}
+
+async fn failed_verifications_count_within_a_window_and_restart_after_it(db: &TestDb) {
+    let alice = db.store.insert_account(&account("alice")).await.unwrap();
+    let bob = db.store.insert_account(&account("bob")).await.unwrap();
+    let row = secret(&alice, 1);
+    db.store.insert_secret(&row).await.unwrap();
+    let store = &db.store;
+    let fail = |now: i64| store.record_verify_failure(alice.id, row.id, now, 1_000);
+    assert_eq!(fail(10_000).await.unwrap(), Some((1, 10_000)));
+    assert_eq!(fail(10_500).await.unwrap(), Some((2, 10_000)));
+    assert_eq!(fail(10_999).await.unwrap(), Some((3, 10_000)));
+    assert_eq!(
+        fail(11_000).await.unwrap(),
+        Some((1, 11_000)),
+        "the window passed"
+    );
+    let racers: Vec<_> = (0..20)
+        .map(|_| {
+            let store = Arc::clone(&db.store);
+            tokio::spawn(async move {
+                store
+                    .record_verify_failure(alice.id, row.id, 11_100, 1_000)
+                    .await
+            })
+        })
+        .collect();
+    let mut counts = Vec::new();
+    for racer in racers {
+        counts.push(racer.await.unwrap().unwrap().unwrap().0);
+    }
+    counts.sort_unstable();
+    assert_eq!(
+        counts,
+        (2..22).collect::<Vec<i64>>(),
+        "each failure is counted once"
+    );
+    assert_eq!(
+        store
+            .record_verify_failure(bob.id, row.id, 11_200, 1_000)
+            .await
+            .unwrap(),
+        None
+    );
+    let stored = store.secret(alice.id, row.id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.failed_verifies, stored.failed_since),
+        (21, Some(11_000))
+    );
+}
+
+async fn a_skew_is_set_only_on_the_accounts_own_secret(db: &TestDb) {
+    let alice = db.store.insert_account(&account("alice")).await.unwrap();
+    let bob = db.store.insert_account(&account("bob")).await.unwrap();
+    let row = secret(&alice, 1);
+    db.store.insert_secret(&row).await.unwrap();
+    assert!(db.store.set_skew(alice.id, row.id, 2).await.unwrap());
+    assert!(!db.store.set_skew(bob.id, row.id, 0).await.unwrap());
+    let stored = db.store.secret(alice.id, row.id).await.unwrap().unwrap();
+    assert_eq!(stored.skew, 2);
+    // Out of range is refused by the database itself.
+    assert!(db.store.set_skew(alice.id, row.id, 3).await.is_err());
 }

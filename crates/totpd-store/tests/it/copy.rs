@@ -53,7 +53,23 @@ async fn filled_source() -> TestDb {
             };
             tokio::spawn(async move {
                 let created_at = i64::try_from(i).unwrap();
-                store.insert_secret(&secret(&owner, created_at)).await
+                let mut row = secret(&owner, created_at);
+                // HOTP counters and verification state are copied and
+                // compared like every column.
+                match i % 5 {
+                    0 => {
+                        row.otp_type = "hotp".to_owned();
+                        row.counter = created_at;
+                    }
+                    1 => {
+                        row.skew = 2;
+                        row.last_step = Some(created_at);
+                        row.failed_verifies = 3;
+                        row.failed_since = Some(created_at + 1);
+                    }
+                    _ => {}
+                }
+                store.insert_secret(&row).await
             })
         })
         .collect();

@@ -41,6 +41,13 @@ pub fn secret(account: &AccountRow, created_at: i64) -> SecretRow {
         nonce: random_bytes(12),
         ciphertext: random_bytes(36),
         aad_version: 2,
+        otp_type: "totp".to_owned(),
+        counter: 0,
+        skew: 1,
+        hotp_window: 10,
+        last_step: None,
+        failed_verifies: 0,
+        failed_since: None,
     }
 }
 

@@ -10,7 +10,7 @@ use super::{Vault, authorize, secret_info};
 use crate::clock::Clock;
 use crate::crypto::{Canonical, hmac_sha256};
 use crate::error::VaultError;
-use crate::model::{CodeAt, Issuer, Label, SecretInfo, UnixTime};
+use crate::model::{IssuedCode, Issuer, Label, SecretInfo, SecretKind, UnixTime};
 use crate::policy::{Action, Principal};
 use crate::store::{LIST_PAGE, ListCursor, SecretRow, SecretUpdate};
 
@@ -253,7 +253,8 @@ impl Vault {
     }
 
     /// A code of one of the caller's secrets that stays valid for at least
-    /// `min_remaining` seconds (`0..=period`, else `Invalid`): when the
+    /// `min_remaining` seconds (`0..=period`, else `Invalid`; an HOTP
+    /// secret's code never expires, so it is answered at once): when the
     /// current one has less left, waits on `clock` for the next period and
     /// answers that period's code. The wait is shorter than
     /// `min_remaining`, so shorter than the period; dropping the future
@@ -267,7 +268,7 @@ impl Vault {
         id: Uuid,
         min_remaining: u64,
         clock: &dyn Clock,
-    ) -> Result<CodeAt, VaultError> {
+    ) -> Result<IssuedCode, VaultError> {
         let now = match self
             .wait_for_min_remaining(principal, id, min_remaining, clock)
             .await
@@ -297,7 +298,12 @@ impl Vault {
             .secret(principal.account_id, id)
             .await?
             .ok_or(VaultError::NotFound)?;
-        let period = u64::from(secret_info(&row)?.period.get());
+        let info = secret_info(&row)?;
+        if let SecretKind::Hotp { .. } = info.kind {
+            // An HOTP code does not expire: there is nothing to wait for.
+            return Ok(clock.now());
+        }
+        let period = u64::from(info.period.get());
         if min_remaining > period {
             return Err(VaultError::Invalid(format!(
                 "\"min_remaining\" must be from 0 to the secret's period ({period} seconds)"

@@ -195,11 +195,7 @@ impl Vault {
     /// The re-sealed form of `row`, or why it cannot be had.
     fn reseal(&self, row: &SecretRow) -> Result<SecretReseal, String> {
         let info = secret_info(row).map_err(|e| e.to_string())?;
-        let bound = OtpBinding {
-            algorithm: info.algorithm,
-            digits: info.digits,
-            period: info.period,
-        };
+        let bound = OtpBinding::of(&info);
         let old_aad = secret_aad(row.aad_version, row.account_id, row.id, &bound)
             .ok_or_else(|| format!("unknown associated-data version {}", row.aad_version))?;
         let sealed = Sealed {

@@ -37,6 +37,7 @@ async fn setup() -> (Arc<MemoryStore>, Vault, Principal, Uuid) {
                 algorithm: Algorithm::Sha1,
                 digits: Digits::default(),
                 period: Period::default(),
+                kind: totpd_vault::SecretKind::default(),
             },
             NOW,
         )

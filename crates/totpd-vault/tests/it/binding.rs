@@ -156,6 +156,7 @@ async fn enroll(vault: &Vault, principal: &Principal) -> Uuid {
                 algorithm: Algorithm::Sha1,
                 digits: Digits::default(),
                 period: Period::default(),
+                kind: totpd_vault::SecretKind::default(),
             },
             NOW,
         )
@@ -264,8 +265,8 @@ async fn a_rename_keeps_the_ciphertext_and_the_codes() {
         "a rename re-sealed the secret"
     );
     assert_eq!(
-        vault.code(&principal, id, NOW).await.unwrap().code,
-        code.code
+        vault.code(&principal, id, NOW).await.unwrap().code(),
+        code.code()
     );
     // An update that changes nothing is refused, and recorded as invalid.
     let refused = vault

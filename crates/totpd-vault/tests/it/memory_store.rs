@@ -295,6 +295,98 @@ impl Store for MemoryStore {
         Ok(secrets.len() < before)
     }
 
+    async fn take_hotp_counter(
+        &self,
+        account_id: Uuid,
+        id: Uuid,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut secrets = self.secrets.lock().unwrap();
+        Ok(secrets
+            .iter_mut()
+            .find(|s| s.account_id == account_id && s.id == id && s.otp_type == "hotp")
+            .filter(|s| s.counter < i64::MAX)
+            .map(|s| {
+                s.counter += 1;
+                s.counter - 1
+            }))
+    }
+
+    async fn accept_totp_step(
+        &self,
+        account_id: Uuid,
+        id: Uuid,
+        step: i64,
+    ) -> Result<bool, StoreError> {
+        let mut secrets = self.secrets.lock().unwrap();
+        match secrets.iter_mut().find(|s| {
+            s.account_id == account_id
+                && s.id == id
+                && s.otp_type == "totp"
+                && s.last_step.is_none_or(|last| last < step)
+        }) {
+            Some(s) => {
+                s.last_step = Some(step);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn accept_hotp_counter(
+        &self,
+        account_id: Uuid,
+        id: Uuid,
+        matched: i64,
+    ) -> Result<bool, StoreError> {
+        let mut secrets = self.secrets.lock().unwrap();
+        match secrets.iter_mut().find(|s| {
+            s.account_id == account_id && s.id == id && s.otp_type == "hotp" && s.counter <= matched
+        }) {
+            Some(s) => {
+                s.counter = matched + 1;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn record_verify_failure(
+        &self,
+        account_id: Uuid,
+        id: Uuid,
+        now: i64,
+        window_ms: i64,
+    ) -> Result<Option<(i64, i64)>, StoreError> {
+        let mut secrets = self.secrets.lock().unwrap();
+        Ok(secrets
+            .iter_mut()
+            .find(|s| s.account_id == account_id && s.id == id)
+            .map(|s| {
+                match s.failed_since {
+                    Some(since) if since > now - window_ms => s.failed_verifies += 1,
+                    _ => {
+                        s.failed_verifies = 1;
+                        s.failed_since = Some(now);
+                    }
+                }
+                (s.failed_verifies, s.failed_since.unwrap_or(now))
+            }))
+    }
+
+    async fn set_skew(&self, account_id: Uuid, id: Uuid, skew: i64) -> Result<bool, StoreError> {
+        let mut secrets = self.secrets.lock().unwrap();
+        match secrets
+            .iter_mut()
+            .find(|s| s.account_id == account_id && s.id == id)
+        {
+            Some(s) => {
+                s.skew = skew;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
     async fn append_audit(&self, records: &[AuditRecord]) -> Result<(), StoreError> {
         if *self.audit_fails.lock().unwrap() {
             return Err(StoreError::unavailable_msg("injected audit failure"));

@@ -187,6 +187,7 @@ fn new_secret_debug_is_redacted() {
             algorithm: Algorithm::Sha1,
             digits: Digits::default(),
             period: Period::default(),
+            kind: totpd_vault::SecretKind::default(),
         };
         assert_redacted("NewSecret", &new, &[(name, bytes)]);
         assert_redacted("SecretSource", &new.source, &[(name, bytes)]);
@@ -248,6 +249,7 @@ async fn created_secret_and_its_row_debug_are_redacted() {
             algorithm: Algorithm::Sha512,
             digits: Digits::new(8).unwrap(),
             period: Period::default(),
+            kind: totpd_vault::SecretKind::default(),
         };
         let created: CreatedSecret = vault.create_secret(&principal, new, NOW).await.unwrap();
         assert_eq!(created.secret.as_bytes(), bytes);
@@ -278,6 +280,7 @@ async fn created_secret_and_its_row_debug_are_redacted() {
                 algorithm: Algorithm::Sha1,
                 digits: Digits::default(),
                 period: Period::default(),
+                kind: totpd_vault::SecretKind::default(),
             },
             NOW,
         )
@@ -326,13 +329,14 @@ async fn code_at_debug_is_redacted() {
                 algorithm: Algorithm::Sha1,
                 digits: Digits::new(8).unwrap(),
                 period: Period::default(),
+                kind: totpd_vault::SecretKind::default(),
             },
             NOW,
         )
         .await
         .unwrap();
     let code_at = vault.code(&principal, created.info.id, NOW).await.unwrap();
-    let spellings = code_spellings(code_at.code);
+    let spellings = code_spellings(code_at.code());
     let secrets: Vec<(&str, &[u8])> = spellings
         .iter()
         .map(|(name, bytes)| (*name, bytes.as_slice()))

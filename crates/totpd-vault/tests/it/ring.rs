@@ -27,6 +27,7 @@ fn new_secret() -> NewSecret {
         algorithm: Algorithm::Sha1,
         digits: Digits::default(),
         period: Period::default(),
+        kind: totpd_vault::SecretKind::default(),
     }
 }
 
@@ -54,7 +55,7 @@ async fn a_ring_opens_what_any_of_its_keys_sealed_and_seals_with_its_first() {
         .code(&principal, by_old.info.id, NOW)
         .await
         .unwrap()
-        .code;
+        .code();
 
     let rotated = Vault::open(store.clone(), ring(&[&new, &old]))
         .await
@@ -73,7 +74,7 @@ async fn a_ring_opens_what_any_of_its_keys_sealed_and_seals_with_its_first() {
             .code(&principal, by_old.info.id, NOW)
             .await
             .unwrap()
-            .code,
+            .code(),
         expected
     );
     let by_new = rotated

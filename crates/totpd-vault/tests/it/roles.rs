@@ -26,6 +26,7 @@ async fn enroll(vault: &Vault, owner: &Principal, label: &str) -> Uuid {
                 algorithm: Algorithm::Sha1,
                 digits: Digits::default(),
                 period: Period::default(),
+                kind: totpd_vault::SecretKind::default(),
             },
             NOW,
         )
@@ -161,6 +162,7 @@ async fn roles_are_enforced_by_the_vault_and_a_scope_hides_other_secrets() {
                 algorithm: Algorithm::Sha1,
                 digits: Digits::default(),
                 period: Period::default(),
+                kind: totpd_vault::SecretKind::default(),
             },
             NOW,
         )

@@ -192,9 +192,14 @@ fn cases() -> Vec<Case> {
         ),
         json_case("uri with period 0", json!({"uri": uri("&period=0")}), "uri"),
         json_case(
-            "an HOTP uri",
-            json!({"uri": format!("otpauth://hotp/Example:alice?secret={s}&counter=1")}),
-            "uri",
+            "an HOTP uri without a counter",
+            json!({"uri": format!("otpauth://hotp/Example:alice?secret={s}")}),
+            "counter",
+        ),
+        json_case(
+            "an HOTP uri with a counter past the largest stored",
+            json!({"uri": format!("otpauth://hotp/Example:alice?secret={s}&counter=9223372036854775808")}),
+            "counter",
         ),
         raw_case(
             "malformed JSON",

@@ -28,6 +28,9 @@ pub struct TestApp {
     pub vault: Arc<Vault>,
     http: reqwest::Client,
     serving: JoinHandle<()>,
+    master: MasterKey,
+    clock: Arc<dyn Clock>,
+    url: String,
     // Dropped after the task is aborted (fields drop in order): the store's
     // file or database outlives the server.
     _database: FreshDatabase,
@@ -65,9 +68,13 @@ pub async fn spawn_app_with_clock(
         .await
         .unwrap_or_else(|e| panic!("open the {backend:?} store: {e}"));
     let master = MasterKey::generate().expect("a random master key");
-    let vault = Arc::new(Vault::open(store, master).await.expect("open the vault"));
+    let vault = Arc::new(
+        Vault::open(store, master.clone())
+            .await
+            .expect("open the vault"),
+    );
     let bootstrap = vault
-        .bootstrap(SystemClock.now())
+        .bootstrap(clock.now())
         .await
         .expect("bootstrap the vault")
         .expect("a fresh vault makes a bootstrap key");
@@ -75,12 +82,27 @@ pub async fn spawn_app_with_clock(
         key_id: bootstrap.key_id,
         secret: bootstrap.secret.expose().to_owned(),
     };
-    let state = AppState::new(
-        Arc::clone(&vault),
+    let (addr, serving) = serve(Arc::clone(&vault), Arc::clone(&clock), &limits).await;
+    TestApp {
+        addr,
+        key,
+        vault,
+        http: http_client(),
+        serving,
+        master,
         clock,
-        Arc::new(Metrics::default()),
-        limits,
-    );
+        url: database.url().to_owned(),
+        _database: database,
+    }
+}
+
+/// Serves the router over `vault` on `127.0.0.1:0`.
+async fn serve(
+    vault: Arc<Vault>,
+    clock: Arc<dyn Clock>,
+    limits: &Limits,
+) -> (String, JoinHandle<()>) {
+    let state = AppState::new(vault, clock, Arc::new(Metrics::default()), limits.clone());
     let app = totpd_api::router(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -95,17 +117,61 @@ pub async fn spawn_app_with_clock(
         .await
         .expect("serve the app");
     });
-    TestApp {
-        addr: addr.to_string(),
-        key,
-        vault,
-        http: http_client(),
-        serving,
-        _database: database,
+    (addr.to_string(), serving)
+}
+
+/// A second node of the same installation: its own store connection (pool,
+/// or SQLite writer), vault and router on the same database, master key and
+/// clock, as another `totpd serve` would be. Its `key` is the first node's.
+#[derive(Debug)]
+pub struct SiblingNode {
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    key: ApiKey,
+    http: reqwest::Client,
+    serving: JoinHandle<()>,
+}
+
+impl Serves for SiblingNode {
+    fn api_with(&self, auth: Auth) -> Api {
+        Api {
+            http: self.http.clone(),
+            base: format!("http://{}", self.addr),
+            auth,
+        }
+    }
+
+    fn key(&self) -> &ApiKey {
+        &self.key
+    }
+}
+
+impl Drop for SiblingNode {
+    fn drop(&mut self) {
+        self.serving.abort();
     }
 }
 
 impl TestApp {
+    /// Starts another node on this app's database (see [`SiblingNode`]).
+    pub async fn sibling(&self) -> SiblingNode {
+        let store = totpd_store::connect(&self.url, &totpd_store::ConnectOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("open the store again: {e}"));
+        let vault = Arc::new(
+            Vault::open(store, self.master.clone())
+                .await
+                .expect("open the vault again"),
+        );
+        let (addr, serving) = serve(vault, Arc::clone(&self.clock), &Limits::default()).await;
+        SiblingNode {
+            addr,
+            key: self.key.clone(),
+            http: http_client(),
+            serving,
+        }
+    }
+
     /// `http://127.0.0.1:PORT{path}`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
