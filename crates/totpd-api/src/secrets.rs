@@ -329,7 +329,24 @@ fn parse_update_request(body: &Map<String, Value>) -> Result<UpdateSecretRequest
         Some(Value::String(issuer)) => Some(Some(issuer.clone())),
         Some(_) => return Err(ApiError::invalid("\"issuer\" must be a string or null")),
     };
-    Ok(UpdateSecretRequest { label, issuer })
+    let skew = opt_skew(body)?;
+    Ok(UpdateSecretRequest {
+        label,
+        issuer,
+        skew,
+    })
+}
+
+/// The optional `skew` of a create or update body: 0, 1 or 2.
+fn opt_skew(body: &Map<String, Value>) -> Result<Option<u8>, ApiError> {
+    opt_u64(body, "skew", SKEW_RULE)?
+        .map(|k| {
+            u8::try_from(k)
+                .ok()
+                .filter(|k| Skew::new(*k).is_some())
+                .ok_or_else(|| ApiError::invalid(format!("\"skew\" must be {SKEW_RULE}")))
+        })
+        .transpose()
 }
 
 /// Turns the wire request into a validated patch: labels and issuers by
@@ -341,10 +358,12 @@ fn secret_patch(request: UpdateSecretRequest) -> Result<SecretPatch, ApiError> {
             .issuer
             .map(|issuer| optional_issuer(issuer.as_deref()))
             .transpose()?,
+        // Checked by `opt_skew`.
+        skew: request.skew.and_then(Skew::new),
     };
     if patch.is_empty() {
         return Err(ApiError::invalid(
-            "the request changes nothing: give \"label\" and/or \"issuer\"",
+            "the request changes nothing: give \"label\", \"issuer\" or \"skew\"",
         ));
     }
     Ok(patch)
@@ -616,14 +635,7 @@ fn parse_create_request(body: &Map<String, Value>) -> Result<CreateSecretRequest
                 .map_err(|_| ApiError::invalid(format!("\"period\" must be {PERIOD_RULE}")))
         })
         .transpose()?;
-    let skew = opt_u64(body, "skew", SKEW_RULE)?
-        .map(|k| {
-            u8::try_from(k)
-                .ok()
-                .filter(|k| Skew::new(*k).is_some())
-                .ok_or_else(|| ApiError::invalid(format!("\"skew\" must be {SKEW_RULE}")))
-        })
-        .transpose()?;
+    let skew = opt_skew(body)?;
     let counter = opt_u64(body, "counter", COUNTER_RULE)?;
     if counter.is_some_and(|c| c > MAX_HOTP_COUNTER) {
         return Err(ApiError::invalid(format!(

@@ -367,6 +367,11 @@ pub struct UpdateSecretRequest {
     /// string, as on create) clears it; absent leaves it.
     #[schema(value_type = Option<String>, example = "GitHub", max_length = 256)]
     pub issuer: Option<Option<String>>,
+    /// New TOTP skew: how many steps either side of the current one a
+    /// verification accepts, 0 to 2 (refused for an HOTP secret); absent
+    /// leaves it.
+    #[schema(minimum = 0, maximum = 2)]
+    pub skew: Option<u8>,
 }
 
 /// Answer of a code request for an HOTP secret: the code of the stored

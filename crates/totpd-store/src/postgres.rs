@@ -552,6 +552,7 @@ impl Store for PgStore {
             .bind(update.label.as_deref())
             .bind(update.issuer.is_some())
             .bind(update.issuer.clone().flatten())
+            .bind(update.skew)
             .bind(id)
             .bind(account_id)
             .fetch_optional(&mut *tx)
@@ -639,17 +640,6 @@ impl Store for PgStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(classify)
-    }
-
-    async fn set_skew(&self, account_id: Uuid, id: Uuid, skew: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query(q::SET_SKEW)
-            .bind(skew)
-            .bind(id)
-            .bind(account_id)
-            .execute(&self.pool)
-            .await
-            .map_err(classify)?;
-        Ok(done.rows_affected() == 1)
     }
 
     async fn append_audit(&self, records: &[AuditRecord]) -> Result<(), StoreError> {

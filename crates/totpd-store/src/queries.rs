@@ -102,18 +102,21 @@ pub(crate) const LIST_SECRETS_AFTER: &str = "SELECT id, account_id, label, issue
      WHERE account_id = $1 AND (created_at, id) > ($2, $3) \
      ORDER BY created_at, id LIMIT $4";
 
-/// Changes one of an account's descriptive fields in one statement and
+/// Changes one of an account's secrets' settings in one statement and
 /// returns the row as it now is (no row if it does not exist): `$1` is the
 /// new label, or NULL to keep it; `$2` says whether to set the issuer to
-/// `$3` (NULL clears it); `$4` and `$5` are the id and account. Neither
-/// field is bound into the ciphertext's associated data, so the ciphertext
-/// is untouched. (SQLite numbers `$N` parameters in order of appearance,
-/// so they appear here in order.)
+/// `$3` (NULL clears it); `$4` is the new TOTP skew, or NULL to keep it;
+/// `$5` and `$6` are the id and account. None of these is bound into the
+/// ciphertext's associated data, so the ciphertext is untouched. (SQLite
+/// numbers `$N` parameters in order of appearance, so they appear here in
+/// order.)
 pub(crate) const UPDATE_SECRET_LABELS: &str = "UPDATE secrets \
-     SET label = COALESCE($1, label), issuer = CASE WHEN $2 THEN $3 ELSE issuer END \
-     WHERE id = $4 AND account_id = $5 \
+     SET label = COALESCE($1, label), issuer = CASE WHEN $2 THEN $3 ELSE issuer END, \
+     skew = COALESCE($4, skew) \
+     WHERE id = $5 AND account_id = $6 \
      RETURNING id, account_id, label, issuer, algorithm, digits, period, created_at, sealed_by, \
-     nonce, ciphertext, aad_version";
+     nonce, ciphertext, aad_version, otp_type, counter, skew, hotp_window, last_step, \
+     failed_verifies, failed_since";
 
 /// Deletes one of an account's secrets (one row changed if it existed).
 pub(crate) const DELETE_SECRET: &str = "DELETE FROM secrets WHERE id = $1 AND account_id = $2";
@@ -145,9 +148,6 @@ pub(crate) const RECORD_VERIFY_FAILURE: &str = "UPDATE secrets SET \
      failed_since = CASE WHEN failed_since IS NULL OR failed_since <= $1 - $2 THEN $1 \
      ELSE failed_since END \
      WHERE id = $3 AND account_id = $4 RETURNING failed_verifies, failed_since";
-
-/// Sets a secret's TOTP skew.
-pub(crate) const SET_SKEW: &str = "UPDATE secrets SET skew = $1 WHERE id = $2 AND account_id = $3";
 
 /// Every `meta` row, by name.
 pub(crate) const DUMP_META: &str = "SELECT name, value FROM meta ORDER BY name";
@@ -318,7 +318,6 @@ pub(crate) const WITH_PARAMETERS: &[&str] = &[
     ACCEPT_TOTP_STEP,
     ACCEPT_HOTP_COUNTER,
     RECORD_VERIFY_FAILURE,
-    SET_SKEW,
     SECRET_COUNT,
     LIST_SECRETS_FIRST,
     LIST_SECRETS_AFTER,

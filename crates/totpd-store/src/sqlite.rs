@@ -464,6 +464,7 @@ impl Store for SqliteStore {
                             update.label,
                             update.issuer.is_some(),
                             update.issuer.flatten(),
+                            update.skew,
                             id.as_bytes().as_slice(),
                             account_id.as_bytes().as_slice(),
                         ],
@@ -565,19 +566,6 @@ impl Store for SqliteStore {
                         |r| Ok((r.get(0)?, r.get(1)?)),
                     )
                     .optional()
-            })
-            .await
-    }
-
-    async fn set_skew(&self, account_id: Uuid, id: Uuid, skew: i64) -> Result<bool, StoreError> {
-        self.writer()
-            .run(move |conn| {
-                let changed = conn.prepare_cached(q::SET_SKEW)?.execute(params![
-                    skew,
-                    id.as_bytes().as_slice(),
-                    account_id.as_bytes().as_slice()
-                ])?;
-                Ok(changed == 1)
             })
             .await
     }

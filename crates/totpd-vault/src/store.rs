@@ -291,12 +291,14 @@ pub struct SecretUpdate {
     pub label: Option<String>,
     /// The new issuer: `Some(None)` clears it.
     pub issuer: Option<Option<String>>,
+    /// The new TOTP skew (0..=2; the schema refuses any other value).
+    pub skew: Option<i64>,
 }
 
 impl SecretUpdate {
     /// Whether the update changes nothing.
     pub fn is_empty(&self) -> bool {
-        self.label.is_none() && self.issuer.is_none()
+        self.label.is_none() && self.issuer.is_none() && self.skew.is_none()
     }
 }
 
@@ -651,8 +653,6 @@ pub trait Store: Send + Sync + fmt::Debug {
         now: i64,
         window_ms: i64,
     ) -> Result<Option<(i64, i64)>, StoreError>;
-    /// Sets a secret's TOTP skew; `false` when the secret does not exist.
-    async fn set_skew(&self, account_id: Uuid, id: Uuid, skew: i64) -> Result<bool, StoreError>;
 
     /// Appends audit events, in order, in one transaction (one commit for
     /// all of them): when this returns `Ok` every one is durable; on an

@@ -1161,34 +1161,6 @@ impl Vault {
         Ok(Verification::Invalid)
     }
 
-    /// Sets how many TOTP steps either side of the current one a
-    /// verification of one of the caller's secrets accepts (`secret.update`).
-    /// The skew is not bound into the ciphertext's associated data: it
-    /// changes which codes verify, never which codes the secret yields.
-    pub async fn set_skew(
-        &self,
-        principal: &Principal,
-        id: Uuid,
-        skew: Skew,
-        now: UnixTime,
-    ) -> Result<(), VaultError> {
-        let done = match authorize(principal, Action::SecretUpdate, Some(id)) {
-            Err(denied) => Err(denied),
-            Ok(()) => match self
-                .store
-                .set_skew(principal.account_id, id, i64::from(skew.get()))
-                .await
-            {
-                Ok(true) => Ok(()),
-                Ok(false) => Err(VaultError::NotFound),
-                Err(error) => Err(error.into()),
-            },
-        };
-        self.record_result(Action::SecretUpdate, principal, Some(id), now, &done)
-            .await;
-        done
-    }
-
     /// Opens a secret's ciphertext, checked against the associated data of
     /// the version that sealed it.
     fn open_secret(

@@ -404,6 +404,7 @@ async fn an_update_changes_only_the_label_and_issuer_of_the_accounts_own_secret(
     let rename = SecretUpdate {
         label: Some("renamed \u{e9}".to_owned()),
         issuer: None,
+        skew: None,
     };
     assert_eq!(
         store
@@ -443,6 +444,7 @@ async fn an_update_changes_only_the_label_and_issuer_of_the_accounts_own_secret(
     let issued = SecretUpdate {
         label: None,
         issuer: Some(Some("New Issuer".to_owned())),
+        skew: None,
     };
     let with_issuer = store
         .update_secret(alice.id, row.id, &issued)
@@ -454,6 +456,7 @@ async fn an_update_changes_only_the_label_and_issuer_of_the_accounts_own_secret(
     let cleared = SecretUpdate {
         label: None,
         issuer: Some(None),
+        skew: None,
     };
     let without = store
         .update_secret(alice.id, row.id, &cleared)
@@ -495,10 +498,12 @@ async fn concurrent_updates_of_different_fields_keep_both(db: &TestDb) {
             SecretUpdate {
                 label: Some(format!("label of {}", row.id)),
                 issuer: None,
+                skew: None,
             },
             SecretUpdate {
                 label: None,
                 issuer: Some(Some(format!("issuer of {}", row.id))),
+                skew: None,
             },
         ] {
             let store = Arc::clone(&db.store);
@@ -764,10 +769,29 @@ async fn a_skew_is_set_only_on_the_accounts_own_secret(db: &TestDb) {
     let bob = db.store.insert_account(&account("bob")).await.unwrap();
     let row = secret(&alice, 1);
     db.store.insert_secret(&row).await.unwrap();
-    assert!(db.store.set_skew(alice.id, row.id, 2).await.unwrap());
-    assert!(!db.store.set_skew(bob.id, row.id, 0).await.unwrap());
+    let skew = |skew| SecretUpdate {
+        skew: Some(skew),
+        ..SecretUpdate::default()
+    };
+    let updated = db.store.update_secret(alice.id, row.id, &skew(2)).await;
+    assert_eq!(
+        updated.unwrap().map(|r| (r.skew, r.label)),
+        Some((2, row.label.clone()))
+    );
+    assert!(
+        db.store
+            .update_secret(bob.id, row.id, &skew(0))
+            .await
+            .unwrap()
+            .is_none()
+    );
     let stored = db.store.secret(alice.id, row.id).await.unwrap().unwrap();
     assert_eq!(stored.skew, 2);
     // Out of range is refused by the database itself.
-    assert!(db.store.set_skew(alice.id, row.id, 3).await.is_err());
+    assert!(
+        db.store
+            .update_secret(alice.id, row.id, &skew(3))
+            .await
+            .is_err()
+    );
 }

@@ -10,7 +10,7 @@ use super::{Vault, authorize, secret_info};
 use crate::clock::Clock;
 use crate::crypto::{Canonical, hmac_sha256};
 use crate::error::VaultError;
-use crate::model::{IssuedCode, Issuer, Label, SecretInfo, SecretKind, UnixTime};
+use crate::model::{IssuedCode, Issuer, Label, SecretInfo, SecretKind, Skew, UnixTime};
 use crate::policy::{Action, Principal};
 use crate::store::{LIST_PAGE, ListCursor, SecretRow, SecretUpdate};
 
@@ -25,12 +25,16 @@ pub struct SecretPatch {
     pub label: Option<Label>,
     /// The new issuer: `Some(None)` clears it.
     pub issuer: Option<Option<Issuer>>,
+    /// How many steps either side of the current one a verification
+    /// accepts (TOTP secrets only). Like the label, not bound into the
+    /// ciphertext: it changes which codes verify, never the codes.
+    pub skew: Option<Skew>,
 }
 
 impl SecretPatch {
     /// Whether the patch changes nothing.
     pub fn is_empty(&self) -> bool {
-        self.label.is_none() && self.issuer.is_none()
+        self.label.is_none() && self.issuer.is_none() && self.skew.is_none()
     }
 }
 
@@ -121,14 +125,28 @@ impl Vault {
         authorize(principal, Action::SecretUpdate, Some(id))?;
         if patch.is_empty() {
             return Err(VaultError::Invalid(
-                "the request changes nothing: give \"label\" and/or \"issuer\"".to_owned(),
+                "the request changes nothing: give \"label\", \"issuer\" or \"skew\"".to_owned(),
             ));
+        }
+        if patch.skew.is_some() {
+            // The type never changes, so reading it first is no race.
+            let row = self
+                .store
+                .secret(principal.account_id, id)
+                .await?
+                .ok_or(VaultError::NotFound)?;
+            if let SecretKind::Hotp { .. } = secret_info(&row)?.kind {
+                return Err(VaultError::Invalid(
+                    "\"skew\" applies to TOTP secrets only".to_owned(),
+                ));
+            }
         }
         let update = SecretUpdate {
             label: patch.label.map(|label| label.as_str().to_owned()),
             issuer: patch
                 .issuer
                 .map(|issuer| issuer.map(|issuer| issuer.as_str().to_owned())),
+            skew: patch.skew.map(|skew| i64::from(skew.get())),
         };
         let row = self
             .store

@@ -235,6 +235,7 @@ async fn a_rename_keeps_the_ciphertext_and_the_codes() {
     let patch = totpd_vault::SecretPatch {
         label: Some(totpd_vault::Label::parse("renamed").unwrap()),
         issuer: Some(Some(totpd_vault::Issuer::parse("Issuer").unwrap())),
+        skew: None,
     };
     let info = vault
         .update_secret(&principal, id, patch, NOW)

@@ -285,6 +285,9 @@ impl Store for MemoryStore {
         if let Some(issuer) = &update.issuer {
             row.issuer = issuer.clone();
         }
+        if let Some(skew) = update.skew {
+            row.skew = skew;
+        }
         Ok(Some(row.clone()))
     }
 
@@ -371,20 +374,6 @@ impl Store for MemoryStore {
                 }
                 (s.failed_verifies, s.failed_since.unwrap_or(now))
             }))
-    }
-
-    async fn set_skew(&self, account_id: Uuid, id: Uuid, skew: i64) -> Result<bool, StoreError> {
-        let mut secrets = self.secrets.lock().unwrap();
-        match secrets
-            .iter_mut()
-            .find(|s| s.account_id == account_id && s.id == id)
-        {
-            Some(s) => {
-                s.skew = skew;
-                Ok(true)
-            }
-            None => Ok(false),
-        }
     }
 
     async fn append_audit(&self, records: &[AuditRecord]) -> Result<(), StoreError> {

@@ -21,6 +21,9 @@ on_both_backends! {
     skew_decides_how_many_steps_either_side_are_accepted
         => skew_decides_how_many_steps_either_side_are_accepted_on_sqlite,
            skew_decides_how_many_steps_either_side_are_accepted_on_postgres;
+    patch_changes_a_totp_secrets_skew_and_refuses_it_for_hotp
+        => patch_changes_a_totp_secrets_skew_and_refuses_it_for_hotp_on_sqlite,
+           patch_changes_a_totp_secrets_skew_and_refuses_it_for_hotp_on_postgres;
     a_hundred_parallel_verifications_of_one_code_accept_exactly_one
         => a_hundred_parallel_verifications_of_one_code_accept_exactly_one_on_sqlite,
            a_hundred_parallel_verifications_of_one_code_accept_exactly_one_on_postgres;
@@ -137,6 +140,70 @@ async fn skew_decides_how_many_steps_either_side_are_accepted(backend: Backend) 
             "skew {skew}, step offset {offset}"
         );
     }
+}
+
+async fn patch_skew(server: &impl Serves, id: &str, body: Value) -> Reply {
+    server
+        .api()
+        .request(
+            Method::PATCH,
+            &format!("/api/v2/totp/secrets/{id}"),
+            Body::Json(body),
+        )
+        .await
+}
+
+async fn patch_changes_a_totp_secrets_skew_and_refuses_it_for_hotp(backend: Backend) {
+    let clock = pinned_clock();
+    let server = app(backend, &clock).await;
+    let id = new_secret(&server, json!({"label": "p"})).await;
+    let answer = patch_skew(&server, &id, json!({"skew": 0}))
+        .await
+        .expect_ok();
+    assert_eq!(answer["totp_secret"]["skew"], 0, "{answer}");
+    assert_eq!(answer["totp_secret"]["label"], "p", "the label is kept");
+    let previous = code_at(&clock, -1);
+    if previous != code_at(&clock, 0) {
+        assert!(
+            !valid(&server, &id, &previous).await,
+            "skew 0 refuses the step before"
+        );
+    }
+    patch_skew(&server, &id, json!({"skew": 2}))
+        .await
+        .expect_ok();
+    assert!(
+        valid(&server, &id, &code_at(&clock, -2)).await,
+        "skew 2 accepts two steps back"
+    );
+    for bad in [json!(3), json!(-1), json!("1"), json!(1.5)] {
+        let refused = patch_skew(&server, &id, json!({ "skew": bad })).await;
+        let body = refused.expect_error(400, "invalid_request");
+        assert!(
+            body["message"].as_str().unwrap().contains("\"skew\""),
+            "{body}"
+        );
+    }
+    let hotp = server
+        .api()
+        .create_ok(json!({"label": "h", "type": "hotp", "secret": base32_encode(KEY)}))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let body = patch_skew(&server, &hotp, json!({"skew": 1}))
+        .await
+        .expect_error(400, "invalid_request");
+    assert!(body["message"].as_str().unwrap().contains("TOTP"), "{body}");
+    let kept = server
+        .api()
+        .get(&format!("/api/v2/totp/secrets/{hotp}"))
+        .await
+        .expect_ok();
+    assert_eq!(
+        kept["totp_secret"]["label"], "h",
+        "a refused patch changes nothing"
+    );
 }
 
 async fn a_hundred_parallel_verifications_of_one_code_accept_exactly_one(backend: Backend) {
