@@ -19,6 +19,13 @@ shipped); a row that changes a setting says so in its note:
   list-10     GET /api/v2/totp/secrets, account with 10 secrets
   list-10k    GET /api/v2/totp/secrets, account with 10,000 secrets
   create      POST /api/v2/totp/secrets (durable: answered after fsync)
+  hotp-code   GET /api/v2/totp/code/{id} of one HOTP secret: each request
+              advances its counter (a durable write) and is audited
+  verify      POST /api/v2/totp/secrets/{id}/verify, each a correct code
+              (successive HOTP codes of 1,000 secrets, round robin, so no
+              code repeats and no request is a failed attempt): a durable
+              compare-and-set of the counter plus its audit record; any
+              answer other than valid:true stops the run
 
 and, on SQLite, the scale run: the code endpoint with 1,000 and with
 1,000,000 stored secrets, and the server's peak RSS under that load.
@@ -31,6 +38,11 @@ the server, so absolute numbers are lower than on a dedicated client.
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
+import hmac
+import struct
+import urllib.request
 import json
 import os
 import platform
@@ -63,6 +75,7 @@ class Settings:
     scale_small: int
     scale_large: int
     list_large: int
+    verify_secrets: int
     smoke: bool
 
 
@@ -263,6 +276,9 @@ def wrk(url: str, headers: dict[str, str], settings: Settings, *, script: Path |
     non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
     socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
     errors = int(non_2xx.group(1)) if non_2xx else 0
+    not_valid = re.search(r"^not valid: (\d+)$", text, re.M)
+    if not_valid:
+        errors += int(not_valid.group(1))
     if socket_errors:
         errors += sum(int(g) for g in socket_errors.groups())
     return rps, parse_latency(text, "50"), parse_latency(text, "99"), errors
@@ -286,6 +302,74 @@ def measure(run: Run, backend: str, name: str, url: str, headers: dict[str, str]
     return result
 
 
+def hotp(key: bytes, counter: int, digits: int = 6) -> str:
+    """RFC 4226, for the verify benchmark's codes."""
+    mac = hmac.new(key, struct.pack(">Q", counter), hashlib.sha1).digest()
+    offset = mac[-1] & 0x0F
+    value = struct.unpack(">I", mac[offset:offset + 4])[0] & 0x7FFFFFFF
+    return str(value % 10**digits).zfill(digits)
+
+
+def create_hotp(url: str, key: dict, index: int) -> tuple[str, bytes]:
+    """Creates an HOTP secret (counter 0) over HTTP; returns its id and key."""
+    secret = hashlib.sha1(f"bench-hotp-{index}".encode()).digest()
+    body = json.dumps({"label": f"bench-hotp-{index}", "type": "hotp",
+                       "secret": base64.b32encode(secret).decode()}).encode()
+    request = urllib.request.Request(f"{url}/api/v2/totp/secrets", data=body, method="POST",
+                                     headers={**auth(key), "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return json.load(answer)["totp_secret"]["id"], secret
+
+
+def verify_script(url: str, key: dict, settings: Settings) -> Path:
+    """A wrk script that verifies successive HOTP codes of many secrets.
+
+    Each wrk thread takes every `threads`-th secret and sends them in turn,
+    so a secret's next request is hundreds of requests away and its codes
+    arrive in counter order. Answers other than valid:true are counted and
+    printed by `done`, and the run fails on any.
+    """
+    count = settings.verify_secrets
+    # Enough codes for far more requests than the run can make.
+    per_secret = max(50, settings.duration * 40_000 // count)
+    ids, codes = [], []
+    for i in range(count):
+        id_, secret = create_hotp(url, key, i)
+        ids.append(id_)
+        codes.append(",".join(f'"{hotp(secret, c)}"' for c in range(per_secret)))
+    threads = min(settings.threads, settings.connections)
+    lua = OUT / "verify.lua"
+    lua.write_text(
+        'wrk.method = "POST"\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f"local threads = {threads}\n"
+        "local ids = {" + ",".join(f'"{i}"' for i in ids) + "}\n"
+        "local codes = {" + ",".join("{" + c + "}" for c in codes) + "}\n"
+        "local all = {}\n"
+        "local n = 0\n"
+        "function setup(thread) thread:set('tid', n); n = n + 1; table.insert(all, thread) end\n"
+        "function init(args) cur = tid; sent = {}; invalid = 0 end\n"
+        "function request()\n"
+        "  local i = cur + 1\n"
+        "  cur = cur + threads\n"
+        "  if cur >= #ids then cur = tid end\n"
+        "  local k = (sent[i] or 0) + 1\n"
+        "  sent[i] = k\n"
+        "  local code = codes[i][k] or 'x'\n"
+        "  return wrk.format(nil, '/api/v2/totp/secrets/' .. ids[i] .. '/verify', nil, '{\"code\":\"' .. code .. '\"}')\n"
+        "end\n"
+        "function response(status, headers, body)\n"
+        "  if not string.find(body, '\"valid\":true', 1, true) then invalid = invalid + 1 end\n"
+        "end\n"
+        "function done(summary, latency, requests)\n"
+        "  local bad = 0\n"
+        "  for _, t in ipairs(all) do bad = bad + t:get('invalid') end\n"
+        "  io.write(string.format('not valid: %d\\n', bad))\n"
+        "end\n"
+    )
+    return lua
+
+
 def bench_backend(run: Run, binary: Path, backend: str, settings: Settings, pg_admin: str | None) -> None:
     server = Server(binary, backend, pg_admin)
     try:
@@ -307,7 +391,12 @@ def bench_backend(run: Run, binary: Path, backend: str, settings: Settings, pg_a
                           auth(large), settings, server, connections=1, threads=1)
         create = measure(run, backend, "create", f"{server.url}/api/v2/totp/secrets", auth(small), settings, server,
                          script=create_lua)
-        for result in (code, list10, list10k, create):
+        hotp_id, _ = create_hotp(server.url, small, -1)
+        hotp_code = measure(run, backend, "hotp-code", f"{server.url}/api/v2/totp/code/{hotp_id}", auth(small),
+                            settings, server)
+        verify = measure(run, backend, "verify", server.url, auth(small), settings, server,
+                         script=verify_script(server.url, small, settings))
+        for result in (code, list10, list10k, create, hotp_code, verify):
             result.ratio_to_bare = result.rps / bare.rps
         bare.ratio_to_bare = 1.0
     finally:
@@ -414,10 +503,11 @@ def main() -> int:
         print("wrk not found: apt-get install wrk", file=sys.stderr)
         return 2
     settings = (
-        Settings(duration=1, connections=16, threads=2, scale_small=100, scale_large=2_000, list_large=1_000, smoke=True)
+        Settings(duration=1, connections=16, threads=2, scale_small=100, scale_large=2_000, list_large=1_000,
+                 verify_secrets=100, smoke=True)
         if args.smoke
         else Settings(duration=10, connections=64, threads=2, scale_small=1_000, scale_large=1_000_000,
-                      list_large=10_000, smoke=False)
+                      list_large=10_000, verify_secrets=1_000, smoke=False)
     )
     OUT.mkdir(parents=True, exist_ok=True)
     binary = build()

@@ -168,7 +168,9 @@ def exercise(server: TotpdServer, cli: Cli, owner: dict) -> tuple[set[str], set[
         {"label": "bad", "secret": bad_uri_secret, "algorithm": "MD5"},
         {"label": "bad", "secret": bad_uri_secret, "period": 0},
         {"label": "bad", "secret": [bad_uri_secret]},
-        {"uri": f"otpauth://hotp/x?secret={bad_uri_secret}&counter=1"},
+        {"uri": f"otpauth://hotp/x?secret={bad_uri_secret}"},             # HOTP needs a counter
+        {"uri": f"otpauth://hotp/x?secret={bad_uri_secret}&counter=-1"},
+        {"label": "bad", "secret": bad_uri_secret, "type": "hotp", "period": 30},
         {"uri": f"otpauth://totp/x?secret={bad_uri_secret}&digits=7"},
         {"uri": f"otpauth://totp/x?secret={bad_uri_secret}&secret={bad_uri_secret}"},
         {"uri": f"otpauth://totp/x?secret={bad_uri_secret}%ZZ"},
