@@ -38,6 +38,25 @@ pub struct PgStore {
 }
 
 impl PgStore {
+    /// Runs a compare-and-set statement on one secret (`$1` the new value,
+    /// `$2` the id, `$3` the account): whether this call changed the row.
+    async fn compare_and_set(
+        &self,
+        statement: &'static str,
+        value: i64,
+        account_id: Uuid,
+        id: Uuid,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(statement)
+            .bind(value)
+            .bind(id)
+            .bind(account_id)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Connects to a `postgres://` URL (TLS through its `sslmode` parameter)
     /// and migrates the database.
     pub async fn connect(url: &str, options: &ConnectOptions) -> Result<PgStore, StoreError> {
@@ -599,14 +618,8 @@ impl Store for PgStore {
         id: Uuid,
         step: i64,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(q::ACCEPT_TOTP_STEP)
-            .bind(step)
-            .bind(id)
-            .bind(account_id)
-            .execute(&self.pool)
+        self.compare_and_set(q::ACCEPT_TOTP_STEP, step, account_id, id)
             .await
-            .map_err(classify)?;
-        Ok(done.rows_affected() == 1)
     }
 
     async fn accept_hotp_counter(
@@ -615,14 +628,8 @@ impl Store for PgStore {
         id: Uuid,
         matched: i64,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(q::ACCEPT_HOTP_COUNTER)
-            .bind(matched)
-            .bind(id)
-            .bind(account_id)
-            .execute(&self.pool)
+        self.compare_and_set(q::ACCEPT_HOTP_COUNTER, matched, account_id, id)
             .await
-            .map_err(classify)?;
-        Ok(done.rows_affected() == 1)
     }
 
     async fn record_verify_failure(

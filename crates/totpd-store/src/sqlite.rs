@@ -69,6 +69,28 @@ impl fmt::Debug for SqliteStore {
 }
 
 impl SqliteStore {
+    /// Runs a compare-and-set statement on one secret (`$1` the new value,
+    /// `$2` the id, `$3` the account) as one job of the writer thread:
+    /// whether this call changed the row.
+    async fn compare_and_set(
+        &self,
+        statement: &'static str,
+        value: i64,
+        account_id: Uuid,
+        id: Uuid,
+    ) -> Result<bool, StoreError> {
+        self.writer()
+            .run(move |conn| {
+                let changed = conn.prepare_cached(statement)?.execute(params![
+                    value,
+                    id.as_bytes().as_slice(),
+                    account_id.as_bytes().as_slice()
+                ])?;
+                Ok(changed == 1)
+            })
+            .await
+    }
+
     /// Opens (creating if missing, unless `?mode=rw` or `?mode=ro`) the
     /// database at a `sqlite://PATH`, `sqlite:///abs/path` or `sqlite:PATH`
     /// URL and migrates it.
@@ -514,15 +536,7 @@ impl Store for SqliteStore {
         id: Uuid,
         step: i64,
     ) -> Result<bool, StoreError> {
-        self.writer()
-            .run(move |conn| {
-                let changed = conn.prepare_cached(q::ACCEPT_TOTP_STEP)?.execute(params![
-                    step,
-                    id.as_bytes().as_slice(),
-                    account_id.as_bytes().as_slice()
-                ])?;
-                Ok(changed == 1)
-            })
+        self.compare_and_set(q::ACCEPT_TOTP_STEP, step, account_id, id)
             .await
     }
 
@@ -532,17 +546,7 @@ impl Store for SqliteStore {
         id: Uuid,
         matched: i64,
     ) -> Result<bool, StoreError> {
-        self.writer()
-            .run(move |conn| {
-                let changed = conn
-                    .prepare_cached(q::ACCEPT_HOTP_COUNTER)?
-                    .execute(params![
-                        matched,
-                        id.as_bytes().as_slice(),
-                        account_id.as_bytes().as_slice()
-                    ])?;
-                Ok(changed == 1)
-            })
+        self.compare_and_set(q::ACCEPT_HOTP_COUNTER, matched, account_id, id)
             .await
     }
 

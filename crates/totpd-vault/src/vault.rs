@@ -995,12 +995,7 @@ impl Vault {
         id: Uuid,
         now: UnixTime,
     ) -> Result<IssuedCode, VaultError> {
-        authorize(principal, Action::CodeRead, Some(id))?;
-        let row = self
-            .store
-            .secret(principal.account_id, id)
-            .await?
-            .ok_or(VaultError::NotFound)?;
+        let row = self.authorized_row(principal, Action::CodeRead, id).await?;
         let info = secret_info(&row)?;
         // Opened before the counter moves: a secret that cannot be opened
         // consumes no counter.
@@ -1083,13 +1078,10 @@ impl Vault {
         code: &str,
         now: UnixTime,
     ) -> Result<Verification, VaultError> {
-        authorize(principal, Action::CodeVerify, Some(id))?;
         let account = principal.account_id;
         let row = self
-            .store
-            .secret(account, id)
-            .await?
-            .ok_or(VaultError::NotFound)?;
+            .authorized_row(principal, Action::CodeVerify, id)
+            .await?;
         if let Some(since) = row.failed_since
             && row.failed_verifies >= MAX_FAILED_VERIFIES
             && since > now.0 - VERIFY_WINDOW_MS
@@ -1159,6 +1151,22 @@ impl Vault {
             return Err(rate_limited(since, now));
         }
         Ok(Verification::Invalid)
+    }
+
+    /// One of the caller's secrets' row, once `action` on it is allowed:
+    /// `NotFound` when the account holds no such secret (or it is outside
+    /// the key's scope).
+    pub(crate) async fn authorized_row(
+        &self,
+        principal: &Principal,
+        action: Action,
+        id: Uuid,
+    ) -> Result<SecretRow, VaultError> {
+        authorize(principal, action, Some(id))?;
+        self.store
+            .secret(principal.account_id, id)
+            .await?
+            .ok_or(VaultError::NotFound)
     }
 
     /// Opens a secret's ciphertext, checked against the associated data of

@@ -92,12 +92,9 @@ const CURSOR_LEN: usize = 8 + 16 + CURSOR_TAG;
 impl Vault {
     /// One of the caller's secrets, described (never its secret).
     pub async fn secret(&self, principal: &Principal, id: Uuid) -> Result<SecretInfo, VaultError> {
-        authorize(principal, Action::SecretRead, Some(id))?;
         let row = self
-            .store
-            .secret(principal.account_id, id)
-            .await?
-            .ok_or(VaultError::NotFound)?;
+            .authorized_row(principal, Action::SecretRead, id)
+            .await?;
         secret_info(&row)
     }
 
@@ -131,10 +128,8 @@ impl Vault {
         if patch.skew.is_some() {
             // The type never changes, so reading it first is no race.
             let row = self
-                .store
-                .secret(principal.account_id, id)
-                .await?
-                .ok_or(VaultError::NotFound)?;
+                .authorized_row(principal, Action::SecretUpdate, id)
+                .await?;
             if let SecretKind::Hotp { .. } = secret_info(&row)?.kind {
                 return Err(VaultError::Invalid(
                     "\"skew\" applies to TOTP secrets only".to_owned(),
@@ -310,12 +305,7 @@ impl Vault {
         min_remaining: u64,
         clock: &dyn Clock,
     ) -> Result<UnixTime, VaultError> {
-        authorize(principal, Action::CodeRead, Some(id))?;
-        let row = self
-            .store
-            .secret(principal.account_id, id)
-            .await?
-            .ok_or(VaultError::NotFound)?;
+        let row = self.authorized_row(principal, Action::CodeRead, id).await?;
         let info = secret_info(&row)?;
         if let SecretKind::Hotp { .. } = info.kind {
             // An HOTP code does not expire: there is nothing to wait for.
