@@ -3,6 +3,7 @@
 mod copy;
 
 use std::str::FromStr;
+use std::sync::LazyLock;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions};
@@ -37,24 +38,73 @@ pub struct PgStore {
     pool: PgPool,
 }
 
+/// `change` (a statement that changes at most one row and returns `v`)
+/// followed, only when it changed a row, by the insert of an audit event
+/// whose fields are bound from `$first` on: one statement, so one round
+/// trip and one commit for the change and its record, and neither without
+/// the other.
+fn audited(change: &str, first: usize) -> String {
+    const TYPES: [&str; 10] = [
+        "BIGINT", "UUID", "TEXT", "TEXT", "TEXT", "TEXT", "UUID", "TEXT", "TEXT", "TEXT",
+    ];
+    let values: Vec<String> = TYPES
+        .iter()
+        .enumerate()
+        .map(|(i, ty)| format!("${}::{ty}", first + i))
+        .collect();
+    format!(
+        "WITH changed AS ({change}), recorded AS (INSERT INTO audit_events \
+         (at, account_id, action, outcome, key_id, role, secret_id, remote_addr, user_agent, \
+         request_id) SELECT {} FROM changed) SELECT v FROM changed",
+        values.join(", ")
+    )
+}
+
+static AUDITED_INSERT_SECRET: LazyLock<String> =
+    LazyLock::new(|| audited(&format!("{} RETURNING 1 AS v", q::INSERT_SECRET), 20));
+static AUDITED_TAKE_HOTP_COUNTER: LazyLock<String> =
+    LazyLock::new(|| audited(&format!("{} AS v", q::TAKE_HOTP_COUNTER), 3));
+static AUDITED_ACCEPT_TOTP_STEP: LazyLock<String> =
+    LazyLock::new(|| audited(&format!("{} RETURNING 1 AS v", q::ACCEPT_TOTP_STEP), 4));
+static AUDITED_ACCEPT_HOTP_COUNTER: LazyLock<String> =
+    LazyLock::new(|| audited(&format!("{} RETURNING 1 AS v", q::ACCEPT_HOTP_COUNTER), 4));
+
+/// Binds an audit event's fields, in [`audited`]'s order.
+fn bind_record<'q>(query: PgQuery<'q>, r: &'q AuditRecord) -> PgQuery<'q> {
+    query
+        .bind(r.at)
+        .bind(r.account_id)
+        .bind(r.action.as_str())
+        .bind(r.outcome.as_str())
+        .bind(r.key_id.as_deref())
+        .bind(r.role.as_deref())
+        .bind(r.secret_id)
+        .bind(r.remote_addr.as_deref())
+        .bind(r.user_agent.as_deref())
+        .bind(r.request_id.as_deref())
+}
+
 impl PgStore {
     /// Runs a compare-and-set statement on one secret (`$1` the new value,
-    /// `$2` the id, `$3` the account): whether this call changed the row.
+    /// `$2` the id, `$3` the account, an [`audited`] statement) with
+    /// `record` written along when it changed the row: whether it did.
     async fn compare_and_set(
         &self,
-        statement: &'static str,
+        statement: &'static LazyLock<String>,
         value: i64,
         account_id: Uuid,
         id: Uuid,
+        record: &AuditRecord,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(statement)
+        let query = sqlx::query(statement.as_str())
             .bind(value)
             .bind(id)
-            .bind(account_id)
-            .execute(&self.pool)
+            .bind(account_id);
+        let changed = bind_record(query, record)
+            .fetch_optional(&self.pool)
             .await
             .map_err(classify)?;
-        Ok(done.rows_affected() == 1)
+        Ok(changed.is_some())
     }
 
     /// Connects to a `postgres://` URL (TLS through its `sslmode` parameter)
@@ -225,7 +275,12 @@ fn insert_api_key_query(row: &ApiKeyRow) -> PgQuery<'_> {
 }
 
 fn insert_secret_query(row: &SecretRow) -> PgQuery<'_> {
-    sqlx::query(q::INSERT_SECRET)
+    insert_secret_with(q::INSERT_SECRET, row)
+}
+
+/// `statement` (an insert of one secret, `$1` to `$19`) bound to `row`.
+fn insert_secret_with<'q>(statement: &'static str, row: &'q SecretRow) -> PgQuery<'q> {
+    sqlx::query(statement)
         .bind(row.id)
         .bind(row.account_id)
         .bind(row.label.as_str())
@@ -294,19 +349,7 @@ fn audit_row(t: AuditTuple) -> AuditRow {
 }
 
 fn copy_audit_query(row: &AuditRow) -> PgQuery<'_> {
-    let r = &row.record;
-    sqlx::query(q::COPY_AUDIT)
-        .bind(row.id)
-        .bind(r.at)
-        .bind(r.account_id)
-        .bind(r.action.as_str())
-        .bind(r.outcome.as_str())
-        .bind(r.key_id.as_deref())
-        .bind(r.role.as_deref())
-        .bind(r.secret_id)
-        .bind(r.remote_addr.as_deref())
-        .bind(r.user_agent.as_deref())
-        .bind(r.request_id.as_deref())
+    bind_record(sqlx::query(q::COPY_AUDIT).bind(row.id), &row.record)
 }
 
 /// Appends a batch of audit events with one statement (so one round trip
@@ -515,6 +558,7 @@ impl Store for PgStore {
         &self,
         row: &SecretRow,
         max: u64,
+        record: &AuditRecord,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(classify)?;
         // The account's row lock serialises creates into one account (on
@@ -529,10 +573,13 @@ impl Store for PgStore {
             tx.rollback().await.map_err(classify)?;
             return Err(StoreError::QuotaExceeded { limit: max });
         }
-        insert_secret_query(row)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
+        bind_record(
+            insert_secret_with(AUDITED_INSERT_SECRET.as_str(), row),
+            record,
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
         commit_unless_abandoned(tx).await
     }
 
@@ -600,15 +647,20 @@ impl Store for PgStore {
         &self,
         account_id: Uuid,
         id: Uuid,
+        record: &AuditRecord,
     ) -> Result<Option<i64>, StoreError> {
         // One statement: the row lock PostgreSQL takes for the UPDATE makes
         // concurrent callers on every node queue, each seeing the counter
         // the previous one left.
-        sqlx::query_scalar::<_, i64>(q::TAKE_HOTP_COUNTER)
+        let query = sqlx::query(AUDITED_TAKE_HOTP_COUNTER.as_str())
             .bind(id)
-            .bind(account_id)
+            .bind(account_id);
+        bind_record(query, record)
             .fetch_optional(&self.pool)
             .await
+            .map_err(classify)?
+            .map(|row| row.try_get::<i64, _>(0))
+            .transpose()
             .map_err(classify)
     }
 
@@ -617,8 +669,9 @@ impl Store for PgStore {
         account_id: Uuid,
         id: Uuid,
         step: i64,
+        record: &AuditRecord,
     ) -> Result<bool, StoreError> {
-        self.compare_and_set(q::ACCEPT_TOTP_STEP, step, account_id, id)
+        self.compare_and_set(&AUDITED_ACCEPT_TOTP_STEP, step, account_id, id, record)
             .await
     }
 
@@ -627,9 +680,16 @@ impl Store for PgStore {
         account_id: Uuid,
         id: Uuid,
         matched: i64,
+        record: &AuditRecord,
     ) -> Result<bool, StoreError> {
-        self.compare_and_set(q::ACCEPT_HOTP_COUNTER, matched, account_id, id)
-            .await
+        self.compare_and_set(
+            &AUDITED_ACCEPT_HOTP_COUNTER,
+            matched,
+            account_id,
+            id,
+            record,
+        )
+        .await
     }
 
     async fn record_verify_failure(

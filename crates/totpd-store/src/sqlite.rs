@@ -70,7 +70,8 @@ impl fmt::Debug for SqliteStore {
 
 impl SqliteStore {
     /// Runs a compare-and-set statement on one secret (`$1` the new value,
-    /// `$2` the id, `$3` the account) as one job of the writer thread:
+    /// `$2` the id, `$3` the account) as one job of the writer thread, with
+    /// `record` appended in the same savepoint when it changed the row:
     /// whether this call changed the row.
     async fn compare_and_set(
         &self,
@@ -78,7 +79,9 @@ impl SqliteStore {
         value: i64,
         account_id: Uuid,
         id: Uuid,
+        record: &AuditRecord,
     ) -> Result<bool, StoreError> {
+        let record = record.clone();
         self.writer()
             .run(move |conn| {
                 let changed = conn.prepare_cached(statement)?.execute(params![
@@ -86,6 +89,9 @@ impl SqliteStore {
                     id.as_bytes().as_slice(),
                     account_id.as_bytes().as_slice()
                 ])?;
+                if changed == 1 {
+                    rows::insert_audit(conn, &record)?;
+                }
                 Ok(changed == 1)
             })
             .await
@@ -415,8 +421,9 @@ impl Store for SqliteStore {
         &self,
         row: &SecretRow,
         max: u64,
+        record: &AuditRecord,
     ) -> Result<(), StoreError> {
-        let row = row.clone();
+        let (row, record) = (row.clone(), record.clone());
         // One writer thread runs every write of this process, and other
         // processes wait for the file's write lock: between the count and
         // the insert nothing else can add a secret.
@@ -431,6 +438,7 @@ impl Store for SqliteStore {
                     return Ok(false);
                 }
                 rows::insert_secret(conn, &row)?;
+                rows::insert_audit(conn, &record)?;
                 Ok(true)
             })
             .await?;
@@ -515,17 +523,24 @@ impl Store for SqliteStore {
         &self,
         account_id: Uuid,
         id: Uuid,
+        record: &AuditRecord,
     ) -> Result<Option<i64>, StoreError> {
+        let record = record.clone();
         // The writer thread is the only writer: the statement's read and
         // write of the counter cannot interleave with another's.
         self.writer()
             .run(move |conn| {
-                conn.prepare_cached(q::TAKE_HOTP_COUNTER)?
+                let taken: Option<i64> = conn
+                    .prepare_cached(q::TAKE_HOTP_COUNTER)?
                     .query_row(
                         params![id.as_bytes().as_slice(), account_id.as_bytes().as_slice()],
                         |r| r.get(0),
                     )
-                    .optional()
+                    .optional()?;
+                if taken.is_some() {
+                    rows::insert_audit(conn, &record)?;
+                }
+                Ok(taken)
             })
             .await
     }
@@ -535,8 +550,9 @@ impl Store for SqliteStore {
         account_id: Uuid,
         id: Uuid,
         step: i64,
+        record: &AuditRecord,
     ) -> Result<bool, StoreError> {
-        self.compare_and_set(q::ACCEPT_TOTP_STEP, step, account_id, id)
+        self.compare_and_set(q::ACCEPT_TOTP_STEP, step, account_id, id, record)
             .await
     }
 
@@ -545,8 +561,9 @@ impl Store for SqliteStore {
         account_id: Uuid,
         id: Uuid,
         matched: i64,
+        record: &AuditRecord,
     ) -> Result<bool, StoreError> {
-        self.compare_and_set(q::ACCEPT_HOTP_COUNTER, matched, account_id, id)
+        self.compare_and_set(q::ACCEPT_HOTP_COUNTER, matched, account_id, id, record)
             .await
     }
 

@@ -17,6 +17,10 @@
 //!   failed authentications, rate limiting): durable a batch later, never
 //!   delaying the answer, and dropped (counted and logged) if the queue is
 //!   full, so a flood of bad requests cannot grow memory or slow good ones.
+//!
+//! The success records of the writes on the hot paths (a create, an HOTP
+//! code, an accepted verification) do not come here: the vault hands them
+//! to the store with the change, which writes both in one transaction.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -569,13 +569,17 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Inserts a secret (no quota: for copies and tools).
     async fn insert_secret(&self, row: &SecretRow) -> Result<(), StoreError>;
-    /// Inserts a secret unless its account already holds `max` secrets, in
-    /// which case nothing is stored and the answer is
-    /// [`StoreError::QuotaExceeded`]. The check and the insert are one
-    /// atomic step: concurrent inserts into one account, from any number of
-    /// nodes, never take it past `max`.
-    async fn insert_secret_within_quota(&self, row: &SecretRow, max: u64)
-    -> Result<(), StoreError>;
+    /// Inserts a secret and its audit `record` in one transaction, unless
+    /// its account already holds `max` secrets, in which case nothing is
+    /// stored and the answer is [`StoreError::QuotaExceeded`]. The check and
+    /// the insert are one atomic step: concurrent inserts into one account,
+    /// from any number of nodes, never take it past `max`.
+    async fn insert_secret_within_quota(
+        &self,
+        row: &SecretRow,
+        max: u64,
+        record: &AuditRecord,
+    ) -> Result<(), StoreError>;
     /// Finds one of the account's secrets.
     async fn secret(&self, account_id: Uuid, id: Uuid) -> Result<Option<SecretRow>, StoreError>;
     /// Up to `limit` of the account's secrets that come after `after` (from
@@ -621,26 +625,35 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// atomic statement, so no two callers on any node get the same counter.
     /// `None` when the account holds no such HOTP secret (or its counter
     /// cannot advance any further).
+    ///
+    /// `record` (its `code.read`) is written in the same transaction, only
+    /// when a counter is handed out: a counter is consumed if and only if
+    /// its record is durable.
     async fn take_hotp_counter(
         &self,
         account_id: Uuid,
         id: Uuid,
+        record: &AuditRecord,
     ) -> Result<Option<i64>, StoreError>;
     /// TOTP: records `step` as accepted only if no step at or after it was
     /// accepted before (one compare-and-set); `true` if this call won.
+    /// `record` is written in the same transaction, only when it won.
     async fn accept_totp_step(
         &self,
         account_id: Uuid,
         id: Uuid,
         step: i64,
+        record: &AuditRecord,
     ) -> Result<bool, StoreError>;
     /// HOTP: moves the counter to `matched + 1` only while it is still at
     /// or below `matched` (one compare-and-set); `true` if this call won.
+    /// `record` is written in the same transaction, only when it won.
     async fn accept_hotp_counter(
         &self,
         account_id: Uuid,
         id: Uuid,
         matched: i64,
+        record: &AuditRecord,
     ) -> Result<bool, StoreError>;
     /// Counts one failed verification at `now` (Unix ms): a window older
     /// than `window_ms` (or none) starts again at `now` with one failure.

@@ -765,14 +765,22 @@ impl Vault {
         new: NewSecret,
         now: UnixTime,
     ) -> Result<CreatedSecret, VaultError> {
-        let created = self.create_secret_unrecorded(principal, new, now).await;
-        let id = created.as_ref().ok().map(|c| c.info.id);
-        self.record_result(Action::SecretCreate, principal, id, now, &created)
-            .await;
+        let created = self.create_secret_recorded(principal, new, now).await;
+        if let Err(error) = &created {
+            self.audit.record(audit::event(
+                Action::SecretCreate.as_str(),
+                outcome_of(error),
+                Some(principal),
+                None,
+                now,
+            ));
+        }
         created
     }
 
-    async fn create_secret_unrecorded(
+    /// Creates the secret; its `secret.create` record is written in the
+    /// same transaction as the row.
+    async fn create_secret_recorded(
         &self,
         principal: &Principal,
         new: NewSecret,
@@ -825,6 +833,13 @@ impl Vault {
                 i64::from(Skew::default().get()),
             ),
         };
+        let record = audit::event(
+            Action::SecretCreate.as_str(),
+            Outcome::Ok,
+            Some(principal),
+            Some(id),
+            now,
+        );
         self.store
             .insert_secret_within_quota(
                 &SecretRow {
@@ -849,6 +864,7 @@ impl Vault {
                     failed_since: None,
                 },
                 self.max_secrets_per_account,
+                &record,
             )
             .await?;
         Ok(CreatedSecret { info, secret })
@@ -953,22 +969,24 @@ impl Vault {
         id: Uuid,
         now: UnixTime,
     ) -> Result<IssuedCode, VaultError> {
-        let code = self.code_unrecorded(principal, id, now).await;
+        let code = self.issue_code(principal, id, now).await;
         self.record_code(principal, id, now, code).await
     }
 
     /// Records a `code.read` at `now` and answers `code`: a code only once
     /// its record is durable (else `Unavailable`, and the code is dropped
-    /// unseen); a failure without waiting.
-    async fn record_code<T>(
+    /// unseen); a failure without waiting. An HOTP code's record was
+    /// written with its counter (see [`Vault::issue_code`]).
+    async fn record_code(
         &self,
         principal: &Principal,
         id: Uuid,
         now: UnixTime,
-        code: Result<T, VaultError>,
-    ) -> Result<T, VaultError> {
+        code: Result<IssuedCode, VaultError>,
+    ) -> Result<IssuedCode, VaultError> {
         let outcome = match &code {
-            Ok(_) => Outcome::Ok,
+            Ok(IssuedCode::Hotp(_)) => return code,
+            Ok(IssuedCode::Totp(_)) => Outcome::Ok,
             Err(error) => outcome_of(error),
         };
         let record = audit::event(
@@ -989,7 +1007,11 @@ impl Vault {
         code
     }
 
-    async fn code_unrecorded(
+    /// The secret's code at `now`. An HOTP code takes the stored counter,
+    /// and its `code.read` record is written in the same transaction (a
+    /// counter is used up if and only if its record is durable); a TOTP
+    /// code is recorded by the caller ([`Vault::record_code`]).
+    async fn issue_code(
         &self,
         principal: &Principal,
         id: Uuid,
@@ -1001,9 +1023,16 @@ impl Vault {
         // consumes no counter.
         let secret = self.open_secret(principal.account_id, &info, row)?;
         if let SecretKind::Hotp { .. } = info.kind {
+            let record = audit::event(
+                Action::CodeRead.as_str(),
+                Outcome::Ok,
+                Some(principal),
+                Some(id),
+                now,
+            );
             let counter = self
                 .store
-                .take_hotp_counter(principal.account_id, id)
+                .take_hotp_counter(principal.account_id, id, &record)
                 .await?
                 .ok_or(VaultError::NotFound)?;
             let counter = u64::try_from(counter)
@@ -1050,28 +1079,26 @@ impl Vault {
         code: &str,
         now: UnixTime,
     ) -> Result<Verification, VaultError> {
-        let verified = self.verify_unrecorded(principal, id, code, now).await;
+        let verified = self.verify_recorded(principal, id, code, now).await;
         let outcome = match &verified {
-            Ok(Verification::Valid) => Outcome::Ok,
+            // Written with the accepted step or counter.
+            Ok(Verification::Valid) => return verified,
             Ok(Verification::Invalid) => Outcome::Invalid,
             Err(error) => outcome_of(error),
         };
-        let record = audit::event(
+        self.audit.record(audit::event(
             Action::CodeVerify.as_str(),
             outcome,
             Some(principal),
             Some(id),
             now,
-        );
-        if matches!(verified, Ok(Verification::Valid)) {
-            self.record_done(record).await;
-        } else {
-            self.audit.record(record);
-        }
+        ));
         verified
     }
 
-    async fn verify_unrecorded(
+    /// Checks the code; an accepted one's `code.verify` record is written
+    /// in the same transaction as its step or counter.
+    async fn verify_recorded(
         &self,
         principal: &Principal,
         id: Uuid,
@@ -1093,6 +1120,13 @@ impl Vault {
         let given = normalize_code(code);
         let well_formed = given.len() == usize::from(info.digits.get())
             && given.bytes().all(|b| b.is_ascii_digit());
+        let record = audit::event(
+            Action::CodeVerify.as_str(),
+            Outcome::Ok,
+            Some(principal),
+            Some(id),
+            now,
+        );
         let accepted = if well_formed {
             let secret = self.open_secret(account, &info, row)?;
             let generator = Generator::new(&secret, info.algorithm, info.digits);
@@ -1117,7 +1151,7 @@ impl Vault {
                         .and_then(|s| i64::try_from(s).ok());
                     match matched {
                         Some(s) if last_step.is_none_or(|last| last < s) => {
-                            self.store.accept_totp_step(account, id, s).await?
+                            self.store.accept_totp_step(account, id, s, &record).await?
                         }
                         _ => false,
                     }
@@ -1131,7 +1165,11 @@ impl Vault {
                     match matched {
                         // Refused when another request moved the counter
                         // past the match first: that code has been used.
-                        Some(c) => self.store.accept_hotp_counter(account, id, c).await?,
+                        Some(c) => {
+                            self.store
+                                .accept_hotp_counter(account, id, c, &record)
+                                .await?
+                        }
                         None => false,
                     }
                 }

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use totpd_vault::{ApiKeyHashUpgrade, ApiKeyRow, SecretRow, SecretUpdate, StoreError};
+use totpd_vault::{
+    ApiKeyHashUpgrade, ApiKeyRow, AuditQuery, AuditRecord, SecretRow, SecretUpdate, StoreError,
+};
 use uuid::Uuid;
 
 use crate::db::{TestDb, for_each_backend, options};
@@ -31,6 +33,7 @@ for_each_backend!(
     an_hotp_counter_moves_only_forward_past_a_match,
     failed_verifications_count_within_a_window_and_restart_after_it,
     a_skew_is_set_only_on_the_accounts_own_secret,
+    a_create_within_the_quota_writes_its_record_and_one_over_it_nothing,
 );
 
 async fn ping_and_pool_status_answer(db: &TestDb) {
@@ -584,6 +587,20 @@ async fn is_empty_sees_any_row(db: &TestDb) {
     assert!(!store.is_empty().await.unwrap());
 }
 
+/// The audit event a state change writes along with it.
+fn event(account: Uuid) -> AuditRecord {
+    crate::audit::record(0, Some(account))
+}
+
+/// How many audit events the account's changes wrote.
+async fn events_of(db: &TestDb, account: Uuid) -> usize {
+    let query = AuditQuery {
+        limit: 1000,
+        ..AuditQuery::default()
+    };
+    db.store.list_audit(account, &query).await.unwrap().len()
+}
+
 fn hotp_secret(owner: &totpd_vault::AccountRow, counter: i64) -> totpd_vault::SecretRow {
     let mut row = secret(owner, 1);
     row.otp_type = "hotp".to_owned();
@@ -599,7 +616,11 @@ async fn hotp_counters_are_handed_out_once_each_under_concurrency(db: &TestDb) {
     let takers: Vec<_> = (0..200)
         .map(|_| {
             let store = Arc::clone(&db.store);
-            tokio::spawn(async move { store.take_hotp_counter(alice.id, row.id).await })
+            tokio::spawn(async move {
+                store
+                    .take_hotp_counter(alice.id, row.id, &event(alice.id))
+                    .await
+            })
         })
         .collect();
     let mut counters = Vec::new();
@@ -608,23 +629,33 @@ async fn hotp_counters_are_handed_out_once_each_under_concurrency(db: &TestDb) {
     }
     counters.sort_unstable();
     assert_eq!(counters, (5..205).collect::<Vec<i64>>());
+    assert_eq!(events_of(db, alice.id).await, 200, "one record per counter");
     let stored = db.store.secret(alice.id, row.id).await.unwrap().unwrap();
     assert_eq!(stored.counter, 205);
     // Another account's id, a TOTP secret and an exhausted counter get none.
     assert_eq!(
-        db.store.take_hotp_counter(bob.id, row.id).await.unwrap(),
+        db.store
+            .take_hotp_counter(bob.id, row.id, &event(bob.id))
+            .await
+            .unwrap(),
         None
     );
     let totp = secret(&alice, 2);
     db.store.insert_secret(&totp).await.unwrap();
     assert_eq!(
-        db.store.take_hotp_counter(alice.id, totp.id).await.unwrap(),
+        db.store
+            .take_hotp_counter(alice.id, totp.id, &event(alice.id))
+            .await
+            .unwrap(),
         None
     );
     let last = hotp_secret(&alice, i64::MAX);
     db.store.insert_secret(&last).await.unwrap();
     assert_eq!(
-        db.store.take_hotp_counter(alice.id, last.id).await.unwrap(),
+        db.store
+            .take_hotp_counter(alice.id, last.id, &event(alice.id))
+            .await
+            .unwrap(),
         None
     );
 }
@@ -637,7 +668,11 @@ async fn a_totp_step_is_accepted_once_and_never_an_earlier_one(db: &TestDb) {
     let racers: Vec<_> = (0..50)
         .map(|_| {
             let store = Arc::clone(&db.store);
-            tokio::spawn(async move { store.accept_totp_step(alice.id, row.id, 100).await })
+            tokio::spawn(async move {
+                store
+                    .accept_totp_step(alice.id, row.id, 100, &event(alice.id))
+                    .await
+            })
         })
         .collect();
     let mut won = 0;
@@ -647,29 +682,34 @@ async fn a_totp_step_is_accepted_once_and_never_an_earlier_one(db: &TestDb) {
     assert_eq!(won, 1, "one of the racers accepts step 100");
     assert!(
         !db.store
-            .accept_totp_step(alice.id, row.id, 99)
+            .accept_totp_step(alice.id, row.id, 99, &event(alice.id))
             .await
             .unwrap()
     );
     assert!(
         !db.store
-            .accept_totp_step(bob.id, row.id, 101)
+            .accept_totp_step(bob.id, row.id, 101, &event(bob.id))
             .await
             .unwrap()
     );
     assert!(
         db.store
-            .accept_totp_step(alice.id, row.id, 101)
+            .accept_totp_step(alice.id, row.id, 101, &event(alice.id))
             .await
             .unwrap()
     );
     let stored = db.store.secret(alice.id, row.id).await.unwrap().unwrap();
     assert_eq!(stored.last_step, Some(101));
+    assert_eq!(
+        events_of(db, alice.id).await,
+        2,
+        "a record per accepted step only"
+    );
     let hotp = hotp_secret(&alice, 0);
     db.store.insert_secret(&hotp).await.unwrap();
     assert!(
         !db.store
-            .accept_totp_step(alice.id, hotp.id, 1)
+            .accept_totp_step(alice.id, hotp.id, 1, &event(alice.id))
             .await
             .unwrap()
     );
@@ -681,27 +721,28 @@ async fn an_hotp_counter_moves_only_forward_past_a_match(db: &TestDb) {
     db.store.insert_secret(&row).await.unwrap();
     assert!(
         db.store
-            .accept_hotp_counter(alice.id, row.id, 7)
+            .accept_hotp_counter(alice.id, row.id, 7, &event(alice.id))
             .await
             .unwrap()
     );
     let stored = db.store.secret(alice.id, row.id).await.unwrap().unwrap();
     assert_eq!(stored.counter, 8);
+    assert_eq!(events_of(db, alice.id).await, 1);
     assert!(
         !db.store
-            .accept_hotp_counter(alice.id, row.id, 7)
+            .accept_hotp_counter(alice.id, row.id, 7, &event(alice.id))
             .await
             .unwrap()
     );
     assert!(
         !db.store
-            .accept_hotp_counter(alice.id, row.id, 5)
+            .accept_hotp_counter(alice.id, row.id, 5, &event(alice.id))
             .await
             .unwrap()
     );
     assert!(
         db.store
-            .accept_hotp_counter(alice.id, row.id, 8)
+            .accept_hotp_counter(alice.id, row.id, 8, &event(alice.id))
             .await
             .unwrap()
     );
@@ -709,7 +750,7 @@ async fn an_hotp_counter_moves_only_forward_past_a_match(db: &TestDb) {
     db.store.insert_secret(&totp).await.unwrap();
     assert!(
         !db.store
-            .accept_hotp_counter(alice.id, totp.id, 0)
+            .accept_hotp_counter(alice.id, totp.id, 0, &event(alice.id))
             .await
             .unwrap()
     );
@@ -793,5 +834,49 @@ async fn a_skew_is_set_only_on_the_accounts_own_secret(db: &TestDb) {
             .update_secret(alice.id, row.id, &skew(3))
             .await
             .is_err()
+    );
+}
+
+async fn a_create_within_the_quota_writes_its_record_and_one_over_it_nothing(db: &TestDb) {
+    let alice = db.store.insert_account(&account("alice")).await.unwrap();
+    let creators: Vec<_> = (0..8)
+        .map(|n| {
+            let (store, row) = (Arc::clone(&db.store), secret(&alice, n));
+            let record = AuditRecord {
+                secret_id: Some(row.id),
+                ..event(alice.id)
+            };
+            tokio::spawn(async move { store.insert_secret_within_quota(&row, 5, &record).await })
+        })
+        .collect();
+    let mut created = 0;
+    for creator in creators {
+        match creator.await.unwrap() {
+            Ok(()) => created += 1,
+            Err(StoreError::QuotaExceeded { limit: 5 }) => {}
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(created, 5);
+    let stored = db.store.list_secrets(alice.id).await.unwrap();
+    assert_eq!(stored.len(), 5);
+    let query = AuditQuery {
+        limit: 100,
+        ..AuditQuery::default()
+    };
+    let mut recorded: Vec<Uuid> = db
+        .store
+        .list_audit(alice.id, &query)
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|row| row.record.secret_id)
+        .collect();
+    let mut ids: Vec<Uuid> = stored.iter().map(|row| row.id).collect();
+    recorded.sort_unstable();
+    ids.sort_unstable();
+    assert_eq!(
+        recorded, ids,
+        "a record for each stored secret, none for the refused"
     );
 }

@@ -166,7 +166,10 @@ async fn check_v5_migrated(url: &str, account: Uuid, secret: Uuid) {
     );
     // A TOTP row hands out no HOTP counter.
     assert_eq!(
-        store.take_hotp_counter(account, secret).await.unwrap(),
+        store
+            .take_hotp_counter(account, secret, &crate::audit::record(0, Some(account)))
+            .await
+            .unwrap(),
         None
     );
 }

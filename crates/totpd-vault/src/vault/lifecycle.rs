@@ -292,7 +292,7 @@ impl Vault {
                 return self.record_code(principal, id, now, Err(error)).await;
             }
         };
-        let code = self.code_unrecorded(principal, id, now).await;
+        let code = self.issue_code(principal, id, now).await;
         self.record_code(principal, id, now, code).await
     }
 

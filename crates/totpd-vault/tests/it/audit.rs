@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use totpd_otp::{Algorithm, Digits, Period, Secret};
-use totpd_vault::{NewSecret, Origin, Principal, Role, SecretSource, Vault, VaultError};
+use totpd_vault::{
+    IssuedCode, NewSecret, Origin, Principal, Role, SecretKind, SecretSource, Vault, VaultError,
+    Verification,
+};
 use uuid::Uuid;
 
 use crate::memory_store::MemoryStore;
@@ -106,6 +109,69 @@ async fn no_code_is_returned_when_its_record_cannot_be_stored() {
         .filter(|row| row.record.action == "code.read")
         .count();
     assert_eq!(reads, 1);
+}
+
+#[tokio::test]
+async fn a_change_whose_record_cannot_be_stored_does_not_happen() {
+    let (store, vault, principal, totp) = setup().await;
+    let rfc_secret = || Secret::from_bytes(b"12345678901234567890".to_vec()).unwrap();
+    let new = |kind| NewSecret {
+        label: totpd_vault::Label::parse("hotp").unwrap(),
+        issuer: None,
+        source: SecretSource::Provided(rfc_secret()),
+        algorithm: Algorithm::Sha1,
+        digits: Digits::default(),
+        period: Period::default(),
+        kind,
+    };
+    let hotp = vault
+        .create_secret(&principal, new(SecretKind::Hotp { counter: 0 }), NOW)
+        .await
+        .unwrap()
+        .info
+        .id;
+    let events = || store.audit_events().len();
+    let before = events();
+
+    store.fail_audit(true);
+    let created = vault
+        .create_secret(&principal, new(SecretKind::default()), NOW)
+        .await;
+    assert!(
+        matches!(created, Err(VaultError::Unavailable(_))),
+        "{created:?}"
+    );
+    let code = vault.code(&principal, hotp, NOW).await;
+    assert!(matches!(code, Err(VaultError::Unavailable(_))), "{code:?}");
+    // RFC 4226 appendix D: counter 0 is 755224, counter 1 287082.
+    let verified = vault.verify(&principal, hotp, "755224", NOW).await;
+    assert!(
+        matches!(verified, Err(VaultError::Unavailable(_))),
+        "{verified:?}"
+    );
+    store.fail_audit(false);
+
+    let listed = vault.list_secrets(&principal).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|s| s.id).collect::<Vec<_>>(),
+        [totp, hotp],
+        "the refused create stored nothing"
+    );
+    // Neither the code nor the verification used counter 0 up.
+    let verified = vault.verify(&principal, hotp, "755224", NOW).await;
+    assert!(matches!(verified, Ok(Verification::Valid)), "{verified:?}");
+    match vault.code(&principal, hotp, NOW).await.unwrap() {
+        IssuedCode::Hotp(code) => assert_eq!(
+            (code.counter, code.code.to_string()),
+            (1, "287082".to_owned())
+        ),
+        other => panic!("{other:?}"),
+    }
+    let written: Vec<String> = store.audit_events()[before..]
+        .iter()
+        .map(|row| format!("{} {}", row.record.action, row.record.outcome))
+        .collect();
+    assert_eq!(written, ["code.verify ok", "code.read ok"]);
 }
 
 #[tokio::test]

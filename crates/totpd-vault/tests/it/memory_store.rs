@@ -55,6 +55,24 @@ impl MemoryStore {
         *self.audit_fails.lock().unwrap() = fail;
     }
 
+    /// An injected audit failure, for a write that stores its record along.
+    fn audit_writable(&self) -> Result<(), StoreError> {
+        if *self.audit_fails.lock().unwrap() {
+            return Err(StoreError::unavailable_msg("injected audit failure"));
+        }
+        Ok(())
+    }
+
+    /// Appends one audit event.
+    fn push_audit(&self, record: &AuditRecord) {
+        let mut audit = self.audit.lock().unwrap();
+        let id = audit.last().map_or(1, |row| row.id + 1);
+        audit.push(AuditRow {
+            id,
+            record: record.clone(),
+        });
+    }
+
     /// Every audit event stored, oldest first.
     pub fn audit_events(&self) -> Vec<AuditRow> {
         self.audit.lock().unwrap().clone()
@@ -212,7 +230,9 @@ impl Store for MemoryStore {
         &self,
         row: &SecretRow,
         max: u64,
+        record: &AuditRecord,
     ) -> Result<(), StoreError> {
+        self.audit_writable()?;
         let mut secrets = self.secrets.lock().unwrap();
         let held = secrets
             .iter()
@@ -222,6 +242,7 @@ impl Store for MemoryStore {
             return Err(StoreError::QuotaExceeded { limit: max });
         }
         secrets.push(row.clone());
+        self.push_audit(record);
         Ok(())
     }
 
@@ -302,16 +323,22 @@ impl Store for MemoryStore {
         &self,
         account_id: Uuid,
         id: Uuid,
+        record: &AuditRecord,
     ) -> Result<Option<i64>, StoreError> {
+        self.audit_writable()?;
         let mut secrets = self.secrets.lock().unwrap();
-        Ok(secrets
+        let taken = secrets
             .iter_mut()
             .find(|s| s.account_id == account_id && s.id == id && s.otp_type == "hotp")
             .filter(|s| s.counter < i64::MAX)
             .map(|s| {
                 s.counter += 1;
                 s.counter - 1
-            }))
+            });
+        if taken.is_some() {
+            self.push_audit(record);
+        }
+        Ok(taken)
     }
 
     async fn accept_totp_step(
@@ -319,7 +346,9 @@ impl Store for MemoryStore {
         account_id: Uuid,
         id: Uuid,
         step: i64,
+        record: &AuditRecord,
     ) -> Result<bool, StoreError> {
+        self.audit_writable()?;
         let mut secrets = self.secrets.lock().unwrap();
         match secrets.iter_mut().find(|s| {
             s.account_id == account_id
@@ -329,6 +358,7 @@ impl Store for MemoryStore {
         }) {
             Some(s) => {
                 s.last_step = Some(step);
+                self.push_audit(record);
                 Ok(true)
             }
             None => Ok(false),
@@ -340,13 +370,16 @@ impl Store for MemoryStore {
         account_id: Uuid,
         id: Uuid,
         matched: i64,
+        record: &AuditRecord,
     ) -> Result<bool, StoreError> {
+        self.audit_writable()?;
         let mut secrets = self.secrets.lock().unwrap();
         match secrets.iter_mut().find(|s| {
             s.account_id == account_id && s.id == id && s.otp_type == "hotp" && s.counter <= matched
         }) {
             Some(s) => {
                 s.counter = matched + 1;
+                self.push_audit(record);
                 Ok(true)
             }
             None => Ok(false),
@@ -377,19 +410,10 @@ impl Store for MemoryStore {
     }
 
     async fn append_audit(&self, records: &[AuditRecord]) -> Result<(), StoreError> {
-        if *self.audit_fails.lock().unwrap() {
-            return Err(StoreError::unavailable_msg("injected audit failure"));
-        }
+        self.audit_writable()?;
         // A commit takes time (an fsync): records queue meanwhile.
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        let mut audit = self.audit.lock().unwrap();
-        for record in records {
-            let id = audit.last().map_or(1, |row| row.id + 1);
-            audit.push(AuditRow {
-                id,
-                record: record.clone(),
-            });
-        }
+        records.iter().for_each(|record| self.push_audit(record));
         Ok(())
     }
 
