@@ -17,6 +17,7 @@ mod keys;
 mod limits;
 mod metrics;
 mod openapi;
+mod qr;
 mod secrets;
 mod telemetry;
 mod wire;

@@ -11,19 +11,21 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
-use totpd_otp::{Algorithm, Digits, OtpKind, Period, Secret, parse_otpauth_uri};
+use totpd_otp::{Algorithm, Digits, OtpKind, OtpParams, Period, Secret, parse_otpauth_uri};
 use totpd_vault::{
-    IssuedCode, Issuer, LIST_PAGE, Label, ListCursor, MAX_HOTP_COUNTER, MAX_TEXT_CHARS, NewSecret,
-    Principal, SecretFilter, SecretInfo, SecretKind, SecretPatch, SecretSource, Skew, Vault,
-    Verification,
+    GENERATED_SECRET_LEN, IssuedCode, Issuer, LIST_PAGE, Label, ListCursor, MAX_HOTP_COUNTER,
+    MAX_TEXT_CHARS, NewSecret, Principal, SecretFilter, SecretInfo, SecretKind, SecretPatch,
+    SecretSource, Skew, Vault, Verification,
 };
 use tracing::Instrument as _;
 use uuid::Uuid;
+use zeroize::Zeroizing;
 
 use crate::AppState;
 use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::json::{JsonObject, opt_string, opt_u64};
+use crate::qr::{self, QrFormat};
 use crate::telemetry::WaitAllowance;
 use crate::wire::{
     CodeAnswer, CodeResponse, CreateSecretRequest, CreateSecretResponse, CreatedTotpSecret,
@@ -84,15 +86,60 @@ pub(crate) async fn create_secret(
     Auth(principal): Auth,
     JsonObject(body): JsonObject,
 ) -> Result<Json<CreateSecretResponse>, ApiError> {
-    let new = new_secret(parse_create_request(&body)?)?;
+    let (new, qr) = parse_create(&body)?;
+    let generated = matches!(new.source, SecretSource::Generate);
     let created = state
         .vault
         .create_secret(&principal, new, state.clock.now())
         .await?;
     tracing::info!(secret_id = %created.info.id, "secret created");
-    Ok(Json(CreateSecretResponse::new(CreatedTotpSecret::from(
-        &created,
-    ))))
+    let mut answer = CreatedTotpSecret::from(&created);
+    if generated {
+        let info = &created.info;
+        let params = uri_params(
+            &info.kind,
+            info.period,
+            created.secret.clone(),
+            info.algorithm,
+            info.digits,
+            info.issuer.clone(),
+            info.label.clone(),
+        );
+        let uri = Zeroizing::new(params.to_uri());
+        if let Some(format) = qr {
+            // parse_create made sure a URI of this length fits.
+            answer.qr = Some(
+                qr::render(&uri, format)
+                    .map_err(ApiError::internal)?
+                    .to_string(),
+            );
+        }
+        answer.uri = Some(uri.to_string());
+    }
+    Ok(Json(CreateSecretResponse::new(answer)))
+}
+
+/// The `otpauth://` parameters of a secret, for its enrollment URI.
+fn uri_params(
+    kind: &SecretKind,
+    period: Period,
+    secret: Secret,
+    algorithm: Algorithm,
+    digits: Digits,
+    issuer: Option<String>,
+    account: String,
+) -> OtpParams {
+    OtpParams {
+        kind: match *kind {
+            SecretKind::Totp { .. } => OtpKind::Totp { period },
+            SecretKind::Hotp { counter } => OtpKind::Hotp { counter },
+        },
+        secret,
+        algorithm,
+        digits,
+        issuer,
+        account,
+    }
 }
 
 /// List the account's TOTP secrets (never their secret values).
@@ -613,7 +660,50 @@ fn parse_min_remaining(uri: &Uri) -> Result<Option<u64>, ApiError> {
 /// point of the request-body fuzz target.
 pub fn parse_create_secret_body(bytes: &[u8]) -> Result<NewSecret, ApiError> {
     let body = crate::json::parse_object(bytes)?;
-    new_secret(parse_create_request(&body)?)
+    parse_create(&body).map(|(new, _)| new)
+}
+
+/// A create body as the new secret and the QR code asked for. `qr` is
+/// `svg` or `png`, and only for a generated secret: with `secret` or `uri`
+/// the caller already holds the URI's contents, so asking is a 400 rather
+/// than silently ignored.
+fn parse_create(body: &Map<String, Value>) -> Result<(NewSecret, Option<QrFormat>), ApiError> {
+    let request = parse_create_request(body)?;
+    let qr = match request.qr.as_deref() {
+        None => None,
+        Some(text) => Some(
+            QrFormat::parse(text).ok_or_else(|| ApiError::invalid("\"qr\" must be svg or png"))?,
+        ),
+    };
+    if qr.is_some() && (request.secret.is_some() || request.uri.is_some()) {
+        return Err(ApiError::invalid(
+            "\"qr\" is only for a generated secret (omit \"secret\" and \"uri\")",
+        ));
+    }
+    let new = new_secret(request)?;
+    if qr.is_some() {
+        // The URI's length does not depend on the secret's bytes: one made
+        // with zeros tells whether the real one will fit, before anything
+        // is stored. Labels and issuers of non-ASCII text near their limits
+        // can make a URI longer than a QR code holds.
+        let stand_in =
+            Secret::from_bytes(vec![0; GENERATED_SECRET_LEN]).map_err(ApiError::internal)?;
+        let params = uri_params(
+            &new.kind,
+            new.period,
+            stand_in,
+            new.algorithm,
+            new.digits,
+            new.issuer.as_ref().map(|i| i.as_str().to_owned()),
+            new.label.as_str().to_owned(),
+        );
+        if !qr::fits(&params.to_uri()) {
+            return Err(ApiError::invalid(
+                "\"label\" and \"issuer\" are too long for a QR code; create without \"qr\" and use the returned \"uri\"",
+            ));
+        }
+    }
+    Ok((new, qr))
 }
 
 /// A path id that is not a UUID cannot name a secret: answered like an
@@ -653,6 +743,7 @@ fn parse_create_request(body: &Map<String, Value>) -> Result<CreateSecretRequest
         algorithm: opt_string(body, "algorithm")?,
         digits,
         period,
+        qr: opt_string(body, "qr")?,
     })
 }
 

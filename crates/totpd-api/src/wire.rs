@@ -104,6 +104,11 @@ pub struct CreateSecretRequest {
     /// is verified, 0 to 2; default 1.
     #[schema(minimum = 0, maximum = 2, example = 1)]
     pub skew: Option<u8>,
+    /// Only for a generated secret (no `secret`, no `uri`): also return the
+    /// secret's `otpauth://` URI as a QR code, `svg` (SVG text) or `png` (a
+    /// `data:image/png;base64,` URI), in the answer's `qr`.
+    #[schema(example = "svg")]
+    pub qr: Option<String>,
 }
 
 impl fmt::Debug for CreateSecretRequest {
@@ -119,6 +124,7 @@ impl fmt::Debug for CreateSecretRequest {
             .field("type", &self.otp_type)
             .field("counter", &self.counter)
             .field("skew", &self.skew)
+            .field("qr", &self.qr)
             .finish()
     }
 }
@@ -238,6 +244,17 @@ pub struct CreatedTotpSecret {
     /// TOTP only: steps accepted either side of the current one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skew: Option<u8>,
+    /// Generated secrets only: the `otpauth://` URI an authenticator app
+    /// enrolls from (it holds the secret). Returned only here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(
+        example = "otpauth://totp/GitHub:alice?secret=JBSWY3DPEHPK3PXP&issuer=GitHub&algorithm=SHA1&digits=6&period=30"
+    )]
+    pub uri: Option<String>,
+    /// Generated secrets created with `qr`: `uri` as a QR code, SVG text or
+    /// a `data:image/png;base64,` URI. Returned only here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qr: Option<String>,
 }
 
 impl fmt::Debug for CreatedTotpSecret {
@@ -251,6 +268,8 @@ impl fmt::Debug for CreatedTotpSecret {
             .field("period", &self.period)
             .field("created_at", &self.created_at)
             .field("secret", &Redacted)
+            .field("uri", &self.uri.as_ref().map(|_| Redacted))
+            .field("qr", &self.qr.as_ref().map(|_| Redacted))
             .finish()
     }
 }
@@ -270,6 +289,8 @@ impl From<&CreatedSecret> for CreatedTotpSecret {
             otp_type: listed.otp_type,
             counter: listed.counter,
             skew: listed.skew,
+            uri: None,
+            qr: None,
         }
     }
 }
@@ -751,6 +772,7 @@ pub(crate) mod tests {
             otp_type: None,
             counter: None,
             skew: Some(1),
+            qr: Some("svg".to_owned()),
         };
         assert_redacted(
             "CreateSecretRequest",
@@ -774,10 +796,13 @@ pub(crate) mod tests {
             otp_type: "totp",
             counter: None,
             skew: Some(1),
+            uri: Some(format!("otpauth://totp/bob?secret={SECRET}")),
+            qr: Some("<svg>QR-OF-THE-SECRET</svg>".to_owned()),
         };
-        assert_redacted("CreatedTotpSecret", &created, &[SECRET, &SECRET[..16]]);
+        let hidden = [SECRET, &SECRET[..16], "otpauth", "QR-OF-THE-SECRET"];
+        assert_redacted("CreatedTotpSecret", &created, &hidden);
         let response = CreateSecretResponse::new(created);
-        assert_redacted("CreateSecretResponse", &response, &[SECRET, &SECRET[..16]]);
+        assert_redacted("CreateSecretResponse", &response, &hidden);
     }
 
     #[test]

@@ -49,7 +49,7 @@ const UNKNOWN_KEY: KeyBinding<'static> = KeyBinding {
 /// Most secret ids one key's scope may list (a scoped list reads each).
 pub const MAX_SCOPE_IDS: usize = 100;
 /// Bytes drawn for a vault-generated secret (RFC 4226 §4 R6: 160 bits).
-const GENERATED_SECRET_LEN: usize = 20;
+pub const GENERATED_SECRET_LEN: usize = 20;
 
 /// Default of [`Vault::with_max_secrets_per_account`]: far more than any
 /// person or fleet enrolls (a million secrets take about 300 MB of

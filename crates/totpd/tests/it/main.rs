@@ -33,6 +33,7 @@ mod cluster;
 mod codes;
 mod connections;
 mod endpoints;
+mod enrollment;
 mod error_chain;
 mod first_start;
 mod hardening;
