@@ -29,6 +29,12 @@ pub(crate) async fn run(args: BenchSeedArgs) -> anyhow::Result<ExitCode> {
     let principal = Principal::new(key.account.id, key.key_id.clone(), Role::Owner);
     let label = Label::parse("bench")?;
     let mut first_id = None;
+    let stride = match args.sample {
+        0 => None,
+        n => Some(args.count.div_ceil(n).max(1)),
+    };
+    let mut sample_ids = Vec::new();
+    let mut done_count = 0u64;
     let mut created = 0u64;
     let mut tasks = tokio::task::JoinSet::new();
     while created < args.count || !tasks.is_empty() {
@@ -54,6 +60,10 @@ pub(crate) async fn run(args: BenchSeedArgs) -> anyhow::Result<ExitCode> {
         if let Some(done) = tasks.join_next().await {
             let secret = done.context("a seeding task failed")??;
             first_id.get_or_insert(secret.info.id);
+            if stride.is_some_and(|k| done_count.is_multiple_of(k)) {
+                sample_ids.push(secret.info.id.to_string());
+            }
+            done_count += 1;
         }
     }
     let object = serde_json::json!({
@@ -62,6 +72,7 @@ pub(crate) async fn run(args: BenchSeedArgs) -> anyhow::Result<ExitCode> {
         "secret": key.secret.expose(),
         "count": args.count,
         "secret_id": first_id.map(|id| id.to_string()),
+        "sample_ids": sample_ids,
     });
     println!("{object}");
     Ok(ExitCode::SUCCESS)

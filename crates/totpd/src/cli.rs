@@ -549,6 +549,12 @@ pub(crate) struct BenchSeedArgs {
     /// Number of secrets to create.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     pub count: u64,
+    /// Also print the ids of about N of the new secrets, spread evenly over
+    /// the run (`sample_ids`), for benchmarks that ask for a random secret
+    /// per request. Ids are random, so every k-th one created is a uniform
+    /// sample of where the rows lie in the table.
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    pub sample: u64,
     #[command(flatten)]
     pub store: StoreArgs,
 }
