@@ -86,25 +86,15 @@ pub(crate) async fn create_secret(
     Auth(principal): Auth,
     JsonObject(body): JsonObject,
 ) -> Result<Json<CreateSecretResponse>, ApiError> {
-    let (new, qr) = parse_create(&body)?;
-    let generated = matches!(new.source, SecretSource::Generate);
+    let (new, enrollment) = parse_create(&body)?;
     let created = state
         .vault
         .create_secret(&principal, new, state.clock.now())
         .await?;
     tracing::info!(secret_id = %created.info.id, "secret created");
     let mut answer = CreatedTotpSecret::from(&created);
-    if generated {
-        let info = &created.info;
-        let params = uri_params(
-            &info.kind,
-            info.period,
-            created.secret.clone(),
-            info.algorithm,
-            info.digits,
-            info.issuer.clone(),
-            info.label.clone(),
-        );
+    if let Some(Enrollment { mut params, qr }) = enrollment {
+        params.secret = created.secret.clone();
         let uri = Zeroizing::new(params.to_uri());
         if let Some(format) = qr {
             // parse_create made sure a URI of this length fits.
@@ -119,27 +109,13 @@ pub(crate) async fn create_secret(
     Ok(Json(CreateSecretResponse::new(answer)))
 }
 
-/// The `otpauth://` parameters of a secret, for its enrollment URI.
-fn uri_params(
-    kind: &SecretKind,
-    period: Period,
-    secret: Secret,
-    algorithm: Algorithm,
-    digits: Digits,
-    issuer: Option<String>,
-    account: String,
-) -> OtpParams {
-    OtpParams {
-        kind: match *kind {
-            SecretKind::Totp { .. } => OtpKind::Totp { period },
-            SecretKind::Hotp { counter } => OtpKind::Hotp { counter },
-        },
-        secret,
-        algorithm,
-        digits,
-        issuer,
-        account,
-    }
+/// What the answer to the create of a generated secret adds: its
+/// `otpauth://` URI, and the QR code of it if one was asked for.
+struct Enrollment {
+    /// The URI's parameters, with a stand-in secret of the generated
+    /// length until the vault has drawn the real one.
+    params: OtpParams,
+    qr: Option<QrFormat>,
 }
 
 /// List the account's TOTP secrets (never their secret values).
@@ -663,11 +639,11 @@ pub fn parse_create_secret_body(bytes: &[u8]) -> Result<NewSecret, ApiError> {
     parse_create(&body).map(|(new, _)| new)
 }
 
-/// A create body as the new secret and the QR code asked for. `qr` is
-/// `svg` or `png`, and only for a generated secret: with `secret` or `uri`
-/// the caller already holds the URI's contents, so asking is a 400 rather
-/// than silently ignored.
-fn parse_create(body: &Map<String, Value>) -> Result<(NewSecret, Option<QrFormat>), ApiError> {
+/// A create body as the new secret and, for a generated one, what its
+/// answer adds. `qr` is `svg` or `png`, and only for a generated secret:
+/// with `secret` or `uri` the caller already holds the URI's contents, so
+/// asking is a 400 rather than silently ignored.
+fn parse_create(body: &Map<String, Value>) -> Result<(NewSecret, Option<Enrollment>), ApiError> {
     let request = parse_create_request(body)?;
     let qr = match request.qr.as_deref() {
         None => None,
@@ -681,29 +657,31 @@ fn parse_create(body: &Map<String, Value>) -> Result<(NewSecret, Option<QrFormat
         ));
     }
     let new = new_secret(request)?;
-    if qr.is_some() {
-        // The URI's length does not depend on the secret's bytes: one made
-        // with zeros tells whether the real one will fit, before anything
-        // is stored. Labels and issuers of non-ASCII text near their limits
-        // can make a URI longer than a QR code holds.
-        let stand_in =
-            Secret::from_bytes(vec![0; GENERATED_SECRET_LEN]).map_err(ApiError::internal)?;
-        let params = uri_params(
-            &new.kind,
-            new.period,
-            stand_in,
-            new.algorithm,
-            new.digits,
-            new.issuer.as_ref().map(|i| i.as_str().to_owned()),
-            new.label.as_str().to_owned(),
-        );
-        if !qr::fits(&params.to_uri()) {
-            return Err(ApiError::invalid(
-                "\"label\" and \"issuer\" are too long for a QR code; create without \"qr\" and use the returned \"uri\"",
-            ));
-        }
+    if !matches!(new.source, SecretSource::Generate) {
+        return Ok((new, None));
     }
-    Ok((new, qr))
+    let stand_in = Secret::from_bytes(vec![0; GENERATED_SECRET_LEN]).map_err(ApiError::internal)?;
+    let params = OtpParams {
+        kind: match new.kind {
+            SecretKind::Totp { .. } => OtpKind::Totp { period: new.period },
+            SecretKind::Hotp { counter } => OtpKind::Hotp { counter },
+        },
+        secret: stand_in,
+        algorithm: new.algorithm,
+        digits: new.digits,
+        issuer: new.issuer.as_ref().map(|i| i.as_str().to_owned()),
+        account: new.label.as_str().to_owned(),
+    };
+    // The URI's length does not depend on the secret's bytes, so the
+    // stand-in tells whether the real one will fit, before anything is
+    // stored. Labels and issuers of non-ASCII text near their limits can
+    // make a URI longer than a QR code holds.
+    if qr.is_some() && !qr::fits(&params.to_uri()) {
+        return Err(ApiError::invalid(
+            "\"label\" and \"issuer\" are too long for a QR code; create without \"qr\" and use the returned \"uri\"",
+        ));
+    }
+    Ok((new, Some(Enrollment { params, qr })))
 }
 
 /// A path id that is not a UUID cannot name a secret: answered like an
