@@ -11,6 +11,16 @@
     clippy::indexing_slicing
 )]
 
+mod aegis;
+mod andotp;
+mod bitwarden;
+mod ente;
+mod expected;
+mod onepux;
+mod proton;
+mod qr;
+mod twofas;
+
 use totpd_import::{Entry, Format, ImportError, Limits, read};
 use totpd_otp::{Algorithm, OtpKind, OtpParams};
 
@@ -51,7 +61,7 @@ const LIST: &str = "\u{feff}# exported by hand\n\
 #[test]
 fn an_otpauth_list_gives_one_entry_per_uri_line_in_order() {
     for format in [Format::Otpauth, Format::Auto] {
-        let entries = read(format, LIST.as_bytes(), &Limits::default()).unwrap();
+        let entries = read(format, LIST.as_bytes(), None, &Limits::default()).unwrap();
         assert_eq!(entries.len(), 5, "{format}");
         assert_eq!(
             summary(&entries[0]),
@@ -75,7 +85,7 @@ fn an_otpauth_list_gives_one_entry_per_uri_line_in_order() {
 fn no_reason_repeats_the_secret() {
     let text = "otpauth://totp/x?secret=SECRETSECRET1!&issuer=Acme\n\
         otpauth://weird/x?secret=SECRETSECRET2\n";
-    let entries = read(Format::Otpauth, text.as_bytes(), &Limits::default()).unwrap();
+    let entries = read(Format::Otpauth, text.as_bytes(), None, &Limits::default()).unwrap();
     for entry in &entries {
         let reason = summary(entry).unwrap_err();
         assert!(!reason.contains("SECRETSECRET"), "{reason}");
@@ -86,7 +96,7 @@ fn no_reason_repeats_the_secret() {
 fn google_batches_give_every_entry_and_refuse_the_unusable_ones_alone() {
     let text = format!("{}\n{}\n", google("part_one"), google("part_two"));
     for format in [Format::Google, Format::Auto, Format::Otpauth] {
-        let entries = read(format, text.as_bytes(), &Limits::default()).unwrap();
+        let entries = read(format, text.as_bytes(), None, &Limits::default()).unwrap();
         let names: Vec<_> = entries.iter().map(summary).collect();
         assert_eq!(
             names,
@@ -99,7 +109,13 @@ fn google_batches_give_every_entry_and_refuse_the_unusable_ones_alone() {
     }
     // The mixed batch has an MD5 entry and one with an empty secret: both
     // invalid, the others imported.
-    let entries = read(Format::Auto, google("mixed").as_bytes(), &Limits::default()).unwrap();
+    let entries = read(
+        Format::Auto,
+        google("mixed").as_bytes(),
+        None,
+        &Limits::default(),
+    )
+    .unwrap();
     let outcomes: Vec<bool> = entries.iter().map(|e| matches!(e, Entry::Otp(_))).collect();
     assert_eq!(
         outcomes.iter().filter(|ok| !**ok).count(),
@@ -118,7 +134,7 @@ fn google_takes_only_migration_uris() {
         "{}\notpauth://totp/a?secret=JBSWY3DPEHPK3PXP\n",
         google("single")
     );
-    let entries = read(Format::Google, text.as_bytes(), &Limits::default()).unwrap();
+    let entries = read(Format::Google, text.as_bytes(), None, &Limits::default()).unwrap();
     assert!(matches!(entries[0], Entry::Otp(_)));
     assert_eq!(
         summary(&entries[1]).unwrap_err(),
@@ -136,44 +152,61 @@ fn files_that_are_no_format_are_refused_whole() {
         b"\xff\xfe\x00",
     ] {
         assert_eq!(
-            read(Format::Auto, junk, &limits).unwrap_err(),
+            read(Format::Auto, junk, None, &limits).unwrap_err(),
             ImportError::UnknownFormat
         );
     }
-    let error = read(Format::Otpauth, b"\xff\xfe", &limits).unwrap_err();
+    let error = read(Format::Otpauth, b"\xff\xfe", None, &limits).unwrap_err();
     assert_eq!(
         error.to_string(),
         "not a valid otpauth file: the text is not UTF-8"
     );
-    let error = read(Format::Google, b"\n# nothing\n", &limits).unwrap_err();
+    let error = read(Format::Google, b"\n# nothing\n", None, &limits).unwrap_err();
     assert_eq!(
         error.to_string(),
         "not a valid google file: it holds no URI"
     );
     assert_eq!(
         ImportError::UnknownFormat.to_string(),
-        "the file is not a format totpd can import (otpauth, google)"
+        "the file is not a format totpd can import (qr, otpauth, google, aegis, 2fas, andotp, bitwarden, 1pux, ente, proton)"
     );
 }
 
 #[test]
 fn the_entry_bound_stops_the_read() {
     let line = "otpauth://totp/a?secret=JBSWY3DPEHPK3PXP\n";
-    let limits = Limits { max_entries: 3 };
+    let limits = Limits {
+        max_entries: 3,
+        ..Limits::default()
+    };
     assert_eq!(
-        read(Format::Auto, line.repeat(3).as_bytes(), &limits)
+        read(Format::Auto, line.repeat(3).as_bytes(), None, &limits)
             .unwrap()
             .len(),
         3
     );
     assert_eq!(
-        read(Format::Auto, line.repeat(4).as_bytes(), &limits).unwrap_err(),
+        read(Format::Auto, line.repeat(4).as_bytes(), None, &limits).unwrap_err(),
         ImportError::TooManyEntries { max: 3 }
     );
     // A batch counts each of its entries.
-    let limits = Limits { max_entries: 2 };
+    let limits = Limits {
+        max_entries: 2,
+        ..Limits::default()
+    };
     assert!(matches!(
-        read(Format::Google, google("mixed").as_bytes(), &limits),
+        read(Format::Google, google("mixed").as_bytes(), None, &limits),
         Err(ImportError::TooManyEntries { max: 2 })
     ));
+}
+
+#[test]
+fn text_without_a_single_uri_is_refused_whole_even_when_its_format_is_named() {
+    for format in [Format::Otpauth, Format::Google, Format::Ente] {
+        let error = read(format, b"hello\nworld\n", None, &Limits::default()).unwrap_err();
+        assert!(
+            matches!(error, ImportError::Malformed { .. }),
+            "{format}: {error}"
+        );
+    }
 }
