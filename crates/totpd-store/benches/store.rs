@@ -37,6 +37,7 @@ fn secret(account: Uuid, created_at: i64) -> SecretRow {
         last_step: None,
         failed_verifies: 0,
         failed_since: None,
+        fingerprint: None,
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod copy;
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::LazyLock;
 
@@ -61,7 +62,7 @@ fn audited(change: &str, first: usize) -> String {
 }
 
 static AUDITED_INSERT_SECRET: LazyLock<String> =
-    LazyLock::new(|| audited(&format!("{} RETURNING 1 AS v", q::INSERT_SECRET), 20));
+    LazyLock::new(|| audited(&format!("{} RETURNING 1 AS v", q::INSERT_SECRET), 21));
 static AUDITED_TAKE_HOTP_COUNTER: LazyLock<String> =
     LazyLock::new(|| audited(&format!("{} AS v", q::TAKE_HOTP_COUNTER), 3));
 static AUDITED_ACCEPT_TOTP_STEP: LazyLock<String> =
@@ -199,6 +200,7 @@ impl sqlx::FromRow<'_, sqlx::postgres::PgRow> for SecretTuple {
             last_step: r.try_get(16)?,
             failed_verifies: r.try_get(17)?,
             failed_since: r.try_get(18)?,
+            fingerprint: r.try_get(19)?,
         }))
     }
 }
@@ -278,7 +280,7 @@ fn insert_secret_query(row: &SecretRow) -> PgQuery<'_> {
     insert_secret_with(q::INSERT_SECRET, row)
 }
 
-/// `statement` (an insert of one secret, `$1` to `$19`) bound to `row`.
+/// `statement` (an insert of one secret, `$1` to `$20`) bound to `row`.
 fn insert_secret_with<'q>(statement: &'static str, row: &'q SecretRow) -> PgQuery<'q> {
     sqlx::query(statement)
         .bind(row.id)
@@ -300,6 +302,7 @@ fn insert_secret_with<'q>(statement: &'static str, row: &'q SecretRow) -> PgQuer
         .bind(row.last_step)
         .bind(row.failed_verifies)
         .bind(row.failed_since)
+        .bind(row.fingerprint.as_deref())
 }
 
 /// The columns of an `audit_events` row, in query order.
@@ -583,6 +586,93 @@ impl Store for PgStore {
         commit_unless_abandoned(tx).await
     }
 
+    async fn secrets_by_fingerprint(
+        &self,
+        account_id: Uuid,
+        fingerprints: &[Vec<u8>],
+    ) -> Result<Vec<Option<Uuid>>, StoreError> {
+        let found = secrets_by_fingerprint(&self.pool, account_id, fingerprints).await?;
+        Ok(fingerprints
+            .iter()
+            .map(|fingerprint| found.get(fingerprint).copied())
+            .collect())
+    }
+
+    async fn import_secrets(
+        &self,
+        account_id: Uuid,
+        rows: &[(SecretRow, AuditRecord)],
+        max: u64,
+    ) -> Result<Vec<Option<Uuid>>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        // The account's row lock serialises every create and import into
+        // the account, on every node, until the commit: no other insert can
+        // slip between the duplicate check, the quota check and ours.
+        let held: Option<i64> = sqlx::query_scalar(LOCK_SECRET_COUNT)
+            .bind(account_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(classify)?;
+        let fingerprints: Vec<Vec<u8>> = rows
+            .iter()
+            .filter_map(|(row, _)| row.fingerprint.clone())
+            .collect();
+        let found = secrets_by_fingerprint(&mut *tx, account_id, &fingerprints).await?;
+        let existing: Vec<Option<Uuid>> = rows
+            .iter()
+            .map(|(row, _)| {
+                row.fingerprint
+                    .as_ref()
+                    .and_then(|fingerprint| found.get(fingerprint).copied())
+            })
+            .collect();
+        let new = existing.iter().filter(|id| id.is_none()).count();
+        let after = u64::try_from(held.unwrap_or(0))
+            .unwrap_or(0)
+            .saturating_add(u64::try_from(new).unwrap_or(u64::MAX));
+        if new > 0 && after > max {
+            tx.rollback().await.map_err(classify)?;
+            return Err(StoreError::QuotaExceeded { limit: max });
+        }
+        for ((row, record), found) in rows.iter().zip(&existing) {
+            if found.is_none() {
+                bind_record(
+                    insert_secret_with(AUDITED_INSERT_SECRET.as_str(), row),
+                    record,
+                )
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+            }
+        }
+        commit_unless_abandoned(tx).await?;
+        Ok(existing)
+    }
+
+    async fn set_fingerprints(
+        &self,
+        account_id: Uuid,
+        fingerprints: &[(Uuid, Vec<u8>)],
+    ) -> Result<u64, StoreError> {
+        if fingerprints.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let mut changed = 0;
+        for (id, fingerprint) in fingerprints {
+            changed += sqlx::query(q::SET_FINGERPRINT)
+                .bind(fingerprint.as_slice())
+                .bind(id)
+                .bind(account_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?
+                .rows_affected();
+        }
+        commit_unless_abandoned(tx).await?;
+        Ok(changed)
+    }
+
     async fn list_secrets_page(
         &self,
         account_id: Uuid,
@@ -855,6 +945,29 @@ impl Store for PgStore {
 }
 
 /// The account's secret count, locking its row until the transaction ends.
+/// The secrets of account `$1` whose fingerprint is one of `$2`, in one
+/// statement (one round trip for a whole import).
+const SECRETS_BY_FINGERPRINTS: &str =
+    "SELECT fingerprint, id FROM secrets WHERE account_id = $1 AND fingerprint = ANY($2)";
+
+/// Fingerprint → secret id for those of `fingerprints` the account holds.
+async fn secrets_by_fingerprint<'c>(
+    executor: impl sqlx::PgExecutor<'c>,
+    account_id: Uuid,
+    fingerprints: &[Vec<u8>],
+) -> Result<HashMap<Vec<u8>, Uuid>, StoreError> {
+    if fingerprints.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let found: Vec<(Vec<u8>, Uuid)> = sqlx::query_as(SECRETS_BY_FINGERPRINTS)
+        .bind(account_id)
+        .bind(fingerprints)
+        .fetch_all(executor)
+        .await
+        .map_err(classify)?;
+    Ok(found.into_iter().collect())
+}
+
 const LOCK_SECRET_COUNT: &str = "SELECT secret_count FROM accounts WHERE id = $1 FOR UPDATE";
 
 /// Commits `tx` if its request (if any) may still commit, else rolls it

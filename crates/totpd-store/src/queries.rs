@@ -73,15 +73,24 @@ pub(crate) const RECORD_API_KEY_USE: &str = "UPDATE api_keys SET last_used_at = 
 pub(crate) const INSERT_SECRET: &str = "INSERT INTO secrets \
      (id, account_id, label, issuer, algorithm, digits, period, created_at, sealed_by, nonce, \
      ciphertext, aad_version, otp_type, counter, skew, hotp_window, last_step, failed_verifies, \
-     failed_since) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-     $17, $18, $19)";
+     failed_since, fingerprint) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+     $14, $15, $16, $17, $18, $19, $20)";
 
 /// One of an account's secrets. Scoping by account is part of the key: another
 /// account's id finds nothing.
 pub(crate) const SECRET: &str = "SELECT id, account_id, label, issuer, algorithm, digits, \
      period, created_at, sealed_by, nonce, ciphertext, aad_version, \
-     otp_type, counter, skew, hotp_window, last_step, failed_verifies, failed_since FROM secrets \
+     otp_type, counter, skew, hotp_window, last_step, failed_verifies, failed_since, fingerprint FROM secrets \
      WHERE id = $1 AND account_id = $2";
+
+/// A secret of account `$1` whose fingerprint is `$2` (the partial index
+/// `secrets_by_fingerprint`).
+pub(crate) const SECRET_BY_FINGERPRINT: &str =
+    "SELECT id FROM secrets WHERE account_id = $1 AND fingerprint = $2 LIMIT 1";
+
+/// Sets a secret's fingerprint only where it has none.
+pub(crate) const SET_FINGERPRINT: &str = "UPDATE secrets SET fingerprint = $1 \
+     WHERE id = $2 AND account_id = $3 AND fingerprint IS NULL";
 
 /// How many secrets an account holds (kept by triggers), for the quota.
 pub(crate) const SECRET_COUNT: &str = "SELECT secret_count FROM accounts WHERE id = $1";
@@ -91,14 +100,14 @@ pub(crate) const SECRET_COUNT: &str = "SELECT secret_count FROM accounts WHERE i
 /// the reason given at `DUMP_SECRETS_FIRST`.
 pub(crate) const LIST_SECRETS_FIRST: &str = "SELECT id, account_id, label, issuer, algorithm, \
      digits, period, created_at, sealed_by, nonce, ciphertext, aad_version, \
-     otp_type, counter, skew, hotp_window, last_step, failed_verifies, failed_since FROM secrets \
+     otp_type, counter, skew, hotp_window, last_step, failed_verifies, failed_since, fingerprint FROM secrets \
      WHERE account_id = $1 ORDER BY created_at, id LIMIT $2";
 
 /// The next page of an account's secrets: those after (`$2`, `$3`) in list
 /// order, a range of the list-order index on both databases.
 pub(crate) const LIST_SECRETS_AFTER: &str = "SELECT id, account_id, label, issuer, algorithm, \
      digits, period, created_at, sealed_by, nonce, ciphertext, aad_version, \
-     otp_type, counter, skew, hotp_window, last_step, failed_verifies, failed_since FROM secrets \
+     otp_type, counter, skew, hotp_window, last_step, failed_verifies, failed_since, fingerprint FROM secrets \
      WHERE account_id = $1 AND (created_at, id) > ($2, $3) \
      ORDER BY created_at, id LIMIT $4";
 
@@ -116,7 +125,7 @@ pub(crate) const UPDATE_SECRET_LABELS: &str = "UPDATE secrets \
      WHERE id = $5 AND account_id = $6 \
      RETURNING id, account_id, label, issuer, algorithm, digits, period, created_at, sealed_by, \
      nonce, ciphertext, aad_version, otp_type, counter, skew, hotp_window, last_step, \
-     failed_verifies, failed_since";
+     failed_verifies, failed_since, fingerprint";
 
 /// Deletes one of an account's secrets (one row changed if it existed).
 pub(crate) const DELETE_SECRET: &str = "DELETE FROM secrets WHERE id = $1 AND account_id = $2";
@@ -165,13 +174,13 @@ pub(crate) const DUMP_API_KEYS: &str = "SELECT key_id, account_id, secret_hash, 
 /// every page would rescan the rows before it.
 pub(crate) const DUMP_SECRETS_FIRST: &str = "SELECT id, account_id, label, issuer, algorithm, \
      digits, period, created_at, sealed_by, nonce, ciphertext, aad_version, \
-     otp_type, counter, skew, hotp_window, last_step, failed_verifies, failed_since FROM secrets \
+     otp_type, counter, skew, hotp_window, last_step, failed_verifies, failed_since, fingerprint FROM secrets \
      ORDER BY id LIMIT $1";
 
 /// The next page of all secrets: ids above `$1`, by id.
 pub(crate) const DUMP_SECRETS_AFTER: &str = "SELECT id, account_id, label, issuer, algorithm, \
      digits, period, created_at, sealed_by, nonce, ciphertext, aad_version, \
-     otp_type, counter, skew, hotp_window, last_step, failed_verifies, failed_since FROM secrets \
+     otp_type, counter, skew, hotp_window, last_step, failed_verifies, failed_since, fingerprint FROM secrets \
      WHERE id > $1 ORDER BY id LIMIT $2";
 
 /// The columns of an `audit_events` row, in the order every audit read
@@ -312,6 +321,8 @@ pub(crate) const WITH_PARAMETERS: &[&str] = &[
     UPGRADE_API_KEY_HASH,
     RECORD_API_KEY_USE,
     INSERT_SECRET,
+    SECRET_BY_FINGERPRINT,
+    SET_FINGERPRINT,
     SECRET,
     DELETE_SECRET,
     TAKE_HOTP_COUNTER,

@@ -43,6 +43,7 @@ pub(crate) static SQLITE: &[Migration] = migrations!("sqlite":
     "0005_audit.sql",
     "0006_sealed_by.sql",
     "0007_hotp_verify.sql",
+    "0008_fingerprint.sql",
 );
 
 /// The PostgreSQL schema.
@@ -54,6 +55,7 @@ pub(crate) static POSTGRES: &[Migration] = migrations!("postgres":
     "0005_audit.sql",
     "0006_sealed_by.sql",
     "0007_hotp_verify.sql",
+    "0008_fingerprint.sql",
 );
 
 /// The number a migration file's name starts with (`0003_x.sql` is 3).

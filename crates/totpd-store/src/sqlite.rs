@@ -449,6 +449,103 @@ impl Store for SqliteStore {
         }
     }
 
+    async fn secrets_by_fingerprint(
+        &self,
+        account_id: Uuid,
+        fingerprints: &[Vec<u8>],
+    ) -> Result<Vec<Option<Uuid>>, StoreError> {
+        let fingerprints = fingerprints.to_vec();
+        self.reads()
+            .run_blocking(move |conn| {
+                let mut statement = conn.prepare_cached(q::SECRET_BY_FINGERPRINT)?;
+                fingerprints
+                    .iter()
+                    .map(|fingerprint| {
+                        statement
+                            .query_row(
+                                params![account_id.as_bytes().as_slice(), fingerprint],
+                                |r| rows::uuid(r, 0),
+                            )
+                            .optional()
+                    })
+                    .collect()
+            })
+            .await
+    }
+
+    async fn import_secrets(
+        &self,
+        account_id: Uuid,
+        rows: &[(SecretRow, AuditRecord)],
+        max: u64,
+    ) -> Result<Vec<Option<Uuid>>, StoreError> {
+        let rows = rows.to_vec();
+        // One job of the one writer thread (and the file's write lock for
+        // other processes): nothing else adds a secret between the checks
+        // and the inserts.
+        let stored = self
+            .writer()
+            .run(move |conn| {
+                let account = account_id.as_bytes().as_slice();
+                let mut by_fingerprint = conn.prepare_cached(q::SECRET_BY_FINGERPRINT)?;
+                let mut existing = Vec::with_capacity(rows.len());
+                for (row, _) in &rows {
+                    existing.push(match &row.fingerprint {
+                        Some(fingerprint) => by_fingerprint
+                            .query_row(params![account, fingerprint], |r| rows::uuid(r, 0))
+                            .optional()?,
+                        None => None,
+                    });
+                }
+                let held: Option<i64> = conn
+                    .prepare_cached(q::SECRET_COUNT)?
+                    .query_row([account], |r| r.get(0))
+                    .optional()?;
+                let new = existing.iter().filter(|id| id.is_none()).count();
+                let after = u64::try_from(held.unwrap_or(0))
+                    .unwrap_or(0)
+                    .saturating_add(u64::try_from(new).unwrap_or(u64::MAX));
+                if new > 0 && after > max {
+                    return Ok(None);
+                }
+                for ((row, record), found) in rows.iter().zip(&existing) {
+                    if found.is_none() {
+                        rows::insert_secret(conn, row)?;
+                        rows::insert_audit(conn, record)?;
+                    }
+                }
+                Ok(Some(existing))
+            })
+            .await?;
+        stored.ok_or(StoreError::QuotaExceeded { limit: max })
+    }
+
+    async fn set_fingerprints(
+        &self,
+        account_id: Uuid,
+        fingerprints: &[(Uuid, Vec<u8>)],
+    ) -> Result<u64, StoreError> {
+        if fingerprints.is_empty() {
+            return Ok(0);
+        }
+        let fingerprints = fingerprints.to_vec();
+        self.writer()
+            .run(move |conn| {
+                let mut statement = conn.prepare_cached(q::SET_FINGERPRINT)?;
+                let mut changed = 0u64;
+                for (id, fingerprint) in &fingerprints {
+                    changed += u64::try_from(statement.execute(params![
+                        fingerprint,
+                        id.as_bytes().as_slice(),
+                        account_id.as_bytes().as_slice()
+                    ])?)
+                    .unwrap_or(0);
+                }
+                Ok(changed)
+            })
+            .await
+    }
+
     async fn list_secrets_page(
         &self,
         account_id: Uuid,

@@ -93,7 +93,8 @@ pub(crate) fn event(
     };
     if let Some(principal) = principal {
         record.account_id = Some(principal.account_id);
-        record.key_id = Some(principal.key_id.clone());
+        // An operator's tool acts with no key (`Vault::operator`).
+        record.key_id = Some(principal.key_id.clone()).filter(|k| !k.is_empty());
         record.role = Some(principal.role.as_str().to_owned());
         with_origin(&mut record, &principal.origin);
     }

@@ -35,7 +35,8 @@ pub use store::{
     SecretUpdate, Snapshot, Store, StoreError,
 };
 pub use vault::{
-    DEFAULT_MAX_SECRETS_PER_ACCOUNT, GENERATED_SECRET_LEN, KEY_CACHE_TTL_MS, MAX_FAILED_VERIFIES,
+    DEFAULT_MAX_SECRETS_PER_ACCOUNT, GENERATED_SECRET_LEN, ImportEntry, ImportOptions,
+    ImportOutcome, ImportReport, ImportResult, KEY_CACHE_TTL_MS, MAX_FAILED_VERIFIES,
     MAX_SCOPE_IDS, OpenError, RekeyBatch, SealCount, SealStatus, SecretFilter, SecretPatch,
     VERIFY_WINDOW_MS, Vault,
 };

@@ -143,6 +143,11 @@ pub struct SecretRow {
     pub failed_verifies: i64,
     /// Start (Unix ms) of the throttling window `failed_verifies` counts in.
     pub failed_since: Option<i64>,
+    /// Keyed fingerprint of the key bytes (HMAC-SHA-256 under a key derived
+    /// from the pepper, over the account id and the bytes), by which an
+    /// import recognises a secret the account holds; `None` for rows
+    /// written before schema 8 until the vault computes it.
+    pub fingerprint: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for SecretRow {
@@ -580,6 +585,34 @@ pub trait Store: Send + Sync + fmt::Debug {
         max: u64,
         record: &AuditRecord,
     ) -> Result<(), StoreError>;
+    /// For each of `fingerprints` (see [`SecretRow::fingerprint`]), the id of
+    /// a secret of the account that has it, if any; one read.
+    async fn secrets_by_fingerprint(
+        &self,
+        account_id: Uuid,
+        fingerprints: &[Vec<u8>],
+    ) -> Result<Vec<Option<Uuid>>, StoreError>;
+    /// Imports secrets into one account in one transaction, each with its
+    /// audit record: a row whose fingerprint the account already holds is
+    /// not stored, and the answer holds, at its index, the id of the secret
+    /// that has it (`None` for each row stored). Rows must all belong to
+    /// `account_id` and carry distinct fingerprints. If the new rows would
+    /// take the account past `max` secrets, nothing is stored and the
+    /// answer is [`StoreError::QuotaExceeded`]. The duplicate check, the
+    /// quota check and the inserts are one atomic step on every node.
+    async fn import_secrets(
+        &self,
+        account_id: Uuid,
+        rows: &[(SecretRow, AuditRecord)],
+        max: u64,
+    ) -> Result<Vec<Option<Uuid>>, StoreError>;
+    /// Sets the fingerprint of each listed secret of the account that has
+    /// none yet, in one transaction; returns the rows changed.
+    async fn set_fingerprints(
+        &self,
+        account_id: Uuid,
+        fingerprints: &[(Uuid, Vec<u8>)],
+    ) -> Result<u64, StoreError>;
     /// Finds one of the account's secrets.
     async fn secret(&self, account_id: Uuid, id: Uuid) -> Result<Option<SecretRow>, StoreError>;
     /// Up to `limit` of the account's secrets that come after `after` (from

@@ -20,8 +20,10 @@ use crate::model::{
     SecretKind, SecretSource, Skew, UnixTime, Verification, validate_key_name,
 };
 use crate::policy::{Action, Denial, Origin, Principal, Role, Scope};
+mod import;
 mod lifecycle;
 mod rekey;
+pub use import::{ImportEntry, ImportOptions, ImportOutcome, ImportReport, ImportResult};
 pub use lifecycle::{SecretFilter, SecretPatch};
 pub use rekey::{RekeyBatch, SealCount, SealStatus};
 
@@ -90,6 +92,8 @@ pub struct Vault {
     key_uses: KeyUses,
     max_secrets_per_account: u64,
     audit: AuditLog,
+    /// Accounts whose rows all have a fingerprint (see `import`).
+    fingerprinted: std::sync::Mutex<std::collections::HashSet<Uuid>>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -151,6 +155,7 @@ impl Vault {
             key_uses: KeyUses::default(),
             max_secrets_per_account: DEFAULT_MAX_SECRETS_PER_ACCOUNT,
             audit,
+            fingerprinted: std::sync::Mutex::default(),
         })
     }
 
@@ -787,8 +792,8 @@ impl Vault {
         now: UnixTime,
     ) -> Result<CreatedSecret, VaultError> {
         authorize(principal, Action::SecretCreate, None)?;
-        let secret = match new.source {
-            SecretSource::Provided(secret) => secret,
+        let secret = match &new.source {
+            SecretSource::Provided(secret) => secret.clone(),
             SecretSource::Generate => {
                 let mut bytes = Zeroizing::new(vec![0u8; GENERATED_SECRET_LEN]);
                 getrandom::fill(&mut bytes).map_err(random_failed)?;
@@ -797,6 +802,32 @@ impl Vault {
             }
         };
         let id = Uuid::new_v4();
+        let row = self.sealed_row(principal.account_id, id, &new, &secret, now)?;
+        let info = secret_info(&row)?;
+        let record = audit::event(
+            Action::SecretCreate.as_str(),
+            Outcome::Ok,
+            Some(principal),
+            Some(id),
+            now,
+        );
+        self.store
+            .insert_secret_within_quota(&row, self.max_secrets_per_account, &record)
+            .await?;
+        Ok(CreatedSecret { info, secret })
+    }
+
+    /// The row of a new secret `id` of `account_id`: its parameters, and
+    /// the secret sealed under the ring's sealing key with the current
+    /// associated data, with its fingerprint.
+    fn sealed_row(
+        &self,
+        account_id: Uuid,
+        id: Uuid,
+        new: &NewSecret,
+        secret: &Secret,
+        now: UnixTime,
+    ) -> Result<SecretRow, VaultError> {
         if let SecretKind::Hotp { counter } = new.kind
             && counter > MAX_HOTP_COUNTER
         {
@@ -810,22 +841,12 @@ impl Vault {
             digits: new.digits,
             period: new.period,
         };
-        let aad = secret_aad(AAD_CURRENT, principal.account_id, id, &bound)
+        let aad = secret_aad(AAD_CURRENT, account_id, id, &bound)
             .ok_or_else(|| VaultError::internal("no current associated data".to_owned()))?;
         let sealed = self
             .master
             .seal(secret.as_bytes(), &aad)
             .map_err(|e| VaultError::internal_from("sealing failed", e))?;
-        let info = SecretInfo {
-            id,
-            label: new.label.as_str().to_owned(),
-            issuer: new.issuer.map(|i| i.as_str().to_owned()),
-            algorithm: new.algorithm,
-            digits: new.digits,
-            period: new.period,
-            created_at: now,
-            kind: new.kind,
-        };
         let (counter, skew) = match new.kind {
             SecretKind::Totp { skew } => (0, i64::from(skew.get())),
             SecretKind::Hotp { counter } => (
@@ -833,41 +854,42 @@ impl Vault {
                 i64::from(Skew::default().get()),
             ),
         };
-        let record = audit::event(
-            Action::SecretCreate.as_str(),
-            Outcome::Ok,
-            Some(principal),
-            Some(id),
-            now,
-        );
-        self.store
-            .insert_secret_within_quota(
-                &SecretRow {
-                    id,
-                    account_id: principal.account_id,
-                    label: info.label.clone(),
-                    issuer: info.issuer.clone(),
-                    algorithm: info.algorithm.as_str().to_owned(),
-                    digits: i64::from(info.digits.get()),
-                    period: i64::from(info.period.get()),
-                    created_at: now.0,
-                    sealed_by: sealed.sealed_by.clone(),
-                    nonce: sealed.nonce.clone(),
-                    ciphertext: sealed.ciphertext.clone(),
-                    aad_version: AAD_CURRENT,
-                    otp_type: new.kind.type_name().to_owned(),
-                    counter,
-                    skew,
-                    hotp_window: i64::from(DEFAULT_HOTP_WINDOW),
-                    last_step: None,
-                    failed_verifies: 0,
-                    failed_since: None,
-                },
-                self.max_secrets_per_account,
-                &record,
-            )
-            .await?;
-        Ok(CreatedSecret { info, secret })
+        Ok(SecretRow {
+            id,
+            account_id,
+            label: new.label.as_str().to_owned(),
+            issuer: new.issuer.as_ref().map(|i| i.as_str().to_owned()),
+            algorithm: new.algorithm.as_str().to_owned(),
+            digits: i64::from(new.digits.get()),
+            period: i64::from(new.period.get()),
+            created_at: now.0,
+            sealed_by: sealed.sealed_by,
+            nonce: sealed.nonce,
+            ciphertext: sealed.ciphertext,
+            aad_version: AAD_CURRENT,
+            otp_type: new.kind.type_name().to_owned(),
+            counter,
+            skew,
+            hotp_window: i64::from(DEFAULT_HOTP_WINDOW),
+            last_step: None,
+            failed_verifies: 0,
+            failed_since: None,
+            fingerprint: Some(self.fingerprint(account_id, secret)),
+        })
+    }
+
+    /// The keyed fingerprint of `secret`'s key bytes in `account_id`
+    /// ([`SecretRow::fingerprint`]): HMAC-SHA-256 under the pepper, domain
+    /// `totpd/secret-fingerprint/v1`, over the account id and the bytes. The
+    /// pepper never leaves the vault and survives master-key rotation, so
+    /// fingerprints stay valid across `rekey`, `migrate` and restores, and
+    /// the same secret in two accounts has two unrelated fingerprints.
+    fn fingerprint(&self, account_id: Uuid, secret: &Secret) -> Vec<u8> {
+        let message = Canonical::new("totpd/secret-fingerprint/v1")
+            .field("account_id", account_id.as_bytes())
+            .field("secret", secret.as_bytes())
+            .finish();
+        crate::crypto::hmac_sha256(&self.pepper, &message).to_vec()
     }
 
     /// The caller's secrets, oldest first, without secret material. Memory

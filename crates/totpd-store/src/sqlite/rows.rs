@@ -47,7 +47,7 @@ pub(crate) fn api_key(row: &Row<'_>) -> rusqlite::Result<ApiKeyRow> {
 
 /// `id, account_id, label, issuer, algorithm, digits, period, created_at,
 /// key_id, nonce, ciphertext, aad_version, otp_type, counter, skew,
-/// hotp_window, last_step, failed_verifies, failed_since`
+/// hotp_window, last_step, failed_verifies, failed_since, fingerprint`
 pub(crate) fn secret(row: &Row<'_>) -> rusqlite::Result<SecretRow> {
     Ok(SecretRow {
         id: uuid(row, 0)?,
@@ -69,6 +69,7 @@ pub(crate) fn secret(row: &Row<'_>) -> rusqlite::Result<SecretRow> {
         last_step: row.get(16)?,
         failed_verifies: row.get(17)?,
         failed_since: row.get(18)?,
+        fingerprint: row.get(19)?,
     })
 }
 
@@ -116,7 +117,8 @@ pub(crate) fn insert_secret(conn: &Connection, row: &SecretRow) -> rusqlite::Res
         row.hotp_window,
         row.last_step,
         row.failed_verifies,
-        row.failed_since
+        row.failed_since,
+        row.fingerprint
     ])
 }
 

@@ -34,6 +34,10 @@ for_each_backend!(
     failed_verifications_count_within_a_window_and_restart_after_it,
     a_skew_is_set_only_on_the_accounts_own_secret,
     a_create_within_the_quota_writes_its_record_and_one_over_it_nothing,
+    an_import_skips_held_fingerprints_and_stores_the_rest_with_their_records,
+    concurrent_imports_of_one_file_store_each_secret_once,
+    an_import_over_the_quota_stores_nothing,
+    fingerprints_are_set_only_where_missing,
 );
 
 async fn ping_and_pool_status_answer(db: &TestDb) {
@@ -879,4 +883,164 @@ async fn a_create_within_the_quota_writes_its_record_and_one_over_it_nothing(db:
         recorded, ids,
         "a record for each stored secret, none for the refused"
     );
+}
+
+/// `n` rows of `account` for an import, each with its `secret.import` record.
+fn import_rows(account: &totpd_vault::AccountRow, n: i64) -> Vec<(SecretRow, AuditRecord)> {
+    (0..n)
+        .map(|i| {
+            let row = secret(account, 1_000 + i);
+            let record = AuditRecord {
+                action: "secret.import".to_owned(),
+                secret_id: Some(row.id),
+                ..event(account.id)
+            };
+            (row, record)
+        })
+        .collect()
+}
+
+async fn an_import_skips_held_fingerprints_and_stores_the_rest_with_their_records(db: &TestDb) {
+    let alice = db.store.insert_account(&account("alice")).await.unwrap();
+    let bob = db.store.insert_account(&account("bob")).await.unwrap();
+    let held = secret(&alice, 1);
+    db.store.insert_secret(&held).await.unwrap();
+    let mut rows = import_rows(&alice, 3);
+    rows[1].0.fingerprint = held.fingerprint.clone();
+    let fingerprints: Vec<Vec<u8>> = rows
+        .iter()
+        .map(|(r, _)| r.fingerprint.clone().unwrap())
+        .collect();
+    assert_eq!(
+        db.store
+            .secrets_by_fingerprint(alice.id, &fingerprints)
+            .await
+            .unwrap(),
+        [None, Some(held.id), None]
+    );
+    // Another account's fingerprints are never found.
+    assert_eq!(
+        db.store
+            .secrets_by_fingerprint(bob.id, &fingerprints)
+            .await
+            .unwrap(),
+        [None, None, None]
+    );
+    let outcome = db.store.import_secrets(alice.id, &rows, 100).await.unwrap();
+    assert_eq!(outcome, [None, Some(held.id), None]);
+    let stored: Vec<Uuid> = db
+        .store
+        .list_secrets(alice.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(stored.len(), 3, "{stored:?}");
+    assert!(stored.contains(&rows[0].0.id) && stored.contains(&rows[2].0.id));
+    assert!(!stored.contains(&rows[1].0.id));
+    let query = AuditQuery {
+        limit: 100,
+        ..AuditQuery::default()
+    };
+    let recorded: Vec<Option<Uuid>> = db
+        .store
+        .list_audit(alice.id, &query)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|row| row.record.action == "secret.import")
+        .map(|row| row.record.secret_id)
+        .collect();
+    assert_eq!(recorded.len(), 2, "{recorded:?}");
+    // The same rows again: every one is now held.
+    let again = db.store.import_secrets(alice.id, &rows, 100).await.unwrap();
+    assert_eq!(
+        again,
+        [Some(rows[0].0.id), Some(held.id), Some(rows[2].0.id)]
+    );
+    assert_eq!(db.store.list_secrets(alice.id).await.unwrap().len(), 3);
+}
+
+async fn concurrent_imports_of_one_file_store_each_secret_once(db: &TestDb) {
+    let alice = db.store.insert_account(&account("alice")).await.unwrap();
+    let rows = import_rows(&alice, 20);
+    let importers: Vec<_> = (0..4)
+        .map(|_| {
+            let store = Arc::clone(&db.store);
+            // Each importer has rows of its own ids but the same key bytes.
+            let rows: Vec<(SecretRow, AuditRecord)> = rows
+                .iter()
+                .map(|(row, record)| {
+                    let id = Uuid::new_v4();
+                    let row = SecretRow { id, ..row.clone() };
+                    let record = AuditRecord {
+                        secret_id: Some(id),
+                        ..record.clone()
+                    };
+                    (row, record)
+                })
+                .collect();
+            tokio::spawn(async move { store.import_secrets(alice.id, &rows, 1_000).await })
+        })
+        .collect();
+    let mut stored = 0;
+    for importer in importers {
+        stored += importer
+            .await
+            .unwrap()
+            .unwrap()
+            .iter()
+            .filter(|id| id.is_none())
+            .count();
+    }
+    assert_eq!(stored, 20);
+    assert_eq!(db.store.list_secrets(alice.id).await.unwrap().len(), 20);
+}
+
+async fn an_import_over_the_quota_stores_nothing(db: &TestDb) {
+    let alice = db.store.insert_account(&account("alice")).await.unwrap();
+    db.store.insert_secret(&secret(&alice, 1)).await.unwrap();
+    let rows = import_rows(&alice, 5);
+    assert!(matches!(
+        db.store.import_secrets(alice.id, &rows, 5).await,
+        Err(StoreError::QuotaExceeded { limit: 5 })
+    ));
+    assert_eq!(db.store.list_secrets(alice.id).await.unwrap().len(), 1);
+    // Exactly up to the quota is allowed.
+    let outcome = db.store.import_secrets(alice.id, &rows, 6).await.unwrap();
+    assert_eq!(outcome, [None; 5]);
+    assert_eq!(db.store.list_secrets(alice.id).await.unwrap().len(), 6);
+}
+
+async fn fingerprints_are_set_only_where_missing(db: &TestDb) {
+    let alice = db.store.insert_account(&account("alice")).await.unwrap();
+    let bob = db.store.insert_account(&account("bob")).await.unwrap();
+    let old = SecretRow {
+        fingerprint: None,
+        ..secret(&alice, 1)
+    };
+    let new = secret(&alice, 2);
+    db.store.insert_secret(&old).await.unwrap();
+    db.store.insert_secret(&new).await.unwrap();
+    let set = |id: Uuid| (id, vec![7u8; 32]);
+    // Another account's id changes nothing; a held fingerprint is kept.
+    assert_eq!(
+        db.store
+            .set_fingerprints(bob.id, &[set(old.id)])
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        db.store
+            .set_fingerprints(alice.id, &[set(old.id), set(new.id)])
+            .await
+            .unwrap(),
+        1
+    );
+    let stored = db.store.secret(alice.id, old.id).await.unwrap().unwrap();
+    assert_eq!(stored.fingerprint, Some(vec![7u8; 32]));
+    let kept = db.store.secret(alice.id, new.id).await.unwrap().unwrap();
+    assert_eq!(kept.fingerprint, new.fingerprint);
 }

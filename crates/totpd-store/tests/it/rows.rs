@@ -48,6 +48,7 @@ pub fn secret(account: &AccountRow, created_at: i64) -> SecretRow {
         last_step: None,
         failed_verifies: 0,
         failed_since: None,
+        fingerprint: Some(random_bytes(32)),
     }
 }
 

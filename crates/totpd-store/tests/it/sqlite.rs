@@ -245,7 +245,7 @@ async fn a_fresh_file_opened_twice_at_once_is_migrated_once() {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8]);
         let journal: String = conn
             .query_row("PRAGMA journal_mode", [], |row| row.get(0))
             .unwrap();

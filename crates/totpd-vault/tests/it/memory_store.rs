@@ -246,6 +246,76 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn secrets_by_fingerprint(
+        &self,
+        account_id: Uuid,
+        fingerprints: &[Vec<u8>],
+    ) -> Result<Vec<Option<Uuid>>, StoreError> {
+        let secrets = self.secrets.lock().unwrap();
+        Ok(fingerprints
+            .iter()
+            .map(|fingerprint| {
+                secrets
+                    .iter()
+                    .find(|s| {
+                        s.account_id == account_id && s.fingerprint.as_ref() == Some(fingerprint)
+                    })
+                    .map(|s| s.id)
+            })
+            .collect())
+    }
+
+    async fn import_secrets(
+        &self,
+        account_id: Uuid,
+        rows: &[(SecretRow, AuditRecord)],
+        max: u64,
+    ) -> Result<Vec<Option<Uuid>>, StoreError> {
+        self.audit_writable()?;
+        let fingerprints: Vec<Vec<u8>> = rows
+            .iter()
+            .map(|(row, _)| row.fingerprint.clone().unwrap())
+            .collect();
+        let existing = self
+            .secrets_by_fingerprint(account_id, &fingerprints)
+            .await?;
+        let mut secrets = self.secrets.lock().unwrap();
+        let held = secrets
+            .iter()
+            .filter(|s| s.account_id == account_id)
+            .count();
+        let new = existing.iter().filter(|id| id.is_none()).count();
+        if new > 0 && u64::try_from(held + new).unwrap() > max {
+            return Err(StoreError::QuotaExceeded { limit: max });
+        }
+        for ((row, record), found) in rows.iter().zip(&existing) {
+            if found.is_none() {
+                secrets.push(row.clone());
+                self.push_audit(record);
+            }
+        }
+        Ok(existing)
+    }
+
+    async fn set_fingerprints(
+        &self,
+        account_id: Uuid,
+        fingerprints: &[(Uuid, Vec<u8>)],
+    ) -> Result<u64, StoreError> {
+        let mut secrets = self.secrets.lock().unwrap();
+        let mut changed = 0;
+        for (id, fingerprint) in fingerprints {
+            if let Some(s) = secrets
+                .iter_mut()
+                .find(|s| s.id == *id && s.account_id == account_id && s.fingerprint.is_none())
+            {
+                s.fingerprint = Some(fingerprint.clone());
+                changed += 1;
+            }
+        }
+        Ok(changed)
+    }
+
     async fn list_secrets_page(
         &self,
         account_id: Uuid,
