@@ -56,6 +56,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -71,6 +72,8 @@ BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
 BEGIN = "<!-- bench/run: begin -->"
 END = "<!-- bench/run: end -->"
 DEFAULT_PG = "postgres://postgres@127.0.0.1:5432/postgres"
+# The import benchmark's screenshot, a fixture of totpd-import's tests.
+QR_SCREENSHOT = "shot_1x.png"
 
 
 @dataclass
@@ -437,8 +440,70 @@ def bench_backend(run: Run, binary: Path, backend: str, settings: Settings, pg_a
         for result in (code, list10, list10k, create, hotp_code, verify):
             result.ratio_to_bare = result.rps / bare.rps
         bare.ratio_to_bare = 1.0
+        bench_import(run, server, backend, small, settings)
     finally:
         server.stop()
+
+
+def aegis_export(entries: int, run_tag: str) -> bytes:
+    """A plain Aegis vault export of `entries` TOTP accounts with fresh
+    secrets (written here from Aegis's docs/vault.md, not by totpd)."""
+    items = []
+    for i in range(entries):
+        secret = hashlib.sha1(f"bench-import-{run_tag}-{i}".encode()).digest()
+        items.append({
+            "type": "totp", "uuid": str(uuid.uuid4()), "name": f"user{i}@example.com",
+            "issuer": f"Service {i % 50}", "note": "", "favorite": False, "icon": None,
+            "info": {"secret": base64.b32encode(secret).decode().rstrip("="), "algo": "SHA1",
+                     "digits": 6, "period": 30},
+        })
+    vault = {"version": 1, "header": {"slots": None, "params": None},
+             "db": {"version": 3, "entries": items, "groups": []}}
+    return json.dumps(vault).encode()
+
+
+def post_import(url: str, key: dict, body: bytes, content_type: str, query: str = "") -> tuple[float, dict]:
+    """One import request; its wall time in ms and its answer."""
+    request = urllib.request.Request(f"{url}/api/v2/totp/secrets/import{query}", data=body, method="POST",
+                                     headers={**auth(key), "Content-Type": content_type})
+    started = time.perf_counter()
+    with urllib.request.urlopen(request, timeout=60) as answer:
+        reply = json.load(answer)
+    return (time.perf_counter() - started) * 1000, reply
+
+
+def import_result(run: Run, server: Server, backend: str, name: str, times: list[float], note: str) -> None:
+    times = sorted(times)
+    p50 = times[len(times) // 2]
+    result = Result(backend, name, 1000 / statistics.mean(times), p50, times[-1], 1,
+                    peak_rss_mib=server.peak_rss_mib(), note=note)
+    log(f"{backend:8} {name:12} p50 {p50:8.1f} ms  max {times[-1]:8.1f} ms")
+    run.results.append(result)
+
+
+def bench_import(run: Run, server: Server, backend: str, key: dict, settings: Settings) -> None:
+    """DESIGN §7's import targets, one request at a time: a 1,000-entry
+    export stored (fresh secrets each time) and a 1920×1080 screenshot with
+    one QR code read (a dry run: the time is the decoding's)."""
+    repeats = 2 if settings.smoke else 7
+    times = []
+    for attempt in range(repeats):
+        took, reply = post_import(server.url, key, aegis_export(1000, f"{backend}-{attempt}"),
+                                  "application/octet-stream", "?format=aegis")
+        if reply.get("created") != 1000:
+            raise RuntimeError(f"{backend} import-1k: {reply.get('created')} of 1000 created")
+        times.append(took)
+    import_result(run, server, backend, "import-1k", times,
+                  "a 1,000-entry Aegis export stored, one request at a time; req/s = imports/s, p99 column = max")
+    screenshot = (ROOT / "crates/totpd-import/tests/data/qr" / QR_SCREENSHOT).read_bytes()
+    times = []
+    for _ in range(repeats * 3):
+        took, reply = post_import(server.url, key, screenshot, "image/png", "?dry_run=true")
+        if reply.get("created", 0) + reply.get("duplicates", 0) < 1:
+            raise RuntimeError(f"{backend} import-qr: no entry read from {QR_SCREENSHOT}")
+        times.append(took)
+    import_result(run, server, backend, "import-qr", times,
+                  f"{QR_SCREENSHOT} (1920×1080 PNG), dry run; req/s = imports/s, p99 column = max")
 
 
 def random_code_script(name: str, ids: list[str]) -> Path:

@@ -48,6 +48,7 @@ REQUIRED = {
     ("GET", "/api/v2/totp/secrets/{id}"): {200, 404},
     ("PATCH", "/api/v2/totp/secrets/{id}"): {200, 400, 404},
     ("POST", "/api/v2/totp/secrets/{id}/verify"): {200, 404},
+    ("POST", "/api/v2/totp/secrets/import"): {200, 400},
     ("POST", "/api/v2/keys"): {200, 400},
     ("GET", "/api/v2/keys"): {200},
     ("DELETE", "/api/v2/keys/{key_id}"): {200, 404},
@@ -56,6 +57,7 @@ REQUIRED = {
     ("GET", "/readyz"): {200},
 }
 TEMPLATES = [
+    (re.compile(r"^/api/v2/totp/secrets/import$"), "/api/v2/totp/secrets/import"),
     (re.compile(r"^/api/v2/keys/[^/]+$"), "/api/v2/keys/{key_id}"),
     (re.compile(r"^/api/v2/totp/secrets/[^/]+$"), "/api/v2/totp/secrets/{id}"),
     (re.compile(r"^/api/v2/totp/code/[^/]+$"), "/api/v2/totp/code/{id}"),

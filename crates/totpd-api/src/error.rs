@@ -32,6 +32,11 @@ pub enum ApiError {
     /// 415: the body is not JSON.
     #[error("request body must be JSON (Content-Type: application/json)")]
     UnsupportedMediaType,
+    /// 415: an import body of a type it does not take.
+    #[error(
+        "an import body must be JSON (application/json) or the file itself (image/png, image/jpeg, image/webp, text/plain or application/octet-stream)"
+    )]
+    UnsupportedImportType,
     /// 429: too many requests from this key, or too many failed
     /// authentications from this client address.
     #[error("too many requests; retry after {retry_after_secs} s")]
@@ -58,7 +63,7 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    fn status_and_code(&self) -> (StatusCode, &'static str) {
+    pub(crate) fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
@@ -66,7 +71,7 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            ApiError::UnsupportedMediaType => {
+            ApiError::UnsupportedMediaType | ApiError::UnsupportedImportType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),

@@ -1,6 +1,6 @@
 //! The totpd HTTP API: the Sendblue-compatible `/api/v2/totp` routes, their
-//! authentication, the JSON error body, health checks and the OpenAPI
-//! document.
+//! authentication, the JSON error body, health checks, the OpenAPI
+//! document and the web console (`/`).
 //!
 //! Only this crate knows about HTTP and JSON. It never touches storage except
 //! through [`totpd_vault::Vault`], and it reads the clock only through
@@ -10,11 +10,14 @@ mod audit;
 mod auth;
 #[cfg(feature = "bench-bare")]
 mod bench;
+mod console;
 mod error;
 mod health;
+mod import;
 mod json;
 mod keys;
 mod limits;
+mod mcp;
 mod metrics;
 mod openapi;
 mod qr;
@@ -31,7 +34,10 @@ use totpd_vault::Vault;
 
 use crate::limits::AbuseLimits;
 
+pub use console::{CONTENT_SECURITY_POLICY, console_asset_paths};
 pub use error::ApiError;
+pub use import::{IMPORT_READERS, MAX_IMPORT_BODY_BYTES};
+pub use mcp::{DEFAULT_ALLOWED_HOSTS, McpSettings};
 pub use metrics::Metrics;
 pub use metrics::{MetricsAccess, MetricsToken, MetricsTokenError, metrics_app};
 pub use openapi::openapi_json;
@@ -109,6 +115,10 @@ pub struct AppState {
     pub(crate) abuse: Arc<AbuseLimits>,
     /// The last `/readyz` probe.
     pub(crate) readiness: Arc<health::Readiness>,
+    /// The node's permits to read an import file.
+    pub(crate) import_readers: Arc<import::ImportReaders>,
+    /// How `/mcp` is served.
+    pub(crate) mcp: Arc<McpSettings>,
 }
 
 impl AppState {
@@ -126,7 +136,16 @@ impl AppState {
             abuse: Arc::new(AbuseLimits::new(&limits)),
             limits: Arc::new(limits),
             readiness: Arc::default(),
+            import_readers: Arc::default(),
+            mcp: Arc::default(),
         }
+    }
+
+    /// The same state, serving `/mcp` as `settings` say (by default: on,
+    /// loopback hosts only, no browser origin, no delete tool).
+    pub fn with_mcp(mut self, settings: McpSettings) -> AppState {
+        self.mcp = Arc::new(settings);
+        self
     }
 }
 
@@ -148,12 +167,15 @@ fn bench_router() -> Router<AppState> {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(secrets::router())
+        .merge(import::router())
         .merge(audit::router())
         .merge(keys::router())
         .merge(health::router())
         .merge(openapi::router())
         .merge(metrics::router())
+        .merge(console::router())
         .merge(bench_router())
+        .merge(mcp::router(&state))
         .fallback(error::not_found_fallback)
         .method_not_allowed_fallback(error::method_not_allowed_fallback)
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))

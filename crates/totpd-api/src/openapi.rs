@@ -23,6 +23,7 @@ use crate::AppState;
         crate::secrets::delete_secret,
         crate::secrets::get_code,
         crate::secrets::verify_code,
+        crate::import::import_secrets,
         crate::audit::list_audit,
         crate::keys::create_key,
         crate::keys::list_keys,

@@ -111,7 +111,7 @@ pub(crate) async fn create_secret(
 
 /// What the answer to the create of a generated secret adds: its
 /// `otpauth://` URI, and the QR code of it if one was asked for.
-struct Enrollment {
+pub(crate) struct Enrollment {
     /// The URI's parameters, with a stand-in secret of the generated
     /// length until the vault has drawn the real one.
     params: OtpParams,
@@ -643,7 +643,9 @@ pub fn parse_create_secret_body(bytes: &[u8]) -> Result<NewSecret, ApiError> {
 /// answer adds. `qr` is `svg` or `png`, and only for a generated secret:
 /// with `secret` or `uri` the caller already holds the URI's contents, so
 /// asking is a 400 rather than silently ignored.
-fn parse_create(body: &Map<String, Value>) -> Result<(NewSecret, Option<Enrollment>), ApiError> {
+pub(crate) fn parse_create(
+    body: &Map<String, Value>,
+) -> Result<(NewSecret, Option<Enrollment>), ApiError> {
     let request = parse_create_request(body)?;
     let qr = match request.qr.as_deref() {
         None => None,

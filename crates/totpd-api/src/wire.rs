@@ -841,3 +841,118 @@ pub(crate) mod tests {
         );
     }
 }
+
+/// The JSON form of `POST /api/v2/totp/secrets/import` (the other form is
+/// the raw file as the body). `Debug` shows neither the data nor the
+/// password. The handler reads the body field by field (the raw form has
+/// none); this type is the JSON form's schema in the OpenAPI document.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ImportRequest {
+    /// `auto` (the default: detected from the data), `qr`, `otpauth`,
+    /// `google`, `aegis`, `2fas`, `andotp`, `bitwarden`, `1pux`, `ente` or
+    /// `proton`.
+    #[schema(example = "auto")]
+    pub format: Option<String>,
+    /// The file: its text, or with `encoding` `base64` its bytes in base64
+    /// (images, zip archives, andOTP's encrypted backups).
+    #[schema(example = "otpauth://totp/GitHub:alice?secret=JBSWY3DPEHPK3PXP&issuer=GitHub")]
+    pub data: String,
+    /// `text` (the default) or `base64`.
+    #[schema(example = "text")]
+    pub encoding: Option<String>,
+    /// The password of an encrypted export. Never logged, never stored.
+    pub password: Option<String>,
+    /// Store nothing; answer what an import would do.
+    pub dry_run: Option<bool>,
+    /// Store every entry or none: one invalid entry and nothing is stored
+    /// (the answer is then a 400 that carries the results).
+    pub atomic: Option<bool>,
+}
+
+impl fmt::Debug for ImportRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ImportRequest")
+            .field("format", &self.format)
+            .field("data", &Redacted)
+            .field("encoding", &self.encoding)
+            .field("password", &Redacted)
+            .field("dry_run", &self.dry_run)
+            .field("atomic", &self.atomic)
+            .finish()
+    }
+}
+
+/// Answer of an import.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImportResponse {
+    /// `"OK"`; `"ERROR"` when an atomic import stored nothing.
+    #[schema(value_type = String, example = "OK")]
+    pub status: &'static str,
+    /// Only with status `ERROR`: `invalid_request`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub error: Option<&'static str>,
+    /// Only with status `ERROR`: which entry kept the atomic import from
+    /// storing anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Whether this was a dry run (nothing stored).
+    pub dry_run: bool,
+    /// Entries stored (in a dry run: that would be).
+    pub created: usize,
+    /// Entries whose key bytes the account already holds, or an earlier
+    /// entry of the file has.
+    pub duplicates: usize,
+    /// Entries that cannot be stored.
+    pub invalid: usize,
+    /// One result per entry, in file order.
+    pub results: Vec<ImportResultBody>,
+}
+
+impl ImportResponse {
+    pub(crate) fn new(report: &totpd_vault::ImportReport) -> ImportResponse {
+        use totpd_vault::ImportOutcome;
+        ImportResponse {
+            status: OK,
+            error: None,
+            message: None,
+            dry_run: report.dry_run,
+            created: report.count(ImportOutcome::Created),
+            duplicates: report.count(ImportOutcome::Duplicate),
+            invalid: report.count(ImportOutcome::Invalid),
+            results: report
+                .results
+                .iter()
+                .enumerate()
+                .map(|(index, result)| ImportResultBody {
+                    index,
+                    outcome: result.outcome.as_str(),
+                    id: result.id,
+                    label: result.label.clone(),
+                    issuer: result.issuer.clone(),
+                    message: result.message.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// What became of one entry of an import.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImportResultBody {
+    /// The entry's position in the file, from 0.
+    pub index: usize,
+    /// `created`, `duplicate` or `invalid`.
+    #[schema(value_type = String, example = "created")]
+    pub outcome: &'static str,
+    /// The stored secret (for a duplicate, the one already held); null for
+    /// an invalid entry and, in a dry run, for one not yet stored.
+    pub id: Option<Uuid>,
+    /// The secret's label (for an invalid entry, the name the file gave it).
+    pub label: Option<String>,
+    /// The secret's issuer.
+    pub issuer: Option<String>,
+    /// Why an entry is invalid; null otherwise.
+    pub message: Option<String>,
+}

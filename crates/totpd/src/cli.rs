@@ -7,6 +7,14 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::otp_cmd::OtpArgs;
 
+const MCP_ENV_HELP: &str = "\
+Environment:
+  TOTPD_URL               base URL of the totpd server (--url)
+  TOTPD_KEY_ID            API key id (--key-id)
+  TOTPD_KEY_SECRET        API key secret (never on the command line)
+  TOTPD_API_KEY           <key_id>.<secret>, instead of the two above
+  TOTPD_MCP_ALLOW_DELETE  offer delete_totp_secret (--allow-delete)";
+
 const ENV_HELP: &str = "\
 Environment:
   TOTPD_LISTEN           address to listen on (serve)
@@ -87,6 +95,33 @@ pub(crate) enum Command {
     /// that is checked before anything is copied.
     #[command(after_help = ENV_HELP)]
     Restore(RestoreArgs),
+    /// Import secrets from files: QR screenshots, otpauth:// lists and authenticator exports.
+    ///
+    /// Formats: qr (PNG, JPEG or WebP with one or more QR codes), otpauth
+    /// (one URI per line), google (otpauth-migration:// URIs), aegis, 2fas,
+    /// andotp, bitwarden, 1pux, ente and proton, plain or password-encrypted;
+    /// auto (the default) detects each file's format. Works against the same
+    /// database as serve, running or not. Each file is imported in one
+    /// transaction: an entry whose key bytes the account already holds is a
+    /// duplicate and is not stored again, an entry the vault cannot serve
+    /// (Steam, mOTP, ...) is listed as invalid with the reason. Shows a
+    /// progress bar on a terminal and a summary table at the end; exits 1 if
+    /// a file could not be read or stored (the other files are imported).
+    #[command(after_help = ENV_HELP)]
+    Import(ImportArgs),
+    /// Serve MCP (Model Context Protocol) on stdin/stdout for an AI agent.
+    ///
+    /// Talks to a running totpd server over its HTTP API with one API key
+    /// (give the agent an `agent` key scoped to its secrets: totpd keys
+    /// create --account NAME --role agent --secret ID); never opens the
+    /// database or the master key. Tools: list_totp_secrets, get_totp_code,
+    /// add_totp_secret, verify_totp_code, and delete_totp_secret with
+    /// --allow-delete. stdout carries only the protocol; errors go to
+    /// stderr. At start the server is asked once for one secret: a missing
+    /// URL or key, an unreachable server or a refused key exits 1 with the
+    /// reason.
+    #[command(after_help = MCP_ENV_HELP)]
+    Mcp(McpArgs),
     /// Compute codes offline, like oathtool (no server, no database).
     Otp(OtpArgs),
     /// Fill an account with generated secrets (benchmark builds only).
@@ -300,8 +335,55 @@ pub(crate) struct ServeArgs {
         value_parser = clap::value_parser!(u32).range(1..=36_500)
     )]
     pub audit_retention: u32,
+    /// Do not answer MCP (streamable HTTP) at /mcp.
+    #[arg(long, env = "TOTPD_NO_MCP")]
+    pub no_mcp: bool,
+    /// Host header values /mcp accepts, comma-separated (names or
+    /// host:port), against DNS rebinding. Default: localhost, 127.0.0.1 and
+    /// ::1. Behind a proxy or on a network address, list the names clients
+    /// use (e.g. totpd.example.com); `*` accepts any Host (only behind a
+    /// proxy that checks it).
+    #[arg(
+        long,
+        env = "TOTPD_MCP_ALLOWED_HOSTS",
+        value_name = "HOSTS",
+        value_delimiter = ','
+    )]
+    pub mcp_allowed_hosts: Vec<String>,
+    /// Origin header values /mcp accepts, comma-separated
+    /// (scheme://host[:port], `:*` for any port). Requests without Origin
+    /// (MCP clients that are not browsers) always pass; by default every
+    /// request with an Origin is refused (no web page may call /mcp).
+    #[arg(
+        long,
+        env = "TOTPD_MCP_ALLOWED_ORIGINS",
+        value_name = "ORIGINS",
+        value_delimiter = ','
+    )]
+    pub mcp_allowed_origins: Vec<String>,
+    /// List and run the delete_totp_secret tool on /mcp (the API key's
+    /// role must still allow deleting: agent keys never may).
+    #[arg(long, env = "TOTPD_MCP_ALLOW_DELETE")]
+    pub mcp_allow_delete: bool,
     #[command(flatten)]
     pub store: StoreArgs,
+}
+
+/// `totpd mcp`: an MCP server on stdin/stdout for one API key, talking to a
+/// running totpd over HTTP(S).
+#[derive(Debug, Args)]
+pub(crate) struct McpArgs {
+    /// Base URL of the running totpd server, e.g. http://127.0.0.1:8080.
+    #[arg(long, env = "TOTPD_URL", value_name = "URL")]
+    pub url: Option<String>,
+    /// The API key's id (with TOTPD_KEY_SECRET). Alternatively
+    /// TOTPD_API_KEY=<key_id>.<secret>.
+    #[arg(long, env = "TOTPD_KEY_ID", value_name = "KEY_ID")]
+    pub key_id: Option<String>,
+    /// Offer the delete_totp_secret tool (the key's role must still allow
+    /// deleting: agent keys never may). Without it the tool is not listed.
+    #[arg(long, env = "TOTPD_MCP_ALLOW_DELETE")]
+    pub allow_delete: bool,
 }
 
 /// Highest accepted `--max-secrets-per-account`.
@@ -406,6 +488,40 @@ pub(crate) struct KeysCreateArgs {
     pub json: bool,
     #[command(flatten)]
     pub store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ImportArgs {
+    /// The files to import.
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+    /// Account to import into (1-64 of A-Z a-z 0-9 . _ -); created if it does
+    /// not exist.
+    #[arg(long, value_name = "NAME")]
+    pub account: String,
+    /// The files' format (auto detects each file's).
+    #[arg(long, value_name = "F", default_value = "auto", value_parser = parse_import_format)]
+    pub format: totpd_import::Format,
+    /// A file holding the password of encrypted exports (its first line).
+    /// Never given on the command line, where other users could read it.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Store nothing; show what would be imported.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Store all of a file's entries or none of them.
+    #[arg(long)]
+    pub atomic: bool,
+    /// Print one JSON object per file on standard output instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+fn parse_import_format(name: &str) -> Result<totpd_import::Format, String> {
+    totpd_import::Format::from_name(name)
+        .ok_or_else(|| format!("must be one of {}", totpd_import::Format::names()))
 }
 
 #[derive(Debug, Args)]

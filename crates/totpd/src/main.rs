@@ -9,7 +9,9 @@ mod backup_cmd;
 mod bench_seed;
 mod cli;
 mod config;
+mod import_cmd;
 mod keys_cmd;
+mod mcp_cmd;
 mod migrate_cmd;
 mod otp_cmd;
 mod redact;
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Otp(args) => otp_cmd::run(args),
+        Command::Mcp(args) => runtime()?.block_on(mcp_cmd::run(args)),
         #[cfg(feature = "bench-bare")]
         Command::BenchSeed(args) => runtime()?.block_on(bench_seed::run(args)),
         Command::Audit(args) => runtime()?.block_on(audit_cmd::run(args)),
@@ -45,6 +48,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => runtime()?.block_on(serve::run(args)),
         Command::Rekey(args) => runtime()?.block_on(rekey_cmd::run(args)),
         Command::Backup(args) => runtime()?.block_on(backup_cmd::backup(args)),
+        Command::Import(args) => runtime()?.block_on(import_cmd::run(args)),
         Command::Restore(args) => runtime()?.block_on(backup_cmd::restore(args)),
         Command::Keys(KeysCommand::Create(args)) => runtime()?.block_on(keys_cmd::create(args)),
         Command::Keys(KeysCommand::List(args)) => runtime()?.block_on(keys_cmd::list(args)),

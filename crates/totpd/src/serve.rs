@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use tokio::net::TcpListener;
-use totpd_api::{AppState, Limits, Metrics, MetricsAccess, MetricsToken};
+use totpd_api::{AppState, Limits, McpSettings, Metrics, MetricsAccess, MetricsToken};
 use totpd_vault::{Clock as _, SystemClock, UnixTime, Vault};
 use tracing_subscriber::EnvFilter;
 
@@ -118,7 +118,8 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Arc::new(SystemClock),
         Arc::new(Metrics::default()),
         limits,
-    );
+    )
+    .with_mcp(mcp_settings(&args));
     let header_read_timeout = Duration::from_secs(args.header_read_timeout);
     let max_connections = usize::try_from(args.max_connections).unwrap_or(usize::MAX);
     let config = ServerConfig {
@@ -227,8 +228,42 @@ async fn flush_key_uses_every(vault: Arc<totpd_vault::Vault>, every: Duration) {
     }
 }
 
+/// How /mcp is served, from the serve flags.
+fn mcp_settings(args: &ServeArgs) -> McpSettings {
+    let mut settings = McpSettings {
+        enabled: !args.no_mcp,
+        allow_delete: args.mcp_allow_delete,
+        allowed_origins: args
+            .mcp_allowed_origins
+            .iter()
+            .map(|o| o.trim().to_owned())
+            .filter(|o| !o.is_empty())
+            .collect(),
+        ..McpSettings::default()
+    };
+    let hosts: Vec<String> = args
+        .mcp_allowed_hosts
+        .iter()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .collect();
+    if hosts.iter().any(|h| h == "*") {
+        settings.allowed_hosts.clear();
+    } else if !hosts.is_empty() {
+        settings.allowed_hosts = hosts;
+    }
+    settings
+}
+
 fn init_logging() {
-    let filter = EnvFilter::try_from_env("TOTPD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let mut filter =
+        EnvFilter::try_from_env("TOTPD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // rmcp logs every /mcp request at info and whole protocol messages (tool
+    // arguments with secrets, answers with codes) at trace: held at warn
+    // whatever TOTPD_LOG says, so no log level shows a secret or a code.
+    if let Ok(directive) = "rmcp=warn".parse() {
+        filter = filter.add_directive(directive);
+    }
     let json = std::env::var("TOTPD_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -376,6 +376,17 @@ fn help_describes_every_flag_and_environment_variable() {
             "totpd keys create --help lacks {word}"
         );
     }
+    let import = help(&["import", "--help"]);
+    for word in store.iter().chain(&[
+        "--account",
+        "--format",
+        "--password-file",
+        "--dry-run",
+        "--atomic",
+        "--json",
+    ]) {
+        assert!(import.contains(word), "totpd import --help lacks {word}");
+    }
     for sub in ["list", "revoke"] {
         let text = help(&["keys", sub, "--help"]);
         for word in store {

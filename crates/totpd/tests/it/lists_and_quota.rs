@@ -32,7 +32,7 @@ const PARALLEL_LISTS: usize = 8;
 const RSS_GROWTH_BOUND_KIB: u64 = 48 * 1024;
 
 /// `VmHWM` (peak resident set) and `VmRSS` of a process, in KiB.
-fn memory_kib(pid: u32) -> (u64, u64) {
+pub(crate) fn memory_kib(pid: u32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
     let field = |name: &str| {
         status
