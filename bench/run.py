@@ -441,6 +441,18 @@ def bench_backend(run: Run, binary: Path, backend: str, settings: Settings, pg_a
             result.ratio_to_bare = result.rps / bare.rps
         bare.ratio_to_bare = 1.0
         bench_import(run, server, backend, small, settings)
+        if backend == "sqlite":
+            # What the per-request log line costs: the same code row with
+            # the level raised above it, on the same database.
+            server.stop_process()
+            server.env = {**server.env, "TOTPD_LOG": "warn"}
+            server.port = free_port()
+            server.start()
+            quiet = measure(run, backend, "code-nolog", f"{server.url}/api/v2/totp/code/{small['secret_id']}",
+                            auth(small), settings, server)
+            quiet.ratio_to_bare = quiet.rps / bare.rps
+            quiet.note = (f"TOTPD_LOG=warn (no per-request line); the default row is "
+                          f"{code.rps / quiet.rps:.2f} of this")
     finally:
         server.stop()
 

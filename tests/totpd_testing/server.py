@@ -9,6 +9,7 @@ to a log file, so a failing test can show it.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -24,6 +25,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_S = 30.0
 SHUTDOWN_TIMEOUT_S = 10.0
 KEYS_CREATE_TIMEOUT_S = 30.0
+# Request ids that mark the log (TotpdServer.sync_log).
+_LOG_MARKS = itertools.count()
 LISTENING = re.compile(r"^totpd listening on https?://127\.0\.0\.1:(\d+)\s*$")
 
 
@@ -134,7 +137,36 @@ class TotpdServer:
         except FileNotFoundError:
             return 0
 
+    def sync_log(self) -> None:
+        """Wait until every line the running server has logged is in the file.
+
+        The server writes its log from a buffer, up to 50 ms late, so that a
+        check that a line is absent cannot pass only because the line was not
+        written yet: a request with a unique request id, then a wait for its
+        log line. A server that logs no requests (TOTPD_LOG above info) gets a
+        pause instead; a stopped one wrote everything on its way out.
+        """
+        if self.proc is None or self.proc.poll() is not None or self.port is None:
+            return
+        if self.extra_env.get("TOTPD_LOG", "info") in ("warn", "error", "off"):
+            time.sleep(0.3)
+            return
+        mark = f"log-sync-{os.getpid()}-{next(_LOG_MARKS)}"
+        request = urllib.request.Request(f"{self.base_url}/healthz", headers={"x-request-id": mark})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as resp:
+                resp.read()
+        except OSError:
+            return
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if mark in self.log_path.read_text(errors="replace"):
+                return
+            time.sleep(0.01)
+        raise TotpdError(f"the server's log line for request {mark} did not appear within 10 s")
+
     def log_text(self, start: int = 0, max_lines: int = 400) -> str:
+        self.sync_log()
         try:
             with open(self.log_path, "rb") as log:
                 log.seek(start)

@@ -11,6 +11,7 @@ mod cli;
 mod config;
 mod import_cmd;
 mod keys_cmd;
+mod log_sink;
 mod mcp_cmd;
 mod migrate_cmd;
 mod otp_cmd;

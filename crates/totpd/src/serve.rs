@@ -15,6 +15,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::ServeArgs;
 use crate::config::open_vault;
+use crate::log_sink;
 use crate::server::{self, ServerConfig, load_tls};
 
 /// Longest accepted `--auth-failure-window`, in seconds (one day).
@@ -46,7 +47,8 @@ fn check_settings(args: &ServeArgs) -> anyhow::Result<Option<MetricsToken>> {
 
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let token = check_settings(&args)?;
-    init_logging();
+    // Held to the end of `run`: dropping it writes out the buffered lines.
+    let _log_flusher = init_logging();
     let (vault, locations) = open_vault(&args.store).await?;
     let vault = vault.with_max_secrets_per_account(args.max_secrets_per_account);
     tracing::info!(database = %locations.database_for_display(), master_key = vault.master_key_id(), "vault opened");
@@ -255,7 +257,10 @@ fn mcp_settings(args: &ServeArgs) -> McpSettings {
     settings
 }
 
-fn init_logging() {
+/// Logs to stderr through [`log_sink`]'s buffer (a line at most
+/// [`log_sink::FLUSH_EVERY`] late, never on a request's path); the returned
+/// flusher writes out what is left when dropped.
+fn init_logging() -> Option<log_sink::Flusher> {
     let mut filter =
         EnvFilter::try_from_env("TOTPD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     // rmcp logs every /mcp request at info and whole protocol messages (tool
@@ -265,15 +270,17 @@ fn init_logging() {
         filter = filter.add_directive(directive);
     }
     let json = std::env::var("TOTPD_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
+    let (writer, flusher) = log_sink::buffered_stderr();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     if json {
         builder.json().init();
     } else {
         builder.init();
     }
+    flusher
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -52,6 +52,15 @@ impl Opener {
     /// write acknowledged after its commit survives `kill -9` and power loss.
     /// `secure_delete` overwrites deleted rows with zeros, so a deleted
     /// secret's ciphertext does not linger in free space.
+    ///
+    /// `temp_store = MEMORY`: every write of a group commit runs in its own
+    /// savepoint, whose sub-journal (the prior images of the pages it
+    /// changes) SQLite otherwise spills to a temporary file past 64 KiB,
+    /// which an audited batch reaches: a file created, unlinked and closed
+    /// in the temporary directory per commit, with page images of the
+    /// database (ciphertexts included) left in that filesystem's free
+    /// space. In memory it is a copy per changed page, bounded by what one
+    /// write changes (an import: at most its entry limit of rows).
     pub(crate) fn writer(&self) -> rusqlite::Result<Connection> {
         let flags = match self.mode {
             Mode::Create => OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
@@ -59,6 +68,7 @@ impl Opener {
             Mode::ReadOnly => OpenFlags::SQLITE_OPEN_READ_ONLY,
         };
         let conn = self.open(flags, WRITE_CACHE_KIB)?;
+        conn.execute_batch("PRAGMA temp_store = MEMORY")?;
         if self.mode != Mode::ReadOnly {
             // Persistent in the file; readers never wait for the writer. On a
             // filesystem without shared memory SQLite keeps its old mode,
@@ -201,4 +211,33 @@ pub(crate) fn scratch() -> Connection {
     let conn = Connection::open_in_memory().unwrap();
     migrate(&conn, Mode::Create).unwrap();
     conn
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pragma(conn: &Connection, name: &str) -> i64 {
+        conn.query_row(&format!("PRAGMA {name}"), [], |row| row.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn the_writer_keeps_its_sub_journals_in_memory_and_fsyncs_every_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let opener = Opener::new(
+            Location {
+                path: dir.path().join("totpd.db"),
+                mode: Mode::Create,
+            },
+            Duration::from_secs(1),
+        );
+        let writer = opener.writer().unwrap();
+        // 2 = MEMORY: no temporary file per group commit.
+        assert_eq!(pragma(&writer, "temp_store"), 2);
+        // 2 = FULL.
+        assert_eq!(pragma(&writer, "synchronous"), 2);
+        let reader = opener.reader().unwrap();
+        assert_eq!(pragma(&reader, "query_only"), 1);
+    }
 }

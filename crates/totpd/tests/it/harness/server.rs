@@ -379,9 +379,64 @@ impl TestServer {
         self.stdout.lock().unwrap()[self.run_first_line..].to_vec()
     }
 
-    /// Everything the server wrote to stderr, all runs.
+    /// Everything the server wrote to stderr, all runs, including every
+    /// line it logged before this call (see [`TestServer::sync_log`]).
     pub fn log(&self) -> String {
+        self.sync_log();
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// The server writes its log from a buffer, up to 50 ms late: so that a
+    /// check that a line is absent cannot pass only because the line was
+    /// not written yet, this sends a request with a unique request id and
+    /// waits until its log line (and so everything logged before it) is in
+    /// the file. A server that does not log requests at info (`TOTPD_LOG`
+    /// above it), serves TLS, or has stopped gets a pause instead (a
+    /// stopped one has written everything on its way out).
+    fn sync_log(&self) {
+        static MARKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        if self.child.is_none() {
+            return;
+        }
+        let quiet = self
+            .options
+            .env
+            .iter()
+            .any(|(k, v)| k == "TOTPD_LOG" && ["warn", "error", "off"].contains(&v.as_str()));
+        if quiet || self.base_url.starts_with("https://") {
+            std::thread::sleep(Duration::from_millis(300));
+            return;
+        }
+        let mark = format!(
+            "log-sync-{}-{}",
+            std::process::id(),
+            MARKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let request = format!(
+            "GET /healthz HTTP/1.1\r\nHost: {}\r\nx-request-id: {mark}\r\nConnection: close\r\n\r\n",
+            self.addr
+        );
+        let sent = std::net::TcpStream::connect(&self.addr).and_then(|mut stream| {
+            use std::io::{Read as _, Write as _};
+            stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+            stream.write_all(request.as_bytes())?;
+            let mut answer = Vec::new();
+            stream.read_to_end(&mut answer).map(drop)
+        });
+        if sent.is_err() {
+            // Not answering (stopping, or stopped by the test): nothing to
+            // wait for.
+            return;
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+            if text.contains(&mark) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("the server's log line for request {mark} did not appear within 10 s");
     }
 
     pub fn url(&self, path: &str) -> String {
