@@ -15,7 +15,7 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::limits::RetryAfter;
 use crate::metrics::LimitKind;
-use crate::telemetry::RequestId;
+use crate::telemetry::{CurrentRequestId, RequestId};
 
 pub(crate) const KEY_ID_HEADER: &str = "sb-api-key-id";
 pub(crate) const SECRET_HEADER: &str = "sb-api-secret-key";
@@ -71,12 +71,14 @@ impl FromRequestParts<AppState> for Auth {
                         // client that swapped its headers sends its secret there.
                         if locked.key {
                             tracing::warn!(
+                                request_id = %CurrentRequestId,
                                 %client,
                                 "a key id locked out for this client address after repeated failed authentications"
                             );
                         }
                         if locked.client {
                             tracing::warn!(
+                                request_id = %CurrentRequestId,
                                 %client,
                                 "client address locked out, except for keys in use from it, after repeated failed authentications"
                             );

@@ -5,6 +5,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use totpd_vault::{BoxError, ErrorChain, LabelError, VaultError};
 
+use crate::telemetry::CurrentRequestId;
 use crate::wire::ErrorBody;
 
 /// An HTTP error answer.
@@ -111,7 +112,7 @@ impl From<VaultError> for ApiError {
                 ApiError::RateLimited { retry_after_secs }
             }
             VaultError::Unavailable(cause) => {
-                tracing::warn!(error = %ErrorChain(&cause), "database unavailable");
+                tracing::warn!(request_id = %CurrentRequestId, error = %ErrorChain(&cause), "database unavailable");
                 ApiError::Unavailable("the database is unavailable; retry shortly")
             }
             other => ApiError::internal(other),
@@ -126,7 +127,7 @@ impl IntoResponse for ApiError {
             ApiError::Internal(cause) => {
                 // The cause goes to the log only, with every source below
                 // it: it may name internals.
-                tracing::error!(error = %ErrorChain(cause.as_ref()), "internal error");
+                tracing::error!(request_id = %CurrentRequestId, error = %ErrorChain(cause.as_ref()), "internal error");
                 "the server failed to handle this request".to_owned()
             }
             other => other.to_string(),

@@ -66,6 +66,12 @@ async fn an_unreadable_secret_logs_the_whole_cause_chain(backend: Backend) {
 
     corrupt_digits(&server.env).await;
     let reply = api.code(&id).await;
+    let request_id = reply
+        .headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("the 500 names its request id")
+        .to_owned();
     let body = reply.expect_error(500, "internal");
     assert_eq!(
         body["message"], "the server failed to handle this request",
@@ -90,6 +96,8 @@ async fn an_unreadable_secret_logs_the_whole_cause_chain(backend: Backend) {
         line.contains("internal error: the store failed: "),
         "{line}"
     );
+    // The operator finds the line from the id the client was answered with.
+    assert!(line.contains(&format!("request_id={request_id}")), "{line}");
     // PostgreSQL: a connection that had prepared the statement before the
     // change is refused by the server; a fresh one decodes the text and fails.
     let expected: &[(&str, &str)] = match backend {
