@@ -240,7 +240,7 @@ mod tests {
         let logged = Instant::now();
         while out.text().is_empty() {
             assert!(
-                logged.elapsed() < FLUSH_EVERY * 40,
+                logged.elapsed() < Duration::from_secs(10),
                 "nothing written after {:?}",
                 logged.elapsed()
             );
@@ -269,16 +269,20 @@ mod tests {
         let gate = Arc::new(StdMutex::new(()));
         let held = gate.lock().unwrap();
         let out = Captured::default();
+        let (taken, took) = std::sync::mpsc::channel();
         let (sink, thread_gate) = (out.clone(), Arc::clone(&gate));
         let (writer, flusher) = start(move || {
+            // Told once the thread has swapped a batch out, then blocked.
+            let _ = taken.send(());
             drop(thread_gate.lock().unwrap());
             sink.clone()
         });
         let line = "x".repeat(1023) + "\n";
         let fits = MAX_BUFFERED / line.len();
-        // Let the thread take a first batch and block on the gate with it.
+        // The thread takes a first batch and blocks on the gate with it.
         log(&writer, &line);
-        std::thread::sleep(FLUSH_EVERY * 3);
+        took.recv_timeout(Duration::from_secs(10))
+            .expect("the thread took the first line");
         for _ in 0..fits + 10 {
             log(&writer, &line);
         }
