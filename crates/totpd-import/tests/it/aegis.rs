@@ -280,14 +280,9 @@ fn no_aegis_error_or_reason_holds_a_secret_or_the_password() {
 
 #[test]
 fn the_entry_bound_applies_to_aegis_vaults() {
-    let limits = Limits {
-        max_entries: 3,
-        ..Limits::default()
-    };
-    assert_eq!(
-        read(Format::Aegis, PLAIN.as_bytes(), None, &limits).unwrap_err(),
-        ImportError::TooManyEntries { max: 3 }
-    );
+    for fixture in &FIXTURES {
+        fixture.check_entry_bound();
+    }
 }
 
 #[test]

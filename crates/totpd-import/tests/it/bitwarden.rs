@@ -216,12 +216,7 @@ fn no_reason_names_a_secret() {
 
 #[test]
 fn the_entry_bound_stops_the_read() {
-    let limits = Limits {
-        max_entries: 3,
-        ..Limits::default()
-    };
-    assert_eq!(
-        read(Format::Bitwarden, PLAIN.as_bytes(), None, &limits).unwrap_err(),
-        ImportError::TooManyEntries { max: 3 }
-    );
+    for fixture in &FIXTURES {
+        fixture.check_entry_bound();
+    }
 }

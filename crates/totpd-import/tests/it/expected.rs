@@ -137,6 +137,28 @@ impl Fixture {
         }
     }
 
+    /// [`Limits::max_entries`] at the fixture's own count of entries reads
+    /// them all; one fewer refuses the file as too many, naming the bound.
+    pub fn check_entry_bound(&self) {
+        let password = self.password.map(password);
+        let read_with = |max_entries: usize| {
+            let limits = Limits {
+                max_entries,
+                ..Limits::default()
+            };
+            read(self.format, self.data, password.as_ref(), &limits)
+        };
+        let count = read_with(Limits::default().max_entries)
+            .expect("the fixture reads")
+            .len();
+        assert!(count > 1, "{} holds a single entry", self.format);
+        assert_eq!(read_with(count).expect("all entries fit").len(), count);
+        assert_eq!(
+            read_with(count - 1).unwrap_err(),
+            ImportError::TooManyEntries { max: count - 1 }
+        );
+    }
+
     /// An encrypted fixture, under its format and `auto`: without a
     /// password it asks for one, with a wrong one it says so.
     pub fn check_password_refusals(&self) {

@@ -204,14 +204,9 @@ fn no_2fas_error_or_reason_holds_a_secret_or_the_password() {
 
 #[test]
 fn the_entry_bound_applies_to_2fas_backups() {
-    let limits = Limits {
-        max_entries: 5,
-        ..Limits::default()
-    };
-    assert_eq!(
-        read(Format::TwoFas, PLAIN.as_bytes(), None, &limits).unwrap_err(),
-        ImportError::TooManyEntries { max: 5 }
-    );
+    for fixture in &FIXTURES {
+        fixture.check_entry_bound();
+    }
 }
 
 #[test]
